@@ -1,0 +1,68 @@
+"""Time and peak memory of the synthetic CSBM generator.
+
+    python -m experiments.bench_synthetic [--sizes 100000:1000000 1000000:10000000]
+
+Each size is ``NODES:UNDIRECTED_EDGES`` and runs in a fresh process, so the peak resident
+memory printed is that run's alone (it includes the ~0.4 GiB of the Python + torch process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from vqgraph.utils.profiling import current_rss_gib, peak_rss_gib, run_isolated
+
+
+def _one(num_nodes: int, num_edges: int, num_features: int, seed: int) -> dict:
+    import torch
+
+    from vqgraph.data import make_csbm, num_undirected_edges
+
+    base = current_rss_gib()
+    start = time.perf_counter()
+    data = make_csbm(num_nodes=num_nodes, num_edges=num_edges, num_features=num_features, seed=seed)
+    seconds = time.perf_counter() - start
+    same_class = (data.y[data.edge_index[0]] == data.y[data.edge_index[1]]).float().mean().item()
+    return {
+        "num_nodes": data.num_nodes,
+        "num_edges": num_undirected_edges(data),
+        "num_features": data.num_features,
+        "edge_homophily": round(same_class, 4),
+        "seconds": round(seconds, 2),
+        "peak_rss_gib": round(peak_rss_gib(), 3),
+        "baseline_rss_gib": round(base, 3),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench_synthetic", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["100000:1000000", "1000000:10000000"])
+    parser.add_argument("--num-features", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        nodes, edges = (int(v) for v in args.sizes[0].split(":"))
+        print(json.dumps(_one(nodes, edges, args.num_features, args.seed)))
+        return 0
+    print(f"{'nodes':>9} {'edges':>10} {'feats':>5} {'homophily':>9} {'seconds':>8} {'peak GiB':>9}")
+    rows = []
+    for size in args.sizes:
+        row = run_isolated(
+            "experiments.bench_synthetic",
+            ["--child", "--sizes", size, "--num-features", str(args.num_features), "--seed", str(args.seed)],
+        )
+        rows.append(row)
+        print(
+            f"{row['num_nodes']:>9} {row['num_edges']:>10} {row['num_features']:>5} {row['edge_homophily']:>9} "
+            f"{row['seconds']:>8} {row['peak_rss_gib']:>9}"
+        )
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""Data layer: loaders for the CPF, OGB, heterophilic and synthetic graphs, and the split object."""
+
+from vqgraph.data.datasets import (
+    DATA_ENV,
+    KNOWN_DATASETS,
+    DatasetSpec,
+    dataset_info,
+    get_spec,
+    load_dataset,
+    resolve_data_root,
+)
+from vqgraph.data.graph import build_graph, canonical_edges, check_features, check_graph, num_undirected_edges
+from vqgraph.data.splits import NodeSplit, Setting, cpf_split, make_split
+from vqgraph.data.synthetic import make_csbm
+
+__all__ = [
+    "DATA_ENV",
+    "KNOWN_DATASETS",
+    "DatasetSpec",
+    "NodeSplit",
+    "Setting",
+    "build_graph",
+    "canonical_edges",
+    "check_features",
+    "check_graph",
+    "cpf_split",
+    "dataset_info",
+    "get_spec",
+    "load_dataset",
+    "make_csbm",
+    "make_split",
+    "num_undirected_edges",
+    "resolve_data_root",
+]

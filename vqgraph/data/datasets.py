@@ -1,0 +1,241 @@
+"""Dataset registry, data-root resolution and :func:`load_dataset`.
+
+A dataset name maps to a :class:`DatasetSpec` in one table (:data:`KNOWN_DATASETS`): where its
+files may sit under the data root, where to download them, and which reader loads them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+from torch_geometric.data import Data
+
+from vqgraph.data.cpf import load_cpf_npz
+from vqgraph.data.heterophilic import load_heterophilic_npz
+from vqgraph.data.ogb import download_ogb, load_ogb, ogb_expected_files
+from vqgraph.data.synthetic import make_csbm
+from vqgraph.errors import DatasetNotFoundError
+
+DATA_ENV = "VQGRAPH_DATA"
+DEFAULT_ROOT = "datasets"
+
+PathLike = Union[str, os.PathLike]
+
+
+def resolve_data_root(root: Optional[PathLike] = None) -> Path:
+    """The data root: ``root`` if given, else ``$VQGRAPH_DATA``, else ``./datasets``."""
+    if root is not None and str(root) != "":
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ENV, "")
+    if env:
+        return Path(env).expanduser()
+    return Path(DEFAULT_ROOT)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset's files may sit under the data root and how to read them.
+
+    ``candidates`` are paths relative to the root, tried in order; the first that exists is
+    read. ``url`` (if any) is downloaded to ``candidates[0]``.
+    """
+
+    name: str
+    family: str  # "cpf", "heterophilic", "ogb", "synthetic"
+    candidates: Tuple[str, ...] = ()
+    url: Optional[str] = None
+    aliases: Tuple[str, ...] = ()
+    description: str = ""
+    options: Dict[str, object] = field(default_factory=dict)
+
+    def locate(self, root: Path) -> Optional[Path]:
+        for rel in self.candidates:
+            if (root / rel).is_file():
+                return root / rel
+        return None
+
+    def searched(self, root: Path) -> List[str]:
+        return [str(root / rel) for rel in self.candidates]
+
+
+_CPF_URL = "https://raw.githubusercontent.com/BUPT-GAMMA/CPF/master/data/npz/{}.npz"
+_HETERO_URL = "https://raw.githubusercontent.com/yandex-research/heterophilous-graphs/main/data/{}.npz"
+
+
+def _cpf(name: str, folder: str, stems: Tuple[str, ...], url_stem: str, aliases=(), description="") -> DatasetSpec:
+    candidates = tuple(f"{folder}/{s}.npz" for s in stems) + tuple(f"{s}.npz" for s in stems)
+    candidates += tuple(f"npz/{s}.npz" for s in stems)
+    return DatasetSpec(name, "cpf", candidates, _CPF_URL.format(url_stem), aliases, description)
+
+
+def _hetero(name: str, aliases=()) -> DatasetSpec:
+    candidates = (f"{name}/{name}.npz", f"{name}.npz")
+    return DatasetSpec(name, "heterophilic", candidates, _HETERO_URL.format(name), aliases, "Geom-GCN 10 splits")
+
+
+def _ogb(name: str) -> DatasetSpec:
+    # the first expected file stands for the folder; all of them are checked when loading
+    return DatasetSpec(name, "ogb", tuple(ogb_expected_files(name)[:1]), "ogb", (name.replace("-", "_"),), "OGB")
+
+
+KNOWN_DATASETS: Dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        _cpf("cora", "cora", ("cora",), "cora", description="CPF, citation"),
+        _cpf("citeseer", "citeseer", ("citeseer",), "citeseer", description="CPF, citation"),
+        _cpf("pubmed", "pubmed", ("pubmed",), "pubmed", description="CPF, citation"),
+        _cpf(
+            "a-computer",
+            "amazon_computers",
+            ("amazon_computers", "amazon_electronics_computers"),
+            "amazon_electronics_computers",
+            aliases=("amazon-computers", "amazon_computers", "computers"),
+            description="CPF, co-purchase",
+        ),
+        _cpf(
+            "a-photo",
+            "amazon_photo",
+            ("amazon_photo", "amazon_electronics_photo"),
+            "amazon_electronics_photo",
+            aliases=("amazon-photo", "amazon_photo", "photo"),
+            description="CPF, co-purchase",
+        ),
+        _ogb("ogbn-arxiv"),
+        _ogb("ogbn-products"),
+        _hetero("texas"),
+        _hetero("cornell"),
+        _hetero("wisconsin"),
+        _hetero("actor", aliases=("film",)),
+        _hetero("chameleon"),
+        _hetero("squirrel"),
+        DatasetSpec(
+            "synthetic",
+            "synthetic",
+            aliases=("csbm",),
+            description="seeded CSBM, 10k nodes, 5 classes, degree 10 (make_csbm for other sizes)",
+        ),
+    )
+}
+
+_ALIASES = {alias: spec.name for spec in KNOWN_DATASETS.values() for alias in (spec.name, *spec.aliases)}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of ``name`` (or of one of its aliases, case-insensitive)."""
+    key = _ALIASES.get(name.lower())
+    if key is None:
+        raise KeyError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(KNOWN_DATASETS)} "
+            f"(or pass the path of a CPF-format .npz file)"
+        )
+    return KNOWN_DATASETS[key]
+
+
+def _download_file(url: str, dest: Path, timeout: float = 60.0) -> None:
+    """Download ``url`` to ``dest`` through a temporary file, so that a failure leaves nothing."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            shutil.copyfileobj(response, out)
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _not_found(spec: DatasetSpec, root: Path, why: str = "") -> DatasetNotFoundError:
+    expected = ogb_expected_files(spec.name) if spec.family == "ogb" else list(spec.candidates)
+    return DatasetNotFoundError(
+        f"dataset {spec.name!r} not found under data root {root} "
+        f"(resolved from: argument, else ${DATA_ENV}, else ./{DEFAULT_ROOT}). "
+        f"Expected one of these files: {expected}; searched: {spec.searched(root)}."
+        + (f" {why}" if why else f" Pass download=True to fetch it from {spec.url}." if spec.url else "")
+    )
+
+
+def _fetch(spec: DatasetSpec, root: Path) -> None:
+    try:
+        if spec.family == "ogb":
+            download_ogb(spec.name, root)
+        else:
+            _download_file(spec.url, root / spec.candidates[0])
+    except Exception as err:  # offline, HTTP error, disk full: all end the same way
+        raise _not_found(spec, root, f"Download from {spec.url} failed: {type(err).__name__}: {err}") from err
+
+
+def load_dataset(name: str, root: Optional[PathLike] = None, download: bool = False, seed: int = 0) -> Data:
+    """Load a dataset by name (see :data:`KNOWN_DATASETS`) or a CPF-format ``.npz`` by path.
+
+    Args:
+        name: a known name (``cora``, ``a-computer``, ``ogbn-arxiv``, ``texas``, ``synthetic``, ...)
+            or the path of a ``.npz`` file in the CPF layout.
+        root: the data root (default: ``$VQGRAPH_DATA``, else ``./datasets``).
+        download: fetch missing files from the dataset's public source into ``root``.
+        seed: seed of the ``synthetic`` graph (ignored by real datasets).
+
+    Returns:
+        A canonical ``Data`` (see :func:`vqgraph.data.graph.build_graph`). Datasets with fixed
+        splits (OGB, heterophilic) carry ``train_mask``/``val_mask``/``test_mask`` of shape [N, S].
+
+    Raises:
+        KeyError: unknown name. DatasetNotFoundError: files missing (names every path searched).
+        DataFormatError: corrupt or truncated files. GraphValidationError: malformed contents.
+    """
+    path = Path(name).expanduser()
+    if name.endswith(".npz") or path.is_file():
+        if not path.is_file():
+            raise DatasetNotFoundError(f"CPF-format file {str(path)!r} does not exist")
+        return load_cpf_npz(path)
+    spec = get_spec(name)
+    if spec.family == "synthetic":
+        return make_csbm(seed=seed, name="synthetic")
+    root = resolve_data_root(root)
+    found = spec.locate(root)
+    if found is None:
+        if not download:
+            raise _not_found(spec, root)
+        _fetch(spec, root)
+        found = spec.locate(root)
+        if found is None:
+            raise _not_found(spec, root, f"A download from {spec.url} finished but left no expected file.")
+    if spec.family == "cpf":
+        return load_cpf_npz(found, name=spec.name)
+    if spec.family == "heterophilic":
+        return load_heterophilic_npz(found, name=spec.name)
+    return load_ogb(spec.name, root)
+
+
+def dataset_info(name: str, root: Optional[PathLike] = None) -> Dict[str, object]:
+    """Describe ``name`` without downloading: where it was found (or why not) and its figures."""
+    from vqgraph.data.graph import num_undirected_edges
+    from vqgraph.data.splits import make_split
+
+    spec = get_spec(name)
+    root = resolve_data_root(root)
+    info: Dict[str, object] = {"name": spec.name, "family": spec.family, "description": spec.description}
+    try:
+        data = load_dataset(spec.name, root=root, download=False)
+    except Exception as err:  # reported, not raised: the listing covers every dataset
+        info.update(available=False, path=None, reason=f"{type(err).__name__}: {err}")
+        return info
+    found = spec.locate(root)
+    split = make_split(data, seed=0)
+    info.update(
+        available=True,
+        path=str(found) if found is not None else "generated",
+        num_nodes=data.num_nodes,
+        num_edges=num_undirected_edges(data),
+        num_features=data.num_features,
+        num_classes=data.num_classes,
+        split_sizes=split.sizes(),
+        num_fixed_splits=int(data.train_mask.size(1)) if "train_mask" in data else 0,
+    )
+    return info

@@ -1,0 +1,147 @@
+"""Graph tensors: validation and canonical form.
+
+Every loader ends in :func:`build_graph`, so every dataset reaches the rest of the package in
+one form: ``x`` float32 ``[N, F]``, ``edge_index`` int64 ``[2, 2E]`` holding each undirected
+edge in both directions, sorted by (row, col), with no self-loops and no duplicates, ``y``
+int64 ``[N]`` in ``[0, num_classes)``, plus ``name`` and ``num_classes``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from vqgraph.errors import GraphValidationError
+
+
+def _first_bad(mask: Tensor) -> int:
+    """Index of the first True entry of a 1-D mask."""
+    return int(mask.nonzero()[0, 0])
+
+
+def check_features(x: Tensor, where: str) -> None:
+    """Raise :class:`GraphValidationError` unless ``x`` is a finite floating ``[N, F]`` tensor."""
+    if not isinstance(x, Tensor):
+        raise GraphValidationError(f"{where}: features must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise GraphValidationError(f"{where}: features must have shape [num_nodes, num_features], got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise GraphValidationError(f"{where}: features must be floating point, got {x.dtype}")
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        rows = bad.any(dim=1)
+        raise GraphValidationError(
+            f"{where}: features contain {int(bad.sum())} NaN/inf value(s) in {int(rows.sum())} node(s); "
+            f"first bad node is {_first_bad(rows)}"
+        )
+
+
+def check_graph(
+    x: Tensor,
+    edge_index: Tensor,
+    y: Tensor,
+    num_classes: Optional[int] = None,
+    where: str = "graph",
+) -> None:
+    """Check shapes, dtypes and ranges of a node-classification graph; raise a clear error if wrong.
+
+    Args:
+        x: node features, float ``[N, F]``.
+        edge_index: edges, integer ``[2, E]`` with entries in ``[0, N)``.
+        y: labels, integer ``[N]`` with entries in ``[0, num_classes)``.
+        num_classes: number of classes; ``None`` checks only that labels are non-negative.
+        where: names the source (dataset name or file) in error messages.
+    """
+    check_features(x, where)
+    num_nodes = x.size(0)
+    if num_nodes == 0:
+        raise GraphValidationError(f"{where}: the graph has no nodes")
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+        shape = tuple(edge_index.shape) if isinstance(edge_index, Tensor) else type(edge_index).__name__
+        raise GraphValidationError(f"{where}: edge_index must have shape [2, num_edges], got {shape}")
+    if edge_index.is_floating_point() or edge_index.dtype == torch.bool:
+        raise GraphValidationError(f"{where}: edge_index must be an integer tensor, got {edge_index.dtype}")
+    if edge_index.numel() > 0:
+        bad = (edge_index < 0) | (edge_index >= num_nodes)
+        if bool(bad.any()):
+            col = int(bad.any(dim=0).nonzero()[0, 0])
+            raise GraphValidationError(
+                f"{where}: edge_index has {int(bad.any(dim=0).sum())} edge(s) with a node index outside "
+                f"[0, {num_nodes}); first is edge {col} = ({int(edge_index[0, col])}, {int(edge_index[1, col])})"
+            )
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.size(0) != num_nodes:
+        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise GraphValidationError(f"{where}: labels must have shape [{num_nodes}] (one per node), got {shape}")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise GraphValidationError(f"{where}: labels must be an integer tensor, got {y.dtype}")
+    if bool((y < 0).any()):
+        node = _first_bad(y < 0)
+        raise GraphValidationError(f"{where}: labels must be >= 0; node {node} has label {int(y[node])}")
+    if num_classes is not None:
+        if num_classes < 1:
+            raise GraphValidationError(f"{where}: num_classes must be >= 1, got {num_classes}")
+        if bool((y >= num_classes).any()):
+            node = _first_bad(y >= num_classes)
+            raise GraphValidationError(
+                f"{where}: labels must be in [0, {num_classes}); node {node} has label {int(y[node])}"
+            )
+
+
+def canonical_edges(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Symmetrise, drop self-loops and duplicates; return ``[2, 2E]`` sorted by (row, col).
+
+    Vectorised over a single int64 key per pair, so it costs a few passes over the edges and
+    handles tens of millions of them.
+    """
+    edge_index = edge_index.to(torch.long)
+    row, col = edge_index[0], edge_index[1]
+    keep = row != col
+    row, col = row[keep], col[keep]
+    lo, hi = torch.minimum(row, col), torch.maximum(row, col)
+    key = torch.unique(lo * num_nodes + hi)  # sorted, one per undirected pair
+    lo, hi = key // num_nodes, key % num_nodes
+    both = torch.cat([lo * num_nodes + hi, hi * num_nodes + lo])
+    both, _ = torch.sort(both)
+    return torch.stack([both // num_nodes, both % num_nodes])
+
+
+def build_graph(
+    x,
+    edge_index,
+    y,
+    *,
+    name: str,
+    num_classes: Optional[int] = None,
+    where: Optional[str] = None,
+    **extra,
+) -> Data:
+    """Validate raw arrays and return the canonical PyG ``Data`` every loader returns.
+
+    ``x``, ``edge_index`` and ``y`` may be numpy arrays or tensors. ``extra`` node-level
+    attributes (e.g. fixed split masks ``[N, S]``) are attached unchanged.
+    """
+    where = where or name
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+    if x.is_floating_point():
+        x = x.to(torch.float32)
+    edge_index = torch.as_tensor(edge_index if isinstance(edge_index, Tensor) else np.asarray(edge_index))
+    y = torch.as_tensor(y if isinstance(y, Tensor) else np.asarray(y))
+    if y.dim() == 2 and y.size(1) == 1:  # OGB stores labels as [N, 1]
+        y = y.view(-1)
+    check_graph(x, edge_index, y, num_classes, where)
+    y = y.to(torch.long)
+    if num_classes is None:
+        num_classes = int(y.max()) + 1
+    data = Data(x=x, edge_index=canonical_edges(edge_index, x.size(0)), y=y, **extra)
+    data.name = name
+    data.num_classes = int(num_classes)
+    return data
+
+
+def num_undirected_edges(data: Data) -> int:
+    """Number of undirected edges of a canonical graph (each stored in both directions)."""
+    return data.edge_index.size(1) // 2

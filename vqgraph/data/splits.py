@@ -1,0 +1,228 @@
+"""One split object for both evaluation settings.
+
+A :class:`NodeSplit` holds global node ids. Transductive: ``train``/``val``/``test`` and the whole
+graph is observed. Inductive (:meth:`NodeSplit.inductive`): a fraction of the test nodes is
+hidden with all their edges; ``test_tran`` are the observed test nodes, ``test_ind`` the hidden
+ones, and :meth:`NodeSplit.observed_graph` is the graph without them (rows relabelled, their
+global ids kept in ``n_id``). Code that trains or evaluates asks the split, never the setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import Enum
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from vqgraph.errors import SplitError
+
+
+class Setting(str, Enum):
+    TRANSDUCTIVE = "transductive"
+    INDUCTIVE = "inductive"
+
+    @classmethod
+    def parse(cls, value) -> "Setting":
+        try:
+            return cls(value)
+        except ValueError:
+            raise SplitError(f"unknown setting {value!r}; choose from {[s.value for s in cls]}") from None
+
+
+def _as_idx(idx, name: str, num_nodes: int) -> Tensor:
+    idx = torch.as_tensor(idx, dtype=torch.long).view(-1)
+    if idx.numel() == 0:
+        raise SplitError(f"split {name!r} is empty")
+    if int(idx.min()) < 0 or int(idx.max()) >= num_nodes:
+        raise SplitError(f"split {name!r} has node ids outside [0, {num_nodes})")
+    if torch.unique(idx).numel() != idx.numel():
+        raise SplitError(f"split {name!r} lists a node more than once")
+    return idx
+
+
+@dataclass(frozen=True, eq=False)
+class NodeSplit:
+    """Train/validation/test node ids (global), and the hidden test nodes of the inductive setting.
+
+    Attributes:
+        num_nodes: N of the full graph.
+        train_idx, val_idx, test_idx: global ids; ``test_idx`` holds every test node.
+        test_ind_idx: the hidden test nodes (empty in the transductive setting).
+        seed: the seed the split was drawn with (or the index of a fixed split).
+    """
+
+    num_nodes: int
+    train_idx: Tensor
+    val_idx: Tensor
+    test_idx: Tensor
+    test_ind_idx: Tensor
+    seed: int = 0
+
+    def __post_init__(self):
+        for key in ("train_idx", "val_idx", "test_idx"):
+            object.__setattr__(self, key, _as_idx(getattr(self, key), key[:-4], self.num_nodes))
+        object.__setattr__(self, "test_ind_idx", torch.as_tensor(self.test_ind_idx, dtype=torch.long).view(-1))
+        seen = torch.zeros(self.num_nodes, dtype=torch.long)
+        for key in ("train_idx", "val_idx", "test_idx"):
+            seen[getattr(self, key)] += 1
+        if bool((seen > 1).any()):
+            node = int((seen > 1).nonzero()[0, 0])
+            raise SplitError(f"train, val and test must be disjoint; node {node} is in more than one")
+        if self.test_ind_idx.numel():
+            in_test = torch.zeros(self.num_nodes, dtype=torch.bool)
+            in_test[self.test_idx] = True
+            if not bool(in_test[self.test_ind_idx].all()):
+                raise SplitError("hidden (test_ind) nodes must be test nodes")
+
+    # ---- views -------------------------------------------------------------------------------
+    @property
+    def setting(self) -> Setting:
+        return Setting.INDUCTIVE if self.test_ind_idx.numel() else Setting.TRANSDUCTIVE
+
+    @property
+    def hidden_mask(self) -> Tensor:
+        mask = torch.zeros(self.num_nodes, dtype=torch.bool)
+        mask[self.test_ind_idx] = True
+        return mask
+
+    @property
+    def observed_idx(self) -> Tensor:
+        """Sorted global ids of the nodes the training graph contains."""
+        return (~self.hidden_mask).nonzero().view(-1)
+
+    @property
+    def test_tran_idx(self) -> Tensor:
+        return self.test_idx[~self.hidden_mask[self.test_idx]]
+
+    def index_dict(self) -> Dict[str, Tensor]:
+        """Evaluation sets by name: ``train/val/test`` (transductive) or ``train/val/test_tran/test_ind``."""
+        out = {"train": self.train_idx, "val": self.val_idx}
+        if self.setting is Setting.TRANSDUCTIVE:
+            out["test"] = self.test_idx
+        else:
+            out["test_tran"] = self.test_tran_idx
+            out["test_ind"] = self.test_ind_idx
+        return out
+
+    def sizes(self) -> Dict[str, int]:
+        return {key: int(idx.numel()) for key, idx in self.index_dict().items()}
+
+    def fingerprint(self) -> str:
+        """A short hash of every index set, to check that saved artifacts match this split."""
+        digest = hashlib.sha256(str(self.num_nodes).encode())
+        for key, idx in sorted(self.index_dict().items()):
+            digest.update(key.encode())
+            digest.update(torch.sort(idx).values.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    # ---- graphs ------------------------------------------------------------------------------
+    def check_graph(self, data: Data) -> None:
+        if data.num_nodes != self.num_nodes:
+            raise SplitError(f"split was made for {self.num_nodes} nodes but the graph has {data.num_nodes}")
+
+    def observed_graph(self, data: Data) -> Data:
+        """The graph seen during training: hidden nodes and every edge touching them removed.
+
+        Rows are relabelled to ``0..len(observed_idx)-1``; ``n_id`` holds their global ids.
+        In the transductive setting this is the whole graph (a shallow copy with ``n_id``).
+        """
+        self.check_graph(data)
+        if self.setting is Setting.TRANSDUCTIVE:
+            out = data.clone()
+            out.n_id = torch.arange(data.num_nodes)
+            return out
+        observed = self.observed_idx
+        out = data.subgraph(observed)
+        out.n_id = observed
+        return out
+
+    def to_local(self, global_idx: Tensor) -> Tensor:
+        """Map global ids to rows of :meth:`observed_graph`; raises if an id is hidden."""
+        global_idx = torch.as_tensor(global_idx, dtype=torch.long)
+        if self.setting is Setting.TRANSDUCTIVE:
+            return global_idx
+        local = torch.full((self.num_nodes,), -1, dtype=torch.long)
+        observed = self.observed_idx
+        local[observed] = torch.arange(observed.numel())
+        out = local[global_idx]
+        if bool((out < 0).any()):
+            raise SplitError("to_local: some nodes are hidden (test_ind) and are not in the observed graph")
+        return out
+
+    # ---- settings ----------------------------------------------------------------------------
+    def inductive(self, test_ind_ratio: float = 0.2, seed: Optional[int] = None) -> "NodeSplit":
+        """Hide ``test_ind_ratio`` of the test nodes (drawn with ``seed``, default this split's)."""
+        if not 0.0 < test_ind_ratio < 1.0:
+            raise SplitError(f"test_ind_ratio must be in (0, 1), got {test_ind_ratio}")
+        if self.test_ind_idx.numel():
+            raise SplitError("this split is inductive already")
+        seed = self.seed if seed is None else seed
+        gen = torch.Generator().manual_seed(int(seed) + 7919)  # salted: independent of the class draws
+        perm = self.test_idx[torch.randperm(self.test_idx.numel(), generator=gen)]
+        num_hidden = int(round(test_ind_ratio * perm.numel()))
+        if num_hidden == 0 or num_hidden == perm.numel():
+            raise SplitError(
+                f"test_ind_ratio={test_ind_ratio} of {perm.numel()} test nodes leaves an empty test_ind or test_tran"
+            )
+        return NodeSplit(
+            self.num_nodes,
+            self.train_idx,
+            self.val_idx,
+            self.test_idx,
+            torch.sort(perm[:num_hidden]).values,
+            self.seed,
+        )
+
+    def to_setting(self, setting, test_ind_ratio: float = 0.2) -> "NodeSplit":
+        return self.inductive(test_ind_ratio) if Setting.parse(setting) is Setting.INDUCTIVE else self
+
+
+def cpf_split(y: Tensor, num_classes: int, seed: int = 0, train_per_class: int = 20, val_per_class: int = 30) -> NodeSplit:
+    """The CPF/GLNN split: per class ``train_per_class`` train and ``val_per_class`` validation
+    nodes drawn with ``seed``; every other node is a test node."""
+    y = torch.as_tensor(y, dtype=torch.long)
+    gen = torch.Generator().manual_seed(int(seed))
+    train, val, test = [], [], []
+    need = train_per_class + val_per_class
+    for c in range(num_classes):
+        nodes = (y == c).nonzero().view(-1)
+        if nodes.numel() < need:
+            raise SplitError(
+                f"class {c} has {nodes.numel()} node(s) but the split needs {need} "
+                f"({train_per_class} train + {val_per_class} val per class)"
+            )
+        nodes = nodes[torch.randperm(nodes.numel(), generator=gen)]
+        train.append(nodes[:train_per_class])
+        val.append(nodes[train_per_class:need])
+        test.append(nodes[need:])
+    sort = lambda parts: torch.sort(torch.cat(parts)).values  # noqa: E731
+    return NodeSplit(y.numel(), sort(train), sort(val), sort(test), torch.empty(0, dtype=torch.long), int(seed))
+
+
+def make_split(
+    data: Data,
+    seed: int = 0,
+    setting="transductive",
+    test_ind_ratio: float = 0.2,
+    train_per_class: int = 20,
+    val_per_class: int = 30,
+) -> NodeSplit:
+    """The split a dataset is evaluated with.
+
+    Datasets with fixed splits (``train_mask`` [N, S]: OGB, heterophilic) use split ``seed % S``;
+    the others get :func:`cpf_split` drawn with ``seed``. ``setting="inductive"`` then hides
+    ``test_ind_ratio`` of the test nodes.
+    """
+    if "train_mask" in data:
+        masks = [data[key] for key in ("train_mask", "val_mask", "test_mask")]
+        masks = [m.view(-1, 1) if m.dim() == 1 else m for m in masks]
+        col = int(seed) % masks[0].size(1)
+        train, val, test = (m[:, col].nonzero().view(-1) for m in masks)
+        split = NodeSplit(data.num_nodes, train, val, test, torch.empty(0, dtype=torch.long), int(seed))
+    else:
+        split = cpf_split(data.y, data.num_classes, seed, train_per_class, val_per_class)
+    return split.to_setting(setting, test_ind_ratio)

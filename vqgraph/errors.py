@@ -1,0 +1,21 @@
+"""Exceptions raised by vqgraph. Each names what was wrong, where, and what was expected."""
+
+
+class VQGraphError(Exception):
+    """Base class of every error vqgraph raises on purpose."""
+
+
+class DatasetNotFoundError(VQGraphError, FileNotFoundError):
+    """A dataset's files are in none of the folders searched (and could not be downloaded)."""
+
+
+class DataFormatError(VQGraphError, ValueError):
+    """A data file exists but is corrupt, truncated or not in the expected layout."""
+
+
+class GraphValidationError(VQGraphError, ValueError):
+    """A graph's tensors are malformed: wrong shapes or dtypes, NaN/inf, indices or labels out of range."""
+
+
+class SplitError(VQGraphError, ValueError):
+    """A split cannot be made or does not fit the graph it is used with."""
