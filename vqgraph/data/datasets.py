@@ -206,6 +206,10 @@ def load_dataset(name: str, root: Optional[PathLike] = None, download: bool = Fa
         found = spec.locate(root)
         if found is None:
             raise _not_found(spec, root, f"A download from {spec.url} finished but left no expected file.")
+    if spec.family == "ogb":  # locate() checks only the first file; a partial folder is "not found" too
+        missing = [rel for rel in ogb_expected_files(spec.name) if not (root / rel).is_file()]
+        if missing:
+            raise _not_found(spec, root, f"Missing: {missing}.")
     if spec.family == "cpf":
         return load_cpf_npz(found, name=spec.name)
     if spec.family == "heterophilic":

@@ -19,6 +19,8 @@ def read_npz(path: Path, required: Iterable[str]) -> Dict[str, np.ndarray]:
             pickle (object arrays are refused), or one of ``required`` keys is missing.
     """
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would try pickle, or return a bare .npy array
+        raise DataFormatError(f"{path}: not a readable .npz archive (not a zip file: corrupt, truncated or not an .npz)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
