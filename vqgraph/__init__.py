@@ -1,5 +1,6 @@
 """vqgraph: distil graph neural networks into graph-free MLPs through a structure-aware codebook."""
 
+from vqgraph.artifacts import TeacherTargets
 from vqgraph.data import (
     KNOWN_DATASETS,
     NodeSplit,
@@ -9,8 +10,13 @@ from vqgraph.data import (
     load_dataset,
     make_csbm,
     make_split,
+    normalize_features,
     resolve_data_root,
 )
+from vqgraph.distill import DistillConfig, fit_student
+from vqgraph.models import TeacherConfig, VQGraphTeacher
+from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.training import TrainConfig, fit_teacher
 from vqgraph.errors import (
     DataFormatError,
     DatasetNotFoundError,
@@ -23,6 +29,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KNOWN_DATASETS",
+    "DistillConfig",
+    "MLPStudent",
+    "StudentConfig",
+    "TeacherConfig",
+    "TeacherTargets",
+    "TrainConfig",
+    "VQGraphTeacher",
+    "fit_student",
+    "fit_teacher",
+    "normalize_features",
     "DataFormatError",
     "DatasetNotFoundError",
     "GraphValidationError",

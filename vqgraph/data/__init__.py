@@ -9,7 +9,14 @@ from vqgraph.data.datasets import (
     load_dataset,
     resolve_data_root,
 )
-from vqgraph.data.graph import build_graph, canonical_edges, check_features, check_graph, num_undirected_edges
+from vqgraph.data.graph import (
+    build_graph,
+    canonical_edges,
+    check_features,
+    check_graph,
+    normalize_features,
+    num_undirected_edges,
+)
 from vqgraph.data.splits import NodeSplit, Setting, cpf_split, make_split
 from vqgraph.data.synthetic import make_csbm
 
@@ -29,6 +36,7 @@ __all__ = [
     "load_dataset",
     "make_csbm",
     "make_split",
+    "normalize_features",
     "num_undirected_edges",
     "resolve_data_root",
 ]

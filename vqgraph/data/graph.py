@@ -145,3 +145,29 @@ def build_graph(
 def num_undirected_edges(data: Data) -> int:
     """Number of undirected edges of a canonical graph (each stored in both directions)."""
     return data.edge_index.size(1) // 2
+
+
+FEATURE_NORMS = ("none", "row", "standard")
+
+
+def normalize_features(data: Data, kind: str = "row", fit_idx: Optional[Tensor] = None) -> Data:
+    """A copy of ``data`` with normalised features.
+
+    ``row`` divides each row by its sum of absolute values (per node: nothing is shared across
+    nodes); ``standard`` centres and scales each column with statistics of the nodes
+    ``fit_idx`` (pass the observed nodes in the inductive setting, so that hidden nodes do not
+    shape the transform); ``none`` returns ``data``.
+    """
+    if kind == "none":
+        return data
+    x = data.x
+    if kind == "row":
+        x = x / x.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)
+    elif kind == "standard":
+        ref = x if fit_idx is None else x[fit_idx]
+        x = (x - ref.mean(0)) / ref.std(0).clamp_min(1e-12)
+    else:
+        raise ValueError(f"unknown feature normalisation {kind!r}; choose from {FEATURE_NORMS}")
+    out = data.clone()
+    out.x = x
+    return out

@@ -1,0 +1,108 @@
+"""What the experiment commands share: config sections, dataset presets, results files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from vqgraph.artifacts import atomic_write_text
+from vqgraph.config import load_sections
+from vqgraph.data import Setting, load_dataset, make_split, normalize_features
+from vqgraph.models import TeacherConfig
+from vqgraph.training import TrainConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which graph, how its features are prepared and how it is split."""
+
+    feature_norm: str = "row"  # none | row | standard
+    test_ind_ratio: float = 0.2  # fraction of test nodes hidden in the inductive setting
+    train_per_class: int = 20  # CPF split (datasets without fixed splits)
+    val_per_class: int = 30
+
+
+def preset_path(dataset: str) -> Optional[Path]:
+    """``experiments/configs/<dataset>.yaml`` if it exists."""
+    path = CONFIG_DIR / f"{Path(dataset).stem}.yaml"
+    return path if path.is_file() else None
+
+
+def default_sections(teacher: str = "gcn") -> Dict[str, Any]:
+    """Every config section of a run, at its defaults."""
+    from vqgraph.distill import DistillConfig
+    from vqgraph.models.student import StudentConfig
+
+    return {
+        "data": DataConfig(),
+        "teacher": TeacherConfig(conv=teacher),
+        "train": TrainConfig(),
+        "student": StudentConfig(),
+        "distill": DistillConfig(),
+        "student_train": TrainConfig(lr=0.01, weight_decay=5e-3, patience=50),
+    }
+
+
+def run_sections(dataset: str, teacher: str, overrides=(), config_path=None) -> Dict[str, Any]:
+    """Config sections of a run: defaults < preset < command-line overrides.
+
+    The preset (``experiments/configs/<dataset>.yaml`` unless ``config_path``) holds one block
+    per teacher kind (``gcn:``, ``sage:``, ...) of sections; unknown sections, keys and
+    wrongly typed values are rejected with their names.
+    """
+    import yaml
+
+    from vqgraph.config import ConfigError, replace_checked
+
+    sections = default_sections(teacher)
+    path = Path(config_path) if config_path else preset_path(dataset)
+    if path is not None:
+        preset = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(preset, dict):
+            raise ConfigError(f"{path}: expected a mapping of teacher kinds to sections")
+        block = preset.get(teacher, {}) or {}
+        if not isinstance(block, dict):
+            raise ConfigError(f"{path}: block {teacher!r} must be a mapping of sections")
+        for section, values in block.items():
+            if section not in sections:
+                raise ConfigError(f"{path}: unknown config section {teacher}.{section}; known: {sorted(sections)}")
+            sections[section] = replace_checked(sections[section], values or {}, f"{teacher}.{section}")
+    return load_sections(sections, None, overrides)
+
+
+def prepare_task(dataset: str, setting: str, seed: int, data_cfg: DataConfig, root=None):
+    """Load, split and normalise a dataset (the split depends on labels only)."""
+    data = load_dataset(dataset, root=root, seed=seed)
+    split = make_split(
+        data,
+        seed=seed,
+        setting=Setting.parse(setting),
+        test_ind_ratio=data_cfg.test_ind_ratio,
+        train_per_class=data_cfg.train_per_class,
+        val_per_class=data_cfg.val_per_class,
+    )
+    # statistics (if any) from observed nodes only: hidden test nodes never shape the inputs
+    data = normalize_features(data, data_cfg.feature_norm, fit_idx=split.observed_idx)
+    return data, split
+
+
+def environment() -> Dict[str, Any]:
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def write_json(path: Path, payload: Dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,78 @@
+"""experiments.run end to end on real Cora (few epochs): results file, teacher cache, W&B offline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from experiments import run as run_cli
+from vqgraph.utils.wandb_files import read_offline_run
+
+FAST = ["train.max_epochs=4", "student_train.max_epochs=4", "teacher.codebook_size=64"]
+
+
+def _run(tmp_path, data_root, *extra, out="run", method="vqgraph", setting="transductive"):
+    argv = ["--dataset", "cora", "--data-root", str(data_root), "--method", method, "--setting", setting]
+    argv += ["--seed", "0", "--out", str(tmp_path / out), "--cache", str(tmp_path / "cache"), "--quiet"]
+    argv += ["--set", *FAST, *extra]
+    assert run_cli.main(argv) == 0
+    return json.loads((tmp_path / out / "results.json").read_text())
+
+
+def test_run_writes_results_and_reuses_the_cached_teacher(tmp_path, data_root):
+    first = _run(tmp_path, data_root, out="a")
+    for key in ("dataset", "setting", "method", "teacher", "seed", "metrics", "teacher_metrics", "timings", "config"):
+        assert key in first
+    assert first["dataset"] == "cora" and first["method"] == "vqgraph" and first["selected_by"] == "val/acc"
+    assert set(first["metrics"]) >= {"val/acc", "test/acc"}
+    assert all(0.0 <= v <= 1.0 for v in first["metrics"].values())
+    assert set(first["timings"]) >= {"teacher_train_s", "student_train_s", "student_infer_s"}
+    assert first["timings"]["teacher_cached"] is False and first["timings"]["teacher_train_s"] > 0
+    # same teacher config: the artifact is reused, and identical teacher metrics come back
+    second = _run(tmp_path, data_root, out="b", method="glnn")
+    assert second["timings"]["teacher_cached"] is True
+    assert second["teacher_metrics"] == first["teacher_metrics"]
+    assert second["teacher_artifact"] == first["teacher_artifact"]
+    # a different teacher setting is a different cache entry
+    third = _run(tmp_path, data_root, "teacher.dropout=0.3", out="c")
+    assert third["timings"]["teacher_cached"] is False and third["teacher_artifact"] != first["teacher_artifact"]
+
+
+def test_inductive_run_reports_tran_ind_and_prod(tmp_path, data_root):
+    result = _run(tmp_path, data_root, setting="inductive")
+    m = result["metrics"]
+    assert set(m) >= {"val/acc", "test_tran/acc", "test_ind/acc", "test_prod/acc"}
+    assert m["test_prod/acc"] == pytest.approx(0.8 * m["test_tran/acc"] + 0.2 * m["test_ind/acc"])
+    assert set(result["teacher_metrics"]) >= {"test_tran/acc", "test_ind/acc"}
+
+
+def test_wandb_offline_logs_config_epochs_and_final_metrics(tmp_path, data_root, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    argv = ["--dataset", "cora", "--data-root", str(data_root), "--method", "vqgraph", "--seed", "0"]
+    argv += ["--out", str(tmp_path / "wb"), "--cache", str(tmp_path / "cache"), "--quiet", "--wandb", "offline"]
+    argv += ["--set", *FAST]
+    assert run_cli.main(argv) == 0
+    result = json.loads((tmp_path / "wb" / "results.json").read_text())
+    runs = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    logged = read_offline_run(runs[0])
+    student_rows = [row for row in logged["history"] if "val/acc" in row]
+    teacher_rows = [row for row in logged["history"] if "teacher/val/acc" in row]
+    assert len(student_rows) == result["epochs"]  # one row per student epoch
+    assert len(teacher_rows) == 4  # teacher.max_epochs
+    for key in ("train/loss", "loss/label", "loss/soft_label", "loss/soft_token", "epoch"):
+        assert key in student_rows[0]
+    assert "teacher/codebook/used_frac" in teacher_rows[0] and "teacher/loss/commit" in teacher_rows[0]
+    assert logged["summary"]["final/test/acc"] == pytest.approx(result["metrics"]["test/acc"])
+    assert logged["config"]["method"] == "vqgraph" and logged["config"]["dataset"] == "cora"
+
+
+def test_unknown_override_is_rejected_with_its_name(tmp_path, data_root, capsys):
+    with pytest.raises(SystemExit):
+        run_cli.main(["--dataset", "cora", "--data-root", str(data_root), "--out", str(tmp_path / "x"),
+                      "--set", "distill.no_such_key=1"])
+    assert "distill.no_such_key" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

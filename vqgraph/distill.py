@@ -1,0 +1,226 @@
+"""Distillation of a teacher into a graph-free MLP student: ``mlp``, ``glnn`` and ``vqgraph``.
+
+Per batch of global node ids ``idx``:
+
+* ``label``: cross-entropy on the labelled training nodes in the batch;
+* ``soft_label``: KL(teacher soft labels || student), teacher logits divided by
+  ``teacher_temperature``, by default the temperature that calibrates the teacher on validation
+  nodes (temperature scaling): a flat target transfers little, and the entropy is logged;
+* ``soft_token`` (``vqgraph`` only): ``tau^2 * KL(softmax(t/tau) || softmax(s/tau))`` where
+  ``t = code_logits(teacher z[idx], codebook)`` and ``s = code_logits(student z, codebook)``:
+  the same similarity on both sides, the frozen teacher codebook, rows aligned by global id.
+  Nothing of size N x K is ever built.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import Data
+from tqdm.auto import tqdm
+
+from vqgraph.artifacts import TeacherTargets
+from vqgraph.data.splits import NodeSplit, Setting
+from vqgraph.losses import calibrate_temperature, code_logits, entropy
+from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.training.selection import BestCheckpoint, end_epoch
+from vqgraph.training.teacher import TrainConfig, accuracy
+
+METHODS = ("mlp", "glnn", "vqgraph")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """What the student learns from, and how much (flat, each with its default)."""
+
+    method: str = "vqgraph"  # mlp (labels) | glnn (+ soft labels) | vqgraph (+ soft codes)
+    label_weight: float = 1.0  # cross-entropy on labelled training nodes
+    soft_label_weight: float = 1.0  # KL to the teacher's soft labels (glnn, vqgraph)
+    teacher_temperature: Optional[float] = None  # divides teacher logits; None: calibrated on val nodes
+    soft_token_weight: float = 1.0  # beta: weight of the soft code-assignment KL (vqgraph)
+    token_temperature: float = 0.1  # tau of the code-assignment softmaxes (cosine scores in [-1, 1])
+    select_by: str = "val"  # val: validation-selected (honest) | test: the paper's protocol, for comparison only
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.select_by not in ("val", "test"):
+            raise ValueError(f"select_by must be 'val' or 'test', got {self.select_by!r}")
+        if (self.teacher_temperature is not None and self.teacher_temperature <= 0) or self.token_temperature <= 0:
+            raise ValueError("temperatures must be > 0")
+
+    @property
+    def uses_soft_labels(self) -> bool:
+        return self.method in ("glnn", "vqgraph") and self.soft_label_weight > 0
+
+    @property
+    def uses_soft_tokens(self) -> bool:
+        return self.method == "vqgraph"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DistillLosses(NamedTuple):
+    label: Tensor
+    soft_label: Tensor
+    soft_token: Tensor
+
+    @property
+    def total(self) -> Tensor:
+        return self.label + self.soft_label + self.soft_token
+
+
+class CodebookDistiller:
+    """Computes :class:`DistillLosses` for a batch of global node ids against teacher targets."""
+
+    def __init__(self, targets: TeacherTargets, config: DistillConfig, device="cpu", teacher_temperature: float = 1.0):
+        if config.uses_soft_tokens and targets.codebook is None:
+            raise ValueError("method 'vqgraph' needs a teacher with a tokenizer (its targets have no codebook)")
+        self.config = config
+        self.temperature = teacher_temperature
+        self.teacher_logits = targets.logits.to(device)
+        self.teacher_z = targets.z.to(device)
+        self.codebook = targets.codebook.to(device) if targets.codebook is not None else None
+        self.metric = targets.metric
+
+    def teacher_probs(self, idx: Tensor) -> Tensor:
+        return F.softmax(self.teacher_logits[idx] / self.temperature, dim=-1)
+
+    def teacher_code_logits(self, idx: Tensor) -> Tensor:
+        return code_logits(self.teacher_z[idx], self.codebook, self.metric)
+
+    def __call__(self, out, idx: Tensor, y: Tensor, labelled: Tensor) -> DistillLosses:
+        """``out``: student output for nodes ``idx`` (global ids); ``labelled``: bool mask of
+        the batch rows whose label ``y`` may be used (training nodes)."""
+        cfg = self.config
+        zero = out.logits.new_zeros(())
+        label = zero
+        if cfg.label_weight and bool(labelled.any()):
+            label = cfg.label_weight * F.cross_entropy(out.logits[labelled], y[labelled])
+        soft_label = zero
+        if cfg.uses_soft_labels:
+            log_p = F.log_softmax(out.logits, dim=-1)
+            soft_label = cfg.soft_label_weight * F.kl_div(log_p, self.teacher_probs(idx), reduction="batchmean")
+        soft_token = zero
+        if cfg.uses_soft_tokens and cfg.soft_token_weight:
+            tau = cfg.token_temperature
+            t = F.softmax(self.teacher_code_logits(idx) / tau, dim=-1)
+            s = F.log_softmax(code_logits(out.z, self.codebook, self.metric) / tau, dim=-1)
+            soft_token = cfg.soft_token_weight * tau * tau * F.kl_div(s, t, reduction="batchmean")
+        return DistillLosses(label, soft_label, soft_token)
+
+
+class StudentResult(NamedTuple):
+    model: MLPStudent
+    metrics: Dict[str, float]
+    history: List[Dict[str, float]]
+
+
+def evaluation_metrics(logits: Tensor, y: Tensor, split: NodeSplit) -> Dict[str, float]:
+    """``<set>/acc`` for every evaluation set; inductive adds ``test_prod/acc`` = 0.8 tran + 0.2 ind."""
+    metrics = {f"{key}/acc": accuracy(logits[idx], y[idx]) for key, idx in split.index_dict().items()}
+    if split.setting is Setting.INDUCTIVE:
+        metrics["test_prod/acc"] = 0.8 * metrics["test_tran/acc"] + 0.2 * metrics["test_ind/acc"]
+    return metrics
+
+
+def fit_student(
+    data: Data,
+    split: NodeSplit,
+    targets: Optional[TeacherTargets],
+    student: StudentConfig = StudentConfig(),
+    distill: DistillConfig = DistillConfig(),
+    train: TrainConfig = TrainConfig(lr=0.01, weight_decay=5e-3),
+    log: Optional[Callable[[Dict[str, float], int], None]] = None,
+) -> StudentResult:
+    """Train an MLP student on ``data`` with ``split`` (either setting).
+
+    The student sees features of observed nodes only (all nodes transductively; inductively the
+    hidden test nodes never enter training). Labels are used on ``split.train_idx`` only. The
+    teacher terms use every observed node. Selection: ``distill.select_by`` (``val`` by default).
+    """
+    split.check_graph(data)
+    if distill.method != "mlp":
+        if targets is None:
+            raise ValueError(f"method {distill.method!r} needs teacher targets")
+        targets.check_matches(data, split)
+    torch.manual_seed(train.seed)
+    gen = torch.Generator().manual_seed(train.seed)
+    device = torch.device(train.device)
+    code_dim = targets.z.size(1) if distill.uses_soft_tokens else None
+    model = MLPStudent(data.num_features, data.num_classes, student, code_dim).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    distiller, temperature = None, None
+    if distill.method != "mlp":
+        temperature = distill.teacher_temperature
+        if temperature is None:  # temperature scaling on validation nodes: calibrated soft labels
+            temperature = calibrate_temperature(targets.logits[split.val_idx], data.y[split.val_idx])
+        distiller = CodebookDistiller(targets, distill, device, temperature)
+    x, y = data.x.to(device), data.y.to(device)
+    is_train = torch.zeros(data.num_nodes, dtype=torch.bool, device=device)
+    is_train[split.train_idx] = True
+    # nodes whose features the student trains on: labelled nodes (mlp) or every observed node
+    fit_idx = split.train_idx if distill.method == "mlp" else split.observed_idx
+    fit_idx = fit_idx.to(device)
+    batch_size = train.batch_size or fit_idx.numel()
+    monitor = "val/acc" if distill.select_by == "val" else ("test/acc" if split.setting is Setting.TRANSDUCTIVE else "test_tran/acc")
+    best = BestCheckpoint(monitor, train.patience)
+    history: List[Dict[str, float]] = []
+    start = time.perf_counter()
+    bar = tqdm(range(train.max_epochs), desc=f"student {distill.method}", disable=not train.progress, leave=False)
+    for epoch in bar:
+        model.train()
+        sums = {"train/loss": 0.0, "loss/label": 0.0, "loss/soft_label": 0.0, "loss/soft_token": 0.0}
+        steps = 0
+        order = fit_idx[torch.randperm(fit_idx.numel(), generator=gen).to(device)]
+        for idx in order.split(batch_size):
+            out = model(x[idx])
+            if distiller is None:
+                zero = out.logits.new_zeros(())
+                losses = DistillLosses(F.cross_entropy(out.logits, y[idx]), zero, zero)
+            else:
+                losses = distiller(out, idx, y[idx], is_train[idx])
+            opt.zero_grad()
+            losses.total.backward()
+            opt.step()
+            steps += 1
+            for key, value in zip(sums, (losses.total, *losses)):
+                sums[key] += float(value.detach())
+        metrics = {key: value / steps for key, value in sums.items()}
+        model.eval()
+        with torch.no_grad():
+            logits = model(x).logits
+        metrics.update(evaluation_metrics(logits, y, split))
+        if end_epoch(epoch, metrics, history, best, model, log, bar):
+            break
+    train_seconds = time.perf_counter() - start
+    model.load_state_dict(best.best_state)
+    model.eval()
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        logits = model(x).logits
+        infer_seconds = time.perf_counter() - t0
+    metrics = evaluation_metrics(logits, y, split)
+    metrics.update(
+        best_epoch=best.best_epoch,
+        epochs=len(history),
+        train_s=train_seconds,
+        infer_s=infer_seconds,
+        selected_by=monitor,
+    )
+    if distiller is not None:
+        with torch.no_grad():
+            metrics["targets/teacher_temperature"] = temperature
+            metrics["targets/soft_label_entropy"] = float(entropy(distiller.teacher_probs(fit_idx)))
+            if distill.uses_soft_tokens:
+                sample = fit_idx[: min(4096, fit_idx.numel())]
+                probs = F.softmax(distiller.teacher_code_logits(sample) / distill.token_temperature, dim=-1)
+                metrics["targets/soft_token_entropy"] = float(entropy(probs))
+                metrics["targets/soft_token_max_prob"] = float(probs.max(-1).values.mean())
+    return StudentResult(model, metrics, history)

@@ -1,0 +1,149 @@
+"""GNN encoders built from PyG layers, with one resolver from names to layer classes.
+
+Each encoder kind is a :class:`ConvSpec`: how to build one layer and how its adjacency is
+prepared (:func:`prepare_adjacency`). Full-batch runs pass a ``torch.sparse_csr`` adjacency,
+so message passing is a sparse matrix product whose memory is O(E + N * width) and never
+materialises one message per edge; GAT needs per-edge attention and takes ``edge_index``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, Union
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import APPNP, GATConv, GCNConv, SAGEConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.utils import to_torch_csr_tensor
+
+Adjacency = Union[Tensor]  # torch.sparse_csr adj_t [N, N] or edge_index [2, E]
+
+
+class APPNPLayer(nn.Module):
+    """A linear map followed by APPNP's personalised-PageRank propagation (K steps, teleport alpha)."""
+
+    def __init__(self, in_channels: int, out_channels: int, K: int = 10, alpha: float = 0.1):
+        super().__init__()
+        self.lin = nn.Linear(in_channels, out_channels)
+        self.prop = APPNP(K=K, alpha=alpha, normalize=False)
+
+    def reset_parameters(self):
+        self.lin.reset_parameters()
+
+    def forward(self, x: Tensor, adj: Adjacency) -> Tensor:
+        return self.prop(self.lin(x), adj)
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """How to build one layer of an encoder kind and what adjacency it takes.
+
+    Attributes:
+        build: ``build(in_channels, out_channels) -> nn.Module`` called as ``layer(x, adj)``.
+        adjacency: ``"gcn_norm"`` (symmetric normalisation with self-loops, as values of a sparse
+            matrix), ``"plain"`` (unweighted sparse matrix), or ``"edge_index"``.
+    """
+
+    build: Callable[[int, int], nn.Module]
+    adjacency: str
+
+
+def _gat(in_channels: int, out_channels: int, heads: int = 4) -> nn.Module:
+    if out_channels % heads:
+        heads = 1
+    return GATConv(in_channels, out_channels // heads, heads=heads)
+
+
+CONVS: Dict[str, ConvSpec] = {
+    "gcn": ConvSpec(lambda i, o: GCNConv(i, o, normalize=False), "gcn_norm"),
+    "sage": ConvSpec(lambda i, o: SAGEConv(i, o, aggr="mean"), "plain"),
+    "gat": ConvSpec(_gat, "edge_index"),
+    "appnp": ConvSpec(APPNPLayer, "gcn_norm"),
+}
+
+NORMS: Dict[str, Callable[[int], nn.Module]] = {
+    "none": lambda c: nn.Identity(),
+    "batch": nn.BatchNorm1d,
+    "layer": nn.LayerNorm,
+}
+
+
+def _resolve(table: dict, name: str, what: str):
+    try:
+        return table[name.lower()]
+    except KeyError:
+        raise ValueError(f"could not resolve {what} {name!r} among choices {sorted(table)}") from None
+
+
+def resolve_conv(name: str) -> ConvSpec:
+    return _resolve(CONVS, name, "encoder")
+
+
+def prepare_adjacency(kind: str, edge_index: Tensor, num_nodes: int, num_targets: int = None) -> Adjacency:
+    """The adjacency an encoder of ``kind`` takes, from directed edges ``source -> target``.
+
+    ``num_targets`` (default ``num_nodes``) lets sampled subgraphs keep only target rows.
+    """
+    spec = resolve_conv(kind)
+    if spec.adjacency == "edge_index":
+        return edge_index
+    num_targets = num_nodes if num_targets is None else num_targets
+    weight = None
+    if spec.adjacency == "gcn_norm":
+        edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
+    # adj_t[target, source]: PyG's transposed-adjacency convention
+    with warnings.catch_warnings():  # torch's one-time "sparse CSR is beta" notices
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        return to_torch_csr_tensor(edge_index.flip(0), weight, size=(num_nodes, num_nodes))
+
+
+class GNNEncoder(nn.Module):
+    """``num_layers`` graph layers of width ``hidden_channels``: dropout, layer, norm (and ReLU
+    between layers).
+
+    The first layer's dropout is ``input_dropout`` (on the features). The output is the last
+    layer's pre-activation, not dropped out: the quantizer that follows sees clean vectors
+    spread over the whole sphere (after a ReLU, every cosine similarity would be positive).
+
+    Shapes: ``x`` [N, in_channels], ``adj`` from :func:`prepare_adjacency` -> [N, hidden_channels].
+    """
+
+    def __init__(
+        self,
+        conv: str,
+        in_channels: int,
+        hidden_channels: int,
+        num_layers: int = 1,
+        dropout: float = 0.5,
+        norm: str = "none",
+        input_dropout: float = 0.0,
+    ):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        spec = resolve_conv(conv)
+        self.kind = conv.lower()
+        make_norm = _resolve(NORMS, norm, "norm")
+        dims = [in_channels] + [hidden_channels] * num_layers
+        self.convs = nn.ModuleList(spec.build(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(make_norm(hidden_channels) for _ in range(num_layers))
+        self.dropout = nn.Dropout(dropout)
+        self.input_dropout = nn.Dropout(input_dropout)
+
+    def reset_parameters(self):
+        for module in list(self.convs) + list(self.norms):
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def forward(self, x: Tensor, adj: Adjacency) -> Tensor:
+        last = len(self.convs) - 1
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            x = self.input_dropout(x) if i == 0 else self.dropout(x)
+            x = norm(conv(x, adj))
+            if i < last:
+                x = torch.relu(x)
+        return x

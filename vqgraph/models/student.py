@@ -1,0 +1,73 @@
+"""The graph-free student: an MLP on node features with a projection into the teacher's code space."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from vqgraph.models.encoders import NORMS
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """MLP student architecture (flat, each with its default)."""
+
+    hidden_channels: int = 128  # width of every hidden layer
+    num_layers: int = 2  # linear layers, the classifier included
+    dropout: float = 0.6  # dropout before every linear layer after the first
+    input_dropout: float = 0.0  # dropout on input features
+    norm: str = "none"  # none | batch | layer, after every hidden layer
+
+    def __post_init__(self):
+        if self.num_layers < 2:
+            raise ValueError(f"the student needs num_layers >= 2 (a hidden layer to project), got {self.num_layers}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {sorted(NORMS)}, got {self.norm!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class StudentOutput(NamedTuple):
+    """logits [B, C]; z [B, code_dim] the hidden representation projected into code space
+    (None when the student has no projection)."""
+
+    logits: Tensor
+    z: Optional[Tensor]
+
+
+class MLPStudent(nn.Module):
+    """MLP on node features; needs no graph. ``model(x) -> StudentOutput(logits, z)``.
+
+    Args:
+        in_channels: feature width F. num_classes: C.
+        code_dim: width of the teacher's codes; ``None`` builds no projection (``mlp``/``glnn``).
+    """
+
+    uses_graph = False
+
+    def __init__(self, in_channels: int, num_classes: int, config: StudentConfig = StudentConfig(), code_dim=None):
+        super().__init__()
+        self.config = config
+        self.in_channels, self.num_classes = in_channels, num_classes
+        dims = [in_channels] + [config.hidden_channels] * (config.num_layers - 1)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(NORMS[config.norm](config.hidden_channels) for _ in self.layers)
+        self.classifier = nn.Linear(config.hidden_channels, num_classes)
+        self.projection = nn.Linear(config.hidden_channels, code_dim) if code_dim else None
+        self.dropout = nn.Dropout(config.dropout)
+        self.input_dropout = nn.Dropout(config.input_dropout)
+
+    def forward(self, x: Tensor) -> StudentOutput:
+        if x.dim() != 2 or x.size(1) != self.in_channels:
+            raise ValueError(f"student expects features of shape [batch, {self.in_channels}], got {tuple(x.shape)}")
+        for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
+            x = self.input_dropout(x) if i == 0 else self.dropout(x)
+            x = torch.relu(norm(layer(x)))
+        z = self.projection(x) if self.projection is not None else None
+        return StudentOutput(self.classifier(self.dropout(x)), z)

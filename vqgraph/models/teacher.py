@@ -1,0 +1,200 @@
+"""The VQGraph teacher: a GNN encoder whose node representations pass through a graph tokenizer.
+
+    x --encoder--> h --centre--> z --quantizer--> q --feature decoder--> x_hat   (feature reconstruction)
+                                                  q --edge decoder--> s          (structure reconstruction)
+    classify_from="continuous" (default):  relu(h) --graph layer--> logits
+    classify_from="quantized"  (paper):    relu(s) --graph layer--> logits
+
+The quantizer is ``vector_quantize_pytorch.VectorQuantize`` with a cosine codebook, EMA updates,
+commitment loss, the plain straight-through estimator (``rotation_trick=False``), optional
+k-means initialisation and dead-code restart (``dead_code_threshold``). With
+``use_tokenizer=False`` the same network runs without quantizer and decoders (the plain GNN).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from vector_quantize_pytorch import VectorQuantize
+
+from vqgraph.losses import code_logits, edge_recon_dense, edge_recon_sampled
+from vqgraph.models.encoders import NORMS, GNNEncoder, resolve_conv
+
+EDGE_RECON = ("sampled", "dense")
+DENSE_MAX_NODES = 50_000  # the dense structure loss is for small graphs (paper parity) only
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Teacher architecture and tokenizer settings (flat, each with its default)."""
+
+    conv: str = "gcn"  # encoder kind: gcn | sage | gat | appnp
+    hidden_channels: int = 64  # width of every graph layer
+    num_layers: int = 1  # graph layers before the quantizer (one more follows it)
+    dropout: float = 0.5  # dropout before every graph layer after the first
+    input_dropout: float = 0.5  # dropout on input features (before the first graph layer)
+    norm: str = "none"  # none | batch | layer, after every graph layer
+    use_tokenizer: bool = True  # False: the plain GNN (no quantizer, no decoders)
+    codebook_size: int = 2048  # K codes
+    code_dim: Optional[int] = None  # code width (None: hidden_channels, no projection)
+    decay: float = 0.8  # EMA decay of the codebook
+    commitment_weight: float = 0.25  # weight of ||h - sg(q)||^2
+    kmeans_init: bool = False  # initialise the codebook by k-means on the first batch
+    dead_code_threshold: float = 0.5  # restart codes whose EMA usage falls below this (0: off)
+    feature_recon_weight: float = 1e-3  # weight of the feature reconstruction MSE
+    edge_recon_weight: float = 0.03  # weight of the structure reconstruction loss
+    edge_recon: str = "sampled"  # sampled (O(E)) | dense (the paper's N x N form)
+    edge_recon_samples: Optional[int] = 100_000  # positive edges per step for "sampled" (None: all)
+    quantize_chunk: int = 65_536  # nodes per quantizer call: bounds its N x K similarity memory
+    classify_from: str = "continuous"  # continuous: classifier reads h; quantized: reads decoded codes (paper)
+
+    def __post_init__(self):
+        resolve_conv(self.conv)
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {sorted(NORMS)}, got {self.norm!r}")
+        if self.classify_from not in ("quantized", "continuous"):
+            raise ValueError(f"classify_from must be 'quantized' or 'continuous', got {self.classify_from!r}")
+        if self.edge_recon not in EDGE_RECON:
+            raise ValueError(f"edge_recon must be one of {EDGE_RECON}, got {self.edge_recon!r}")
+        for key in ("hidden_channels", "num_layers", "codebook_size", "quantize_chunk"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TeacherLosses(NamedTuple):
+    commitment: Tensor
+    feature_recon: Tensor
+    edge_recon: Tensor
+
+
+class TeacherOutput(NamedTuple):
+    """What one teacher forward pass returns.
+
+    logits [N, C]; z [N, code_dim] the pre-quantization representation in code space (what
+    soft code assignments are computed from); codes [N] code indices (-1 without tokenizer);
+    losses the unweighted-by-caller tokenizer losses (already multiplied by their weights).
+    """
+
+    logits: Tensor
+    z: Tensor
+    codes: Tensor
+    losses: TeacherLosses
+
+
+class VQGraphTeacher(nn.Module):
+    """GNN teacher with the structure-aware tokenizer. Call as ``model(x, adj, edge_index)``.
+
+    ``adj`` comes from :func:`vqgraph.models.encoders.prepare_adjacency`; ``edge_index`` are the
+    (directed, both directions) edges the structure loss reconstructs; ``num_targets`` restricts
+    the output to the first rows (seed nodes of a sampled subgraph); ``skip_tokenizer`` skips the
+    quantizer when the logits do not depend on it (``classify_from="continuous"``), e.g. for a
+    validation pass (``codes`` are then -1).
+    """
+
+    uses_graph = True
+
+    def __init__(self, in_channels: int, num_classes: int, config: TeacherConfig = TeacherConfig()):
+        super().__init__()
+        self.config = config
+        self.in_channels, self.num_classes = in_channels, num_classes
+        hidden = config.hidden_channels
+        self.encoder = GNNEncoder(
+            config.conv, in_channels, hidden, config.num_layers, config.dropout, config.norm, config.input_dropout
+        )
+        self.quantizer = None
+        if config.use_tokenizer:
+            # centre representations before the cosine codebook: GNN outputs of non-negative
+            # features share one dominant direction (all cosines near 0.9), which leaves soft
+            # code assignments nearly uniform; batch statistics in training, running ones after
+            self.center = nn.BatchNorm1d(hidden, affine=False)
+            self.quantizer = VectorQuantize(
+                dim=hidden,
+                codebook_size=config.codebook_size,
+                codebook_dim=config.code_dim,
+                decay=config.decay,
+                commitment_weight=config.commitment_weight,
+                use_cosine_sim=True,
+                kmeans_init=config.kmeans_init,
+                threshold_ema_dead_code=config.dead_code_threshold,
+                rotation_trick=False,
+                sync_codebook=False,
+            )
+            self.feature_decoder = nn.Linear(hidden, in_channels)
+            self.edge_decoder = nn.Linear(hidden, hidden)
+        # the classifier: one more graph layer straight to class scores (its weight is the linear head)
+        self.head_conv = resolve_conv(config.conv).build(hidden, num_classes)
+        self.dropout = nn.Dropout(config.dropout)
+
+    @property
+    def codebook(self) -> Tensor:
+        """The codebook [K, code_dim] (a buffer: EMA-updated, not a parameter)."""
+        if self.quantizer is None:
+            raise AttributeError("this teacher has no tokenizer (use_tokenizer=False)")
+        return self.quantizer.codebook
+
+    @property
+    def code_dim(self) -> int:
+        return self.config.code_dim or self.config.hidden_channels
+
+    def forward(
+        self,
+        x: Tensor,
+        adj,
+        edge_index: Optional[Tensor] = None,
+        num_targets: Optional[int] = None,
+        skip_tokenizer: bool = False,
+    ) -> TeacherOutput:
+        if self.config.edge_recon == "dense" and self.training and x.size(0) > DENSE_MAX_NODES:
+            raise ValueError(
+                f"edge_recon='dense' builds an N x N matrix ({x.size(0)}^2 floats, "
+                f"{4 * x.size(0) ** 2 / 2**30:.1f} GiB); use edge_recon='sampled' above {DENSE_MAX_NODES} nodes"
+            )
+        h = self.encoder(x, adj)
+        zero = h.new_zeros(())
+        if self.quantizer is None or (skip_tokenizer and self.config.classify_from == "continuous"):
+            no_codes = torch.full((h.size(0),), -1, dtype=torch.long, device=h.device)
+            z, codes, losses, s = h, no_codes, TeacherLosses(zero, zero, zero), h
+        else:
+            centred = self.center(h)
+            z = self.quantizer.project_in(centred)
+            q, codes, commitment = self._quantize(centred)
+            feature = F.mse_loss(self.feature_decoder(q), x) if self.config.feature_recon_weight else zero
+            s = self.edge_decoder(q)
+            edge = zero
+            if self.config.edge_recon_weight and edge_index is not None and self.training:
+                if self.config.edge_recon == "dense":
+                    edge = edge_recon_dense(s, edge_index, h.size(0))
+                else:
+                    edge = edge_recon_sampled(s, edge_index, h.size(0), self.config.edge_recon_samples)
+            losses = TeacherLosses(
+                commitment, self.config.feature_recon_weight * feature, self.config.edge_recon_weight * edge
+            )
+        if self.config.classify_from == "continuous":
+            s = h
+        logits = self.head_conv(self.dropout(torch.relu(s)), adj)
+        if num_targets is not None:
+            logits, z, codes = logits[:num_targets], z[:num_targets], codes[:num_targets]
+        return TeacherOutput(logits, z, codes, losses)
+
+    def _quantize(self, h: Tensor):
+        """The quantizer over ``quantize_chunk`` rows at a time (one EMA step per chunk)."""
+        chunk = self.config.quantize_chunk
+        if h.size(0) <= chunk:
+            q, codes, commitment = self.quantizer(h)
+            return q, codes, commitment.sum()
+        parts = [self.quantizer(part) for part in h.split(chunk)]
+        q = torch.cat([p[0] for p in parts])
+        codes = torch.cat([p[1] for p in parts])
+        commitment = sum(p[2].sum() * p[0].size(0) for p in parts) / h.size(0)
+        return q, codes, commitment
+
+    def code_logits(self, z: Tensor) -> Tensor:
+        """Similarity of representations ``z`` to every code, by the quantizer's own metric."""
+        return code_logits(z, self.codebook, "cosine")

@@ -1,0 +1,133 @@
+"""Weights & Biases logging that never blocks: ``off``, ``offline`` or ``online``.
+
+``online`` without an API key, or when the service cannot be reached in time, falls back to
+``offline`` (the run is kept on disk; ``wandb sync`` uploads it later). ``wandb`` is imported
+only when a logger is enabled.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+MODES = ("off", "offline", "online")
+
+
+def _has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path.home() / ".netrc"
+    try:
+        return netrc.is_file() and "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+class WandbLogger:
+    """A W&B run (or nothing, in mode ``off``). Use as a context manager or call :meth:`finish`.
+
+    Args:
+        mode: ``off`` | ``offline`` | ``online``.
+        project, group, job_type, name: W&B run placement (group runs by dataset/setting/method).
+        config: the run's full configuration (logged once).
+        dir: where W&B writes its files (``<dir>/wandb/...``).
+    """
+
+    def __init__(
+        self,
+        mode: str = "off",
+        project: str = "vqgraph",
+        group: Optional[str] = None,
+        job_type: Optional[str] = None,
+        name: Optional[str] = None,
+        config: Optional[Mapping[str, Any]] = None,
+        dir: Optional[Path] = None,
+        tags=(),
+    ):
+        if mode not in MODES:
+            raise ValueError(f"unknown W&B mode {mode!r}; choose from {MODES}")
+        self.mode = mode
+        self.run = None
+        self._stages = set()
+        if mode == "off":
+            return
+        import wandb
+
+        if mode == "online" and not _has_api_key():
+            warnings.warn("W&B: no API key found; logging offline (upload later with `wandb sync`)")
+            mode = "offline"
+        self.mode = mode
+        if dir is not None:
+            Path(dir).mkdir(parents=True, exist_ok=True)
+        kwargs = dict(
+            project=project,
+            group=group,
+            job_type=job_type,
+            name=name,
+            config=dict(config or {}),
+            dir=str(dir) if dir is not None else None,
+            tags=list(tags),
+            reinit="finish_previous",
+        )
+        try:
+            self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=60, silent=True), **kwargs)
+        except Exception as err:  # service unreachable, auth error: never fail the experiment for it
+            if mode == "offline":
+                raise
+            warnings.warn(f"W&B online init failed ({err}); logging offline")
+            self.mode = "offline"
+            self.run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
+
+    @property
+    def enabled(self) -> bool:
+        return self.run is not None
+
+    @property
+    def run_dir(self) -> Optional[Path]:
+        return Path(self.run.dir).parent if self.run is not None else None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None, prefix: str = "") -> None:
+        if self.run is None:
+            return
+        clean = {f"{prefix}{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+        if step is not None:  # each stage has its own x-axis: "epoch", "teacher/epoch", ...
+            clean[f"{prefix}epoch"] = step
+            if prefix and prefix not in self._stages:
+                self.run.define_metric(f"{prefix}*", step_metric=f"{prefix}epoch")
+                self._stages.add(prefix)
+        self.run.log(clean)
+
+    def stage(self, prefix: str):
+        """A ``log(metrics, epoch)`` callable that logs under ``prefix`` with its own epoch axis."""
+        return lambda metrics, epoch: self.log_metrics(metrics, epoch, prefix)
+
+    def __call__(self, metrics: Mapping[str, float], step: int) -> None:
+        self.log_metrics(metrics, step)
+
+    def summary(self, metrics: Mapping[str, Any]) -> None:
+        if self.run is None:
+            return
+        for key, value in metrics.items():
+            self.run.summary[key] = value
+
+    def log_artifact(self, path: Path, name: str, type: str, metadata: Optional[Dict[str, Any]] = None) -> None:
+        if self.run is None:
+            return
+        import wandb
+
+        artifact = wandb.Artifact(name=name, type=type, metadata=dict(metadata or {}))
+        artifact.add_file(str(path))
+        self.run.log_artifact(artifact)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
+
+    def __enter__(self) -> "WandbLogger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.finish()
