@@ -139,3 +139,16 @@ def test_student_rejects_wrong_feature_width():
     model = MLPStudent(16, 3, StudentConfig(hidden_channels=8))
     with pytest.raises(ValueError, match=r"\[batch, 16\]"):
         model(torch.zeros(4, 15))
+
+
+def test_config_overrides_parse_lists_and_reject_bad_values():
+    from vqgraph.config import ConfigError, load_sections
+
+    sections = load_sections({"train": TrainConfig()}, None, ["train.fanouts=5,5", "train.batch_size=none"])
+    assert sections["train"].fanouts == (5, 5) and sections["train"].batch_size is None
+    with pytest.raises(ConfigError, match="train.fanouts"):
+        load_sections({"train": TrainConfig()}, None, ["train.fanouts=5,x"])
+    with pytest.raises(ConfigError, match="train.lr"):
+        load_sections({"train": TrainConfig()}, None, ["train.lr=fast"])
+    with pytest.raises(ConfigError, match="fanouts"):
+        load_sections({"train": TrainConfig()}, None, ["train.fanouts=0"])

@@ -22,13 +22,6 @@ from vqgraph.training import BestCheckpoint, TrainConfig, codebook_stats, comput
 TIMING_KEYS = {"train_s", "epoch_s"}
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse", category=UserWarning)
-        yield
-
-
 @pytest.fixture(scope="module")
 def graph():
     return make_csbm(num_nodes=300, num_classes=3, avg_degree=8, num_features=16, seed=0, name="csbm-test")

@@ -4,7 +4,6 @@ structure losses."""
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
@@ -18,13 +17,6 @@ from vqgraph.models import TeacherConfig, VQGraphTeacher, prepare_adjacency
 from vqgraph.models.encoders import CONVS, APPNPLayer
 
 NUM_FEATURES, NUM_CLASSES = 16, 3
-
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse", category=UserWarning)
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +188,7 @@ def test_unknown_conv_lists_choices():
         TeacherConfig(conv="transformer")
     message = str(err.value)
     assert "transformer" in message
-    for name in ("appnp", "gat", "gcn", "sage"):
+    for name in ("appnp", "gat", "gcn", "sage", "sage_gcn"):
         assert name in message
 
 
@@ -249,7 +241,7 @@ def test_adjacency_kind_follows_the_conv(graph):
     assert prepare_adjacency("sage", graph.edge_index, graph.num_nodes)._nnz() == graph.num_edges
 
 
-@pytest.mark.parametrize("conv", ["gcn", "sage", "appnp"])
+@pytest.mark.parametrize("conv", ["gcn", "sage", "sage_gcn", "appnp"])
 def test_sparse_adjacency_is_message_passing_along_edges(graph, conv):
     """The sparse adjacency gives what PyG computes from ``edge_index`` (source -> target); the
     edges are made directed so that a transposed adjacency would be caught."""
@@ -266,6 +258,10 @@ def test_sparse_adjacency_is_message_passing_along_edges(graph, conv):
             want = reference(x, edges)
         elif conv == "sage":
             want = layer(x, edges)
+        elif conv == "sage_gcn":  # the "gcn" aggregator: one weight on the mean of self and in-neighbours
+            looped = torch.cat([edges, torch.arange(graph.num_nodes).repeat(2, 1)], dim=1)
+            want = layer(x, looped)
+            assert not layer.root_weight
         else:
             want = APPNP(K=10, alpha=0.1)(layer.lin(x), edges)
         transposed = layer(x, prepare_adjacency(conv, edges.flip(0), graph.num_nodes))

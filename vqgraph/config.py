@@ -6,6 +6,7 @@ Unknown sections or keys and values of the wrong type are rejected with the key'
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import typing
 from pathlib import Path
@@ -32,7 +33,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], where)
-    if origin in (tuple, list, typing.Sequence) or annotation in (tuple, list):
+    if origin in (tuple, list, collections.abc.Sequence) or annotation in (tuple, list):
         if isinstance(value, str):
             value = [v for v in value.replace(" ", "").split(",") if v]
         if not isinstance(value, (list, tuple)):

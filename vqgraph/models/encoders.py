@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import APPNP, GATConv, GCNConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
-from torch_geometric.utils import to_torch_csr_tensor
+from torch_geometric.utils import add_self_loops, remove_self_loops, to_torch_csr_tensor
 
 Adjacency = Union[Tensor]  # torch.sparse_csr adj_t [N, N] or edge_index [2, E]
 
@@ -43,7 +43,8 @@ class ConvSpec:
     Attributes:
         build: ``build(in_channels, out_channels) -> nn.Module`` called as ``layer(x, adj)``.
         adjacency: ``"gcn_norm"`` (symmetric normalisation with self-loops, as values of a sparse
-            matrix), ``"plain"`` (unweighted sparse matrix), or ``"edge_index"``.
+            matrix), ``"plain"`` (unweighted sparse matrix), ``"self_loops"`` (unweighted, with
+            self-loops), or ``"edge_index"``.
     """
 
     build: Callable[[int, int], nn.Module]
@@ -59,6 +60,9 @@ def _gat(in_channels: int, out_channels: int, heads: int = 4) -> nn.Module:
 CONVS: Dict[str, ConvSpec] = {
     "gcn": ConvSpec(lambda i, o: GCNConv(i, o, normalize=False), "gcn_norm"),
     "sage": ConvSpec(lambda i, o: SAGEConv(i, o, aggr="mean"), "plain"),
+    # GraphSAGE with the "gcn" aggregator (DGL's aggregator_type="gcn", GLNN's teacher): one
+    # weight on the mean over the node and its neighbours
+    "sage_gcn": ConvSpec(lambda i, o: SAGEConv(i, o, aggr="mean", root_weight=False), "self_loops"),
     "gat": ConvSpec(_gat, "edge_index"),
     "appnp": ConvSpec(APPNPLayer, "gcn_norm"),
 }
@@ -81,18 +85,16 @@ def resolve_conv(name: str) -> ConvSpec:
     return _resolve(CONVS, name, "encoder")
 
 
-def prepare_adjacency(kind: str, edge_index: Tensor, num_nodes: int, num_targets: int = None) -> Adjacency:
-    """The adjacency an encoder of ``kind`` takes, from directed edges ``source -> target``.
-
-    ``num_targets`` (default ``num_nodes``) lets sampled subgraphs keep only target rows.
-    """
+def prepare_adjacency(kind: str, edge_index: Tensor, num_nodes: int) -> Adjacency:
+    """The adjacency an encoder of ``kind`` takes, from directed edges ``source -> target``."""
     spec = resolve_conv(kind)
     if spec.adjacency == "edge_index":
         return edge_index
-    num_targets = num_nodes if num_targets is None else num_targets
     weight = None
     if spec.adjacency == "gcn_norm":
         edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
+    elif spec.adjacency == "self_loops":
+        edge_index, _ = add_self_loops(remove_self_loops(edge_index)[0], num_nodes=num_nodes)
     # adj_t[target, source]: PyG's transposed-adjacency convention
     with warnings.catch_warnings():  # torch's one-time "sparse CSR is beta" notices
         warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
