@@ -136,7 +136,7 @@ def fit_student(
     targets: Optional[TeacherTargets],
     student: StudentConfig = StudentConfig(),
     distill: DistillConfig = DistillConfig(),
-    train: TrainConfig = TrainConfig(lr=0.01, weight_decay=5e-3),
+    train: TrainConfig = TrainConfig(lr=0.01, weight_decay=0.0, patience=50),
     log: Optional[Callable[[Dict[str, float], int], None]] = None,
 ) -> StudentResult:
     """Train an MLP student on ``data`` with ``split`` (either setting).
