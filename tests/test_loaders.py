@@ -22,7 +22,7 @@ CPF_FIGURES = {
 }
 
 # name: (nodes, undirected edges, features, classes, class counts, train/val/test per split),
-# all from /work/shared/data/<name>/SOURCE.md
+# all from shared/data/<name>/SOURCE.md (beside the repository)
 HETERO_FIGURES = {
     "texas": (183, 279, 1703, 5, [33, 1, 18, 101, 30], (87, 59, 37)),
     "cornell": (183, 277, 1703, 5, [38, 16, 30, 82, 17], (87, 59, 37)),
