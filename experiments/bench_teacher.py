@@ -22,7 +22,7 @@ def _epoch_loop(data, split, epochs: int, batch_size=None, conv: str = "gcn", tr
     import torch
 
     from experiments.common import run_sections
-    from vqgraph.training import TrainConfig, fit_teacher
+    from vqgraph.training import fit_teacher
     from vqgraph.config import replace_checked
 
     cfg = run_sections(getattr(data, "name", "synthetic"), conv)

@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import time
 from pathlib import Path
 
-import torch
 
 from experiments.common import environment, prepare_task, run_sections, write_json
 from vqgraph.artifacts import TeacherTargets, atomic_torch_save

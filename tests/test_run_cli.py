@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from experiments import run as run_cli
 from vqgraph.utils.wandb_files import read_offline_run

@@ -9,7 +9,6 @@ import os
 import warnings
 
 import pytest
-import torch
 
 from experiments.common import DataConfig, prepare_task
 from experiments.train_teacher import main

@@ -10,7 +10,7 @@ import collections.abc
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Type, TypeVar
+from typing import Any, Dict, Iterable, Mapping, Optional, TypeVar
 
 import yaml
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, Union
+from typing import Callable, Dict
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +18,7 @@ from torch_geometric.nn import APPNP, GATConv, GCNConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import add_self_loops, remove_self_loops, to_torch_csr_tensor
 
-Adjacency = Union[Tensor]  # torch.sparse_csr adj_t [N, N] or edge_index [2, E]
+Adjacency = Tensor  # torch.sparse_csr adj_t [N, N], or edge_index [2, E] for GAT
 
 
 class APPNPLayer(nn.Module):

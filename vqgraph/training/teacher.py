@@ -76,7 +76,7 @@ def codebook_stats(codes: Tensor, codebook_size: int) -> Dict[str, float]:
     return {"used_frac": float((counts > 0).sum()) / codebook_size, "perplexity": float(ent.exp())}
 
 
-def _loss(model, out, y, train_rows) -> tuple:
+def _loss(out, y, train_rows) -> tuple:
     ce = F.cross_entropy(out.logits[train_rows], y)
     total = ce + out.losses.commitment + out.losses.feature_recon + out.losses.edge_recon
     return total, ce
@@ -148,7 +148,7 @@ def fit_teacher(
             )
         for bx, badj, bedges, num_targets, rows, by in batches:
             out = model(bx, badj, bedges, num_targets)
-            total, ce = _loss(model, out, by, rows)
+            total, ce = _loss(out, by, rows)
             opt.zero_grad()
             total.backward()
             opt.step()
