@@ -47,7 +47,7 @@ def default_sections(teacher: str = "gcn") -> Dict[str, Any]:
         "train": TrainConfig(),
         "student": StudentConfig(),
         "distill": DistillConfig(),
-        "student_train": TrainConfig(lr=0.01, weight_decay=0.0, patience=50),
+        "student_train": TrainConfig(lr=0.01, weight_decay=0.0, patience=50, batch_size=4096),
     }
 
 

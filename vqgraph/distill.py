@@ -136,14 +136,16 @@ def fit_student(
     targets: Optional[TeacherTargets],
     student: StudentConfig = StudentConfig(),
     distill: DistillConfig = DistillConfig(),
-    train: TrainConfig = TrainConfig(lr=0.01, weight_decay=0.0, patience=50),
+    train: TrainConfig = TrainConfig(lr=0.01, weight_decay=0.0, patience=50, batch_size=4096),
     log: Optional[Callable[[Dict[str, float], int], None]] = None,
 ) -> StudentResult:
     """Train an MLP student on ``data`` with ``split`` (either setting).
 
     The student sees features of observed nodes only (all nodes transductively; inductively the
     hidden test nodes never enter training). Labels are used on ``split.train_idx`` only. The
-    teacher terms use every observed node. Selection: ``distill.select_by`` (``val`` by default).
+    teacher terms use every observed node, ``train.batch_size`` nodes at a time (soft code
+    assignments are computed per batch: B x K, never N x K beyond one batch). Selection:
+    ``distill.select_by`` (``val`` by default).
     """
     split.check_graph(data)
     if distill.method != "mlp":
