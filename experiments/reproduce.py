@@ -16,14 +16,13 @@ import argparse
 import csv
 import io
 import json
-import statistics
 from pathlib import Path
 from typing import Dict, List
 
 from tqdm.auto import tqdm
 
 from experiments import run as run_cli
-from experiments.teacher_table import parse_seeds
+from experiments.teacher_table import mean_std, parse_seeds
 from vqgraph.artifacts import atomic_write_text
 
 # Published test accuracy (%), CPF split (shared/METHOD.md). VQGraph's transductive numbers
@@ -58,13 +57,6 @@ def _clean_partial(folder: Path) -> None:
         tmp.unlink()
 
 
-def _fmt(values: List[float]) -> str:
-    if not values:
-        return "n/a"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
-
-
 def summarise(rows: List[Dict]) -> Dict[str, str]:
     """Group results by (dataset, setting, method); mean ± std of each test metric."""
     groups: Dict[tuple, List[Dict]] = {}
@@ -75,8 +67,8 @@ def summarise(rows: List[Dict]) -> Dict[str, str]:
         keys = ["test/acc"] if setting == "transductive" else ["test_tran/acc", "test_ind/acc", "test_prod/acc"]
         entry = {"dataset": dataset, "setting": setting, "method": method, "seeds": len(results)}
         for key in keys:
-            entry[key] = _fmt([r["metrics"][key] for r in results])
-        entry["teacher test"] = _fmt([r["teacher_metrics"].get(keys[0], float("nan")) for r in results])
+            entry[key] = mean_std([r["metrics"][key] for r in results])
+        entry["teacher test"] = mean_std([r["teacher_metrics"].get(keys[0], float("nan")) for r in results])
         entry["selected_by"] = ",".join(sorted({r["selected_by"] for r in results}))
         paper = PUBLISHED.get((dataset, setting, method))
         entry["published"] = f"{paper:.2f}" if paper is not None else ""

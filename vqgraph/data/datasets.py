@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -18,7 +18,7 @@ from torch_geometric.data import Data
 
 from vqgraph.data.cpf import load_cpf_npz
 from vqgraph.data.heterophilic import load_heterophilic_npz
-from vqgraph.data.ogb import download_ogb, load_ogb, ogb_expected_files
+from vqgraph.data.ogb import download_ogb, load_ogb, ogb_dir_name, ogb_expected_files
 from vqgraph.data.synthetic import make_csbm
 from vqgraph.errors import DatasetNotFoundError
 
@@ -52,7 +52,6 @@ class DatasetSpec:
     url: Optional[str] = None
     aliases: Tuple[str, ...] = ()
     description: str = ""
-    options: Dict[str, object] = field(default_factory=dict)
 
     def locate(self, root: Path) -> Optional[Path]:
         for rel in self.candidates:
@@ -80,8 +79,10 @@ def _hetero(name: str, aliases=()) -> DatasetSpec:
 
 
 def _ogb(name: str) -> DatasetSpec:
-    # the first expected file stands for the folder; all of them are checked when loading
-    return DatasetSpec(name, "ogb", tuple(ogb_expected_files(name)[:1]), "ogb", (name.replace("-", "_"),), "OGB")
+    # the edge file stands for the folder (all expected files are checked when loading); built
+    # without ogb's metadata so that importing vqgraph does not import ogb
+    candidates = (f"{ogb_dir_name(name)}/raw/edge.csv.gz",)
+    return DatasetSpec(name, "ogb", candidates, "ogb", (name.replace("-", "_"),), "OGB")
 
 
 KNOWN_DATASETS: Dict[str, DatasetSpec] = {
