@@ -13,7 +13,7 @@ import torch
 
 from vqgraph.artifacts import atomic_write_text
 from vqgraph.config import load_sections
-from vqgraph.data import Setting, load_dataset, make_split, normalize_features
+from vqgraph.data import FeatureTransform, Setting, load_dataset, make_split
 from vqgraph.models import TeacherConfig
 from vqgraph.training import TrainConfig
 
@@ -78,8 +78,12 @@ def run_sections(dataset: str, teacher: str, overrides=(), config_path=None) -> 
     return load_sections(sections, None, overrides)
 
 
-def prepare_task(dataset: str, setting: str, seed: int, data_cfg: DataConfig, root=None):
-    """Load, split and normalise a dataset (the split depends on labels only)."""
+def prepare_task(dataset: str, setting: str, seed: int, data_cfg: DataConfig, root=None, with_transform=False):
+    """Load, split and normalise a dataset (the split depends on labels only).
+
+    Returns ``(data, split)``, and the fitted :class:`~vqgraph.data.FeatureTransform` third if
+    ``with_transform`` (serving applies it to new nodes).
+    """
     data = load_dataset(dataset, root=root, seed=seed)
     split = make_split(
         data,
@@ -90,8 +94,10 @@ def prepare_task(dataset: str, setting: str, seed: int, data_cfg: DataConfig, ro
         val_per_class=data_cfg.val_per_class,
     )
     # statistics (if any) from observed nodes only: hidden test nodes never shape the inputs
-    data = normalize_features(data, data_cfg.feature_norm, fit_idx=split.observed_idx)
-    return data, split
+    transform = FeatureTransform.fit(data.x, data_cfg.feature_norm, fit_idx=split.observed_idx)
+    data = data.clone()
+    data.x = transform(data.x)
+    return (data, split, transform) if with_transform else (data, split)
 
 
 def environment() -> Dict[str, Any]:

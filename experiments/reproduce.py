@@ -2,7 +2,7 @@
 
     python -m experiments.reproduce --datasets cora citeseer a-computer a-photo \
         --settings transductive inductive --methods mlp glnn vqgraph --seeds 0-9 \
-        [--teacher gcn] [--runs runs/reproduce] [--out experiments/results/reproduce] [--set ...]
+        [--teacher gcn] [--runs runs/reproduce] [--out experiments/results/reproduce] [--set ...] [--label ...]
 
 Each run writes ``<runs>/<dataset>-<setting>-<method>-<teacher>-s<seed>/results.json`` last and
 atomically; a run whose file exists is skipped, so a killed grid resumes where it stopped.
@@ -57,20 +57,25 @@ def _clean_partial(folder: Path) -> None:
         tmp.unlink()
 
 
-def summarise(rows: List[Dict]) -> Dict[str, str]:
-    """Group results by (dataset, setting, method); mean ± std of each test metric."""
+def summarise(rows: List[Dict], variant: str = "") -> Dict[str, str]:
+    """Group results by (dataset, setting, method); mean ± std of each test metric.
+
+    ``variant`` (the grid's config overrides) labels the method column; published numbers are
+    shown only for the unmodified configuration.
+    """
     groups: Dict[tuple, List[Dict]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["setting"], r["method"]), []).append(r)
     table = []
     for (dataset, setting, method), results in groups.items():
         keys = ["test/acc"] if setting == "transductive" else ["test_tran/acc", "test_ind/acc", "test_prod/acc"]
-        entry = {"dataset": dataset, "setting": setting, "method": method, "seeds": len(results)}
+        label = f"{method} ({variant})" if variant else method
+        entry = {"dataset": dataset, "setting": setting, "method": label, "seeds": len(results)}
         for key in keys:
             entry[key] = mean_std([r["metrics"][key] for r in results])
         entry["teacher test"] = mean_std([r["teacher_metrics"].get(keys[0], float("nan")) for r in results])
         entry["selected_by"] = ",".join(sorted({r["selected_by"] for r in results}))
-        paper = PUBLISHED.get((dataset, setting, method))
+        paper = None if variant else PUBLISHED.get((dataset, setting, method))
         entry["published"] = f"{paper:.2f}" if paper is not None else ""
         table.append(entry)
     columns = ["dataset", "setting", "method", "seeds", "test/acc", "test_tran/acc", "test_ind/acc",
@@ -97,6 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("runs/cache/teachers"))
     parser.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.csv")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--label", default="", help="names this grid's variant in the method column (an ablation)")
     args = parser.parse_args(argv)
     grid = [
         (d, s, m, seed)
@@ -120,7 +126,7 @@ def main(argv=None) -> int:
                 cli += ["--set", *args.set]
             run_cli.main(cli)
         rows.append(json.loads(result.read_text()))
-    tables = summarise(rows)
+    tables = summarise(rows, args.label)
     command = "python -m experiments.reproduce " + " ".join(argv if argv is not None else [])
     header = f"Test accuracy (%), mean ± std over seeds {args.seeds}, teacher `{args.teacher}`.\nCommand: `{command.strip()}`\n\n"
     print(header + tables["markdown"])

@@ -14,12 +14,12 @@ import hashlib
 import json
 from pathlib import Path
 
-
 from experiments.common import environment, prepare_task, run_sections, write_json
-from vqgraph.artifacts import TeacherTargets, atomic_torch_save
+from vqgraph.artifacts import TeacherTargets
 from vqgraph.config import ConfigError, to_dict
 from vqgraph.distill import METHODS, fit_student
 from vqgraph.models.encoders import CONVS
+from vqgraph.serving import Predictor
 from vqgraph.training import fit_teacher
 from vqgraph.training.loggers import MODES, WandbLogger
 
@@ -70,7 +70,9 @@ def main(argv=None) -> int:
         parser.error(str(err))
     name = Path(args.dataset).stem
     out = args.out or Path("runs") / f"{name}-{args.setting}-{args.method}-{args.teacher}-s{args.seed}"
-    data, split = prepare_task(args.dataset, args.setting, args.seed, cfg["data"], args.data_root)
+    data, split, transform = prepare_task(
+        args.dataset, args.setting, args.seed, cfg["data"], args.data_root, with_transform=True
+    )
     config = {key: to_dict(section) for key, section in cfg.items()}
     config.update(dataset=data.name, setting=split.setting.value, method=args.method, teacher=args.teacher, seed=args.seed)
     logger = WandbLogger(
@@ -101,12 +103,11 @@ def main(argv=None) -> int:
             data, split, targets, cfg["student"], cfg["distill"], cfg["student_train"], log=logger
         )
         out.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(
-            {"state_dict": student.model.state_dict(), "config": config, "in_channels": data.num_features,
-             "num_classes": data.num_classes, "code_dim": targets.z.size(1) if args.method == "vqgraph" else None},
-            out / "student.pt",
-        )
         m = student.metrics
+        codebook = targets.codebook if args.method == "vqgraph" else None
+        meta = {"dataset": data.name, "setting": split.setting.value, "method": args.method, "seed": args.seed,
+                "metrics": {k: m[k] for k in m if k.endswith("/acc")}, "config": config}
+        Predictor(student.model, transform, codebook, targets.metric, meta=meta).save(out / "student.pt")
         metric_keys = [k for k in m if k.endswith("/acc")]
         results = {
             "dataset": data.name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -46,6 +48,22 @@ def test_soft_token_loss_aligns_rows_by_global_id(targets):
     # ... and pairing the same rows with other nodes' ids (the official code's bug) does not
     shifted = distiller(StudentOutput(logits, targets.z[idx].clone()), idx.roll(1), y, labelled)
     assert float(shifted.soft_token) > 1e-3
+
+
+def test_precomputed_and_per_batch_soft_codes_give_the_same_loss(targets):
+    cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0)
+    cached, per_batch = CodebookDistiller(targets, cfg), CodebookDistiller(targets, replace(cfg, code_cache_mb=0))
+    assert cached._codes_cache is not None and per_batch._codes_cache is None
+    idx = torch.tensor([7, 3, 250, 3])
+    out = StudentOutput(torch.zeros(4, targets.logits.size(1)), torch.randn(4, targets.z.size(1)))
+    args = (idx, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool))
+    a, b = cached(out, *args).soft_token, per_batch(out, *args).soft_token
+    assert float(a) > 0 and torch.allclose(a, b, atol=1e-6)
+    # and it is the textbook tau^2 KL(softmax(t / tau) || softmax(s / tau))
+    tau = cfg.token_temperature
+    t = torch.softmax(code_logits(targets.z[idx], targets.codebook) / tau, -1)
+    log_s = torch.log_softmax(code_logits(out.z, targets.codebook) / tau, -1)
+    assert torch.allclose(a, tau * tau * torch.nn.functional.kl_div(log_s, t, reduction="batchmean"), atol=1e-6)
 
 
 def test_soft_label_loss_is_zero_for_the_teacher_distribution(targets):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import torch
 from conftest import REPO
 
 
@@ -25,3 +26,15 @@ def test_python_example_runs(data_root, monkeypatch, capsys):
     assert 0.6 < teacher.metrics["test/acc"] <= 1.0  # a real teacher was trained on Cora
     assert 0.4 < student.metrics["test/acc"] <= 1.0
     assert "test/acc" in capsys.readouterr().out
+
+
+def test_serving_example_runs_after_the_python_example(data_root, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("VQGRAPH_DATA", str(data_root))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(_snippet("## From Python").replace("max_epochs=200", "max_epochs=5"), "README.md", "exec"), namespace)
+    exec(compile(_snippet("## Serving"), "README.md", "exec"), namespace)
+    out, probs, codes = namespace["out"], namespace["probs"], namespace["codes"]
+    assert (tmp_path / "student.pt").is_file() and (tmp_path / "student.pt2").is_file()
+    assert torch.allclose(probs, out.probs, atol=1e-6) and torch.equal(codes, out.codes)
+    assert out.codes.min() >= 0  # a vqgraph student: every node has a code

@@ -54,3 +54,5 @@ def test_summary_reports_mean_std_and_published_numbers():
     ]
     md = reproduce.summarise(rows)["markdown"]
     assert "81.00 ± 1.41" in md and "80.54" in md and "val/acc" in md
+    variant = reproduce.summarise(rows, "distill.soft_token_weight=0")["markdown"]
+    assert "| glnn (distill.soft_token_weight=0) |" in variant and "80.54" not in variant

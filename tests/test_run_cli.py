@@ -7,6 +7,8 @@ import json
 import pytest
 
 from experiments import run as run_cli
+from vqgraph.data import load_dataset, make_split
+from vqgraph.serving import Predictor
 from vqgraph.utils.wandb_files import read_offline_run
 
 FAST = ["train.max_epochs=4", "student_train.max_epochs=4", "teacher.codebook_size=64"]
@@ -29,6 +31,14 @@ def test_run_writes_results_and_reuses_the_cached_teacher(tmp_path, data_root):
     assert all(0.0 <= v <= 1.0 for v in first["metrics"].values())
     assert set(first["timings"]) >= {"teacher_train_s", "student_train_s", "student_infer_s"}
     assert first["timings"]["teacher_cached"] is False and first["timings"]["teacher_train_s"] > 0
+    # the student artifact serves raw features: it applies the run's normalisation itself
+    predictor = Predictor.load(tmp_path / "a" / "student.pt")
+    raw = load_dataset("cora", root=data_root)
+    split = make_split(raw, seed=0)
+    labels = predictor.predict(raw.x).labels
+    served = (labels[split.test_idx] == raw.y[split.test_idx]).double().mean().item()
+    assert served == pytest.approx(first["metrics"]["test/acc"], abs=1e-6)
+    assert predictor.meta["method"] == "vqgraph" and predictor.codebook is not None
     # same teacher config: the artifact is reused, and identical teacher metrics come back
     second = _run(tmp_path, data_root, out="b", method="glnn")
     assert second["timings"]["teacher_cached"] is True

@@ -16,6 +16,7 @@ from vqgraph.data import (
 from vqgraph.distill import DistillConfig, fit_student
 from vqgraph.models import TeacherConfig, VQGraphTeacher
 from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.serving import Prediction, Predictor, load_exported
 from vqgraph.training import TrainConfig, fit_teacher
 from vqgraph.errors import (
     DataFormatError,
@@ -31,6 +32,9 @@ __all__ = [
     "KNOWN_DATASETS",
     "DistillConfig",
     "MLPStudent",
+    "Prediction",
+    "Predictor",
+    "load_exported",
     "StudentConfig",
     "TeacherConfig",
     "TeacherTargets",

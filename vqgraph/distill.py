@@ -45,6 +45,7 @@ class DistillConfig:
     soft_token_weight: float = 1.0  # beta: weight of the soft code-assignment KL (vqgraph)
     token_temperature: float = 0.1  # tau of the code-assignment softmaxes (cosine scores in [-1, 1])
     select_by: str = "val"  # val: validation-selected (honest) | test: the paper's protocol, for comparison only
+    code_cache_mb: float = 1024.0  # teacher soft codes (N x K floats) are precomputed once if they fit, else per batch
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -53,6 +54,8 @@ class DistillConfig:
             raise ValueError(f"select_by must be 'val' or 'test', got {self.select_by!r}")
         if (self.teacher_temperature is not None and self.teacher_temperature <= 0) or self.token_temperature <= 0:
             raise ValueError("temperatures must be > 0")
+        if self.code_cache_mb < 0:
+            raise ValueError(f"code_cache_mb must be >= 0, got {self.code_cache_mb}")
 
     @property
     def uses_soft_labels(self) -> bool:
@@ -88,12 +91,31 @@ class CodebookDistiller:
         self.teacher_z = targets.z.to(device)
         self.codebook = targets.codebook.to(device) if targets.codebook is not None else None
         self.metric = targets.metric
+        self._codes_cache = None
+        if config.uses_soft_tokens and config.soft_token_weight:
+            n, k = targets.num_nodes, targets.codebook.size(0)
+            if 4 * n * k <= config.code_cache_mb * 2**20:  # teacher targets are fixed: compute them once
+                parts = [self._soft_codes(chunk) for chunk in torch.arange(n, device=self.teacher_z.device).split(8192)]
+                self._codes_cache = tuple(torch.cat(p) for p in zip(*parts))
 
     def teacher_probs(self, idx: Tensor) -> Tensor:
         return F.softmax(self.teacher_logits[idx] / self.temperature, dim=-1)
 
-    def teacher_code_logits(self, idx: Tensor) -> Tensor:
-        return code_logits(self.teacher_z[idx], self.codebook, self.metric)
+    def teacher_code_logits(self, idx: Tensor, scale: float = 1.0) -> Tensor:
+        return code_logits(self.teacher_z[idx], self.codebook, self.metric, scale)
+
+    @torch.no_grad()
+    def _soft_codes(self, idx: Tensor):
+        log_t = F.log_softmax(self.teacher_code_logits(idx, 1.0 / self.config.token_temperature), dim=-1)
+        t = log_t.exp()
+        return t, (t * log_t).sum(-1)
+
+    def teacher_soft_codes(self, idx: Tensor):
+        """Teacher soft code assignments of nodes ``idx`` at temperature tau [B, K], and the
+        per-node sum of t log t [B] (the constant part of the KL)."""
+        if self._codes_cache is not None:
+            return self._codes_cache[0][idx], self._codes_cache[1][idx]
+        return self._soft_codes(idx)
 
     def __call__(self, out, idx: Tensor, y: Tensor, labelled: Tensor) -> DistillLosses:
         """``out``: student output for nodes ``idx`` (global ids); ``labelled``: bool mask of
@@ -110,9 +132,10 @@ class CodebookDistiller:
         soft_token = zero
         if cfg.uses_soft_tokens and cfg.soft_token_weight:
             tau = cfg.token_temperature
-            t = F.softmax(self.teacher_code_logits(idx) / tau, dim=-1)
-            s = F.log_softmax(code_logits(out.z, self.codebook, self.metric) / tau, dim=-1)
-            soft_token = cfg.soft_token_weight * tau * tau * F.kl_div(s, t, reduction="batchmean")
+            t, t_log_t = self.teacher_soft_codes(idx)
+            log_s = F.log_softmax(code_logits(out.z, self.codebook, self.metric, 1.0 / tau), dim=-1)
+            kl = (t_log_t - (t * log_s).sum(-1)).mean()  # KL(t || s), batch mean
+            soft_token = cfg.soft_token_weight * tau * tau * kl
         return DistillLosses(label, soft_label, soft_token)
 
 
@@ -222,7 +245,7 @@ def fit_student(
             metrics["targets/soft_label_entropy"] = float(entropy(distiller.teacher_probs(fit_idx)))
             if distill.uses_soft_tokens:
                 sample = fit_idx[: min(4096, fit_idx.numel())]
-                probs = F.softmax(distiller.teacher_code_logits(sample) / distill.token_temperature, dim=-1)
+                probs = distiller.teacher_soft_codes(sample)[0]
                 metrics["targets/soft_token_entropy"] = float(entropy(probs))
                 metrics["targets/soft_token_max_prob"] = float(probs.max(-1).values.mean())
     return StudentResult(model, metrics, history)

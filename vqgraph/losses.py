@@ -14,18 +14,20 @@ from torch import Tensor
 METRICS = ("cosine", "euclidean")
 
 
-def code_logits(z: Tensor, codebook: Tensor, metric: str = "cosine") -> Tensor:
+def code_logits(z: Tensor, codebook: Tensor, metric: str = "cosine", scale: float = 1.0) -> Tensor:
     """Similarity of each row of ``z`` [B, D] to each code of ``codebook`` [K, D] -> [B, K].
 
     ``cosine``: dot product of l2-normalised vectors (in [-1, 1]); ``euclidean``: negative
-    squared distance. Computed per batch: callers never need the full N x K matrix.
+    squared distance. ``scale`` multiplies the result (``1 / tau`` for a softmax at temperature
+    tau; applied to the K x D side, so it costs nothing per node). Computed per batch: callers
+    never need the full N x K matrix.
     """
     if z.size(-1) != codebook.size(-1):
         raise ValueError(f"code_logits: representation width {z.size(-1)} != code width {codebook.size(-1)}")
     if metric == "cosine":
-        return F.normalize(z, dim=-1) @ F.normalize(codebook, dim=-1).t()
+        return F.normalize(z, dim=-1) @ (F.normalize(codebook, dim=-1) * scale).t()
     if metric == "euclidean":
-        return -torch.cdist(z, codebook).pow(2)
+        return torch.cdist(z, codebook).pow(2).mul(-scale)
     raise ValueError(f"unknown metric {metric!r}; choose from {METRICS}")
 
 

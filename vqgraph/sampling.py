@@ -56,8 +56,13 @@ class NeighborSampler:
         neighbours = self.col[start[seg] + offset]
         return neighbours, seg
 
-    def sample(self, seeds: Tensor, generator: Optional[torch.Generator] = None) -> tuple:
-        """Sample the computation subgraph of ``seeds``; returns ``(n_id, edge_index)`` (local ids)."""
+    def sample(self, seeds: Tensor, generator: Optional[torch.Generator] = None, return_counts: bool = False) -> tuple:
+        """Sample the computation subgraph of ``seeds``; returns ``(n_id, edge_index)`` (local ids).
+
+        ``n_id`` lists the seeds, then the nodes first reached at hop 1, 2, ...; with
+        ``return_counts`` a third item gives those group sizes (PyG's ``num_sampled_nodes``), so a
+        model can compute block-wise (layer l only for the nodes within ``L - 1 - l`` hops).
+        """
         local = self._local
         n_id: List[Tensor] = [seeds]
         local[seeds] = torch.arange(seeds.numel())
@@ -75,10 +80,11 @@ class NeighborSampler:
             rows.append(local[neighbours])  # source (neighbour)
             cols.append(local[frontier[seg]])  # target
             frontier = new
+        counts = [part.numel() for part in n_id]
         n_id = torch.cat(n_id)
         local[n_id] = -1
         edge_index = torch.stack([torch.cat(rows), torch.cat(cols)]) if rows else torch.empty(2, 0, dtype=torch.long)
-        return n_id, edge_index
+        return (n_id, edge_index, counts) if return_counts else (n_id, edge_index)
 
 
 class NeighborBatcher:

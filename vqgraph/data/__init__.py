@@ -10,6 +10,7 @@ from vqgraph.data.datasets import (
     resolve_data_root,
 )
 from vqgraph.data.graph import (
+    FeatureTransform,
     build_graph,
     canonical_edges,
     check_features,
@@ -24,6 +25,7 @@ __all__ = [
     "DATA_ENV",
     "KNOWN_DATASETS",
     "DatasetSpec",
+    "FeatureTransform",
     "NodeSplit",
     "Setting",
     "build_graph",

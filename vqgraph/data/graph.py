@@ -8,7 +8,7 @@ int64 ``[N]`` in ``[0, num_classes)``, plus ``name`` and ``num_classes``.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -150,24 +150,44 @@ def num_undirected_edges(data: Data) -> int:
 FEATURE_NORMS = ("none", "row", "standard")
 
 
-def normalize_features(data: Data, kind: str = "row", fit_idx: Optional[Tensor] = None) -> Data:
-    """A copy of ``data`` with normalised features.
+class FeatureTransform(NamedTuple):
+    """The feature normalisation a model was trained with, so that serving applies the same one.
 
     ``row`` divides each row by its sum of absolute values (per node: nothing is shared across
-    nodes); ``standard`` centres and scales each column with statistics of the nodes
-    ``fit_idx`` (pass the observed nodes in the inductive setting, so that hidden nodes do not
-    shape the transform); ``none`` returns ``data``.
+    nodes); ``standard`` centres and scales each column with ``mean`` and ``std`` fitted on
+    training-time nodes; ``none`` is the identity. Build it with :meth:`fit`.
+    """
+
+    kind: str = "none"
+    mean: Optional[Tensor] = None
+    std: Optional[Tensor] = None
+
+    @classmethod
+    def fit(cls, x: Tensor, kind: str = "row", fit_idx: Optional[Tensor] = None) -> "FeatureTransform":
+        """Fit ``kind`` on ``x`` (column statistics from the rows ``fit_idx`` only, if given)."""
+        if kind not in FEATURE_NORMS:
+            raise ValueError(f"unknown feature normalisation {kind!r}; choose from {FEATURE_NORMS}")
+        if kind != "standard":
+            return cls(kind)
+        ref = x if fit_idx is None else x[fit_idx]
+        return cls(kind, ref.mean(0), ref.std(0).clamp_min(1e-12))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.kind == "none":
+            return x
+        if self.kind == "row":
+            return x / x.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return (x - self.mean.to(x)) / self.std.to(x)
+
+
+def normalize_features(data: Data, kind: str = "row", fit_idx: Optional[Tensor] = None) -> Data:
+    """A copy of ``data`` with features normalised by :class:`FeatureTransform` ``kind``.
+
+    For ``standard``, pass ``fit_idx`` = the observed nodes in the inductive setting, so that
+    hidden nodes do not shape the transform; ``none`` returns ``data``.
     """
     if kind == "none":
         return data
-    x = data.x
-    if kind == "row":
-        x = x / x.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)
-    elif kind == "standard":
-        ref = x if fit_idx is None else x[fit_idx]
-        x = (x - ref.mean(0)) / ref.std(0).clamp_min(1e-12)
-    else:
-        raise ValueError(f"unknown feature normalisation {kind!r}; choose from {FEATURE_NORMS}")
     out = data.clone()
-    out.x = x
+    out.x = FeatureTransform.fit(data.x, kind, fit_idx)(data.x)
     return out

@@ -25,6 +25,18 @@ def _has_api_key() -> bool:
         return False
 
 
+def _no_offline_network() -> None:
+    """Offline runs must not touch the network: turn off wandb's own usage telemetry, which
+    (wandb 0.31) probes the server from a background thread unless the process-wide mode is
+    offline. Best effort: the hook is private and may move between wandb versions."""
+    try:
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+
+        opentelemetry_proxy.disable()
+    except (ImportError, AttributeError):
+        pass
+
+
 class WandbLogger:
     """A W&B run (or nothing, in mode ``off``). Use as a context manager or call :meth:`finish`.
 
@@ -59,6 +71,8 @@ class WandbLogger:
             warnings.warn("W&B: no API key found; logging offline (upload later with `wandb sync`)")
             mode = "offline"
         self.mode = mode
+        if mode == "offline":
+            _no_offline_network()
         if dir is not None:
             Path(dir).mkdir(parents=True, exist_ok=True)
         kwargs = dict(
@@ -78,6 +92,7 @@ class WandbLogger:
                 raise
             warnings.warn(f"W&B online init failed ({err}); logging offline")
             self.mode = "offline"
+            _no_offline_network()
             self.run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
 
     @property

@@ -1,0 +1,181 @@
+"""Graph-free serving: the student artifact, the predict API and its checks, export to torch.export and ONNX."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from vqgraph.artifacts import ArtifactMismatchError, TeacherTargets
+from vqgraph.data import FeatureTransform
+from vqgraph.losses import code_logits
+from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.serving import Predictor, load_exported
+
+F, C, D, K = 12, 4, 6, 20
+
+
+def _predictor(norm="standard", codes=True, seed=0):
+    torch.manual_seed(seed)
+    model = MLPStudent(F, C, StudentConfig(hidden_channels=16, dropout=0.5), D if codes else None).eval()
+    raw = torch.rand(50, F) * 3
+    transform = FeatureTransform.fit(raw, norm)
+    codebook = torch.randn(K, D) if codes else None
+    return Predictor(model, transform, codebook, "cosine", meta={"dataset": "toy"}), raw
+
+
+def test_predict_matches_the_model_on_transformed_features_and_the_shared_similarity():
+    predictor, raw = _predictor()
+    out = predictor.predict(raw)
+    with torch.no_grad():
+        ref = predictor.model(predictor.transform(raw))
+    assert torch.allclose(out.probs, torch.softmax(ref.logits, -1), atol=1e-6)
+    assert torch.equal(out.labels, ref.logits.argmax(-1))
+    # codes: the same similarity as the teacher's quantizer, against the frozen codebook
+    assert torch.equal(out.codes, code_logits(ref.z, predictor.codebook, "cosine").argmax(-1))
+    assert out.codes.min() >= 0 and out.codes.max() < K
+    assert torch.allclose(out.probs.sum(-1), torch.ones(raw.size(0)))
+
+
+def test_batching_does_not_change_predictions():
+    predictor, raw = _predictor()
+    whole = predictor.predict(raw, batch_size=10_000)
+    for batch_size in (1, 7, 49):
+        part = predictor.predict(raw, batch_size=batch_size)
+        assert torch.allclose(part.probs, whole.probs, atol=1e-6)
+        assert torch.equal(part.codes, whole.codes) and torch.equal(part.labels, whole.labels)
+
+
+def test_student_without_codebook_reports_code_minus_one():
+    predictor, raw = _predictor(norm="row", codes=False)
+    out = predictor.predict(raw)
+    assert (out.codes == -1).all() and out.probs.shape == (raw.size(0), C)
+
+
+def test_artifact_roundtrip_and_numpy_input(tmp_path):
+    predictor, raw = _predictor()
+    path = predictor.save(tmp_path / "student.pt")
+    loaded = Predictor.load(path)
+    assert loaded.meta == {"dataset": "toy"} and loaded.transform.kind == "standard"
+    a, b = predictor.predict(raw), loaded.predict(raw.numpy().astype(np.float64))
+    assert torch.allclose(a.probs, b.probs, atol=1e-6) and torch.equal(a.codes, b.codes)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "bad, error, words",
+    [
+        (torch.rand(5, F + 1), ValueError, f"[num_nodes, {F}]"),
+        (torch.rand(F), ValueError, "1-D"),
+        (torch.rand(2, 3, F), ValueError, "shape"),
+        (torch.full((3, F), float("nan")), ValueError, "NaN"),
+        (torch.tensor([[0.0] * F, [float("inf")] * F]), ValueError, "first: row 1"),
+        (torch.ones(3, F, dtype=torch.bool), TypeError, "bool"),
+        (torch.ones(3, F, dtype=torch.complex64), TypeError, "complex64"),
+        ("not features", TypeError, "features must be"),
+    ],
+)
+def test_predict_rejects_bad_input_with_a_clear_error(bad, error, words):
+    predictor, _ = _predictor()
+    with pytest.raises(error, match=None) as info:
+        predictor.predict(bad)
+    assert words in str(info.value)
+
+
+def test_integer_features_are_accepted_and_empty_input_gives_empty_output():
+    predictor, _ = _predictor()
+    counts = torch.randint(0, 3, (4, F))
+    assert torch.allclose(predictor.predict(counts).probs, predictor.predict(counts.float()).probs)
+    empty = predictor.predict(torch.empty(0, F))
+    assert empty.probs.shape == (0, C) and empty.codes.shape == (0,)
+    with pytest.raises(ValueError, match="batch_size"):
+        predictor.predict(torch.rand(2, F), batch_size=0)
+
+
+def test_load_rejects_missing_corrupt_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Predictor.load(tmp_path / "nope.pt")
+    (tmp_path / "corrupt.pt").write_bytes(b"\x00not a torch file")
+    with pytest.raises(ArtifactMismatchError, match="not a readable student artifact"):
+        Predictor.load(tmp_path / "corrupt.pt")
+    targets = TeacherTargets(torch.zeros(3, C), torch.zeros(3, D), torch.zeros(3, dtype=torch.long), None)
+    targets.save(tmp_path / "teacher.pt")
+    with pytest.raises(ArtifactMismatchError, match="not a vqgraph student artifact"):
+        Predictor.load(tmp_path / "teacher.pt")
+
+
+def test_codebook_width_must_match_the_projection():
+    model = MLPStudent(F, C, StudentConfig(hidden_channels=16), D)
+    with pytest.raises(ValueError, match="codebook width 5"):
+        Predictor(model, codebook=torch.randn(K, 5))
+    with pytest.raises(ValueError, match="no projection"):
+        Predictor(MLPStudent(F, C, StudentConfig(hidden_channels=16)), codebook=torch.randn(K, D))
+
+
+def test_torch_export_equals_eager_and_runs_without_vqgraph(tmp_path):
+    predictor, raw = _predictor()
+    path = predictor.export(tmp_path / "student.pt2")
+    assert not list(tmp_path.glob(".*tmp*"))
+    exported = load_exported(path)
+    for rows in (1, 3, raw.size(0)):
+        eager = predictor.predict(raw[:rows])
+        probs, labels, codes = exported(raw[:rows])
+        assert torch.allclose(probs, eager.probs, atol=1e-6)
+        assert torch.equal(labels, eager.labels) and torch.equal(codes, eager.codes)
+    # a fresh interpreter in which importing vqgraph or torch_geometric fails still runs it
+    np.save(tmp_path / "x.npy", raw.numpy())
+    script = textwrap.dedent(
+        f"""
+        import sys, json, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("vqgraph", "torch_geometric"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        import numpy, torch
+        module = torch.export.load({str(path)!r}).module()
+        probs, labels, codes = module(torch.from_numpy(numpy.load({str(tmp_path / 'x.npy')!r})))
+        print(json.dumps({{"labels": labels.tolist(), "codes": codes.tolist()}}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    standalone = json.loads(done.stdout.strip().splitlines()[-1])
+    eager = predictor.predict(raw)
+    assert standalone == {"labels": eager.labels.tolist(), "codes": eager.codes.tolist()}
+
+
+def test_onnx_export_equals_eager(tmp_path):
+    import onnxruntime as ort  # the dev extra installs onnx, onnxscript and onnxruntime
+
+    predictor, raw = _predictor(norm="row")
+    path = predictor.export(tmp_path / "student.onnx", format="onnx")
+    assert [p.name for p in tmp_path.iterdir()] == ["student.onnx"]  # one self-contained file
+    session = ort.InferenceSession(str(path))
+    for rows in (1, raw.size(0)):
+        probs, labels, codes = session.run(None, {"features": raw[:rows].numpy()})
+        eager = predictor.predict(raw[:rows])
+        np.testing.assert_allclose(probs, eager.probs.numpy(), atol=1e-6)
+        assert (labels == eager.labels.numpy()).all() and (codes == eager.codes.numpy()).all()
+
+
+def test_unknown_export_format_is_named(tmp_path):
+    predictor, _ = _predictor()
+    with pytest.raises(ValueError, match="'tflite'"):
+        predictor.export(tmp_path / "m", format="tflite")
+
+
+@pytest.mark.parametrize("fmt, suffix", [("torch_export", ".pt2"), ("onnx", ".onnx")])
+def test_export_cli_checks_the_export_against_eager(tmp_path, capsys, fmt, suffix):
+    from experiments import export as export_cli
+
+    predictor, _ = _predictor()
+    artifact = predictor.save(tmp_path / "student.pt")
+    assert export_cli.main([str(artifact), "--format", fmt]) == 0
+    assert (tmp_path / f"student{suffix}").is_file()
+    assert "labels and codes equal" in capsys.readouterr().out

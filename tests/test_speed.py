@@ -1,0 +1,58 @@
+"""experiments.speed: the served teacher computes what the full-graph teacher computes, and the
+benchmark writes its figures (timings are printed, never asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from experiments import speed
+from vqgraph.data import make_csbm
+from vqgraph.models.encoders import prepare_adjacency
+
+
+def test_blockwise_full_neighbourhood_sage_equals_full_graph_sage():
+    data = make_csbm(num_nodes=300, num_edges=900, num_features=16, num_classes=4, seed=3)
+    torch.manual_seed(0)
+    model = speed.SAGE(16, 32, 4, num_layers=3).eval()
+    with torch.no_grad():
+        full = model(data.x, prepare_adjacency("sage", data.edge_index, data.num_nodes))
+        server = speed.NeighbourhoodServer(data, model, fanout=-1, num_layers=3)
+        idx = torch.tensor([5, 17, 250, 3])
+        served = server(idx)
+    assert torch.allclose(served, full[idx], atol=1e-5)
+    # block-wise: fewer nodes computed at each deeper layer, the seeds last
+    assert server.last["nodes"] > idx.numel() and server.last["edges"] > 0
+
+
+def test_hop_sizes_shrink_towards_the_seeds():
+    assert speed.hop_sizes([10, 40, 200, 900], num_layers=3) == [250, 50, 10]
+    assert speed.hop_sizes([10, 40], num_layers=3) == [50, 50, 10]  # the neighbourhood ended early
+
+
+def test_benchmark_writes_json_and_accuracy_plot(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for method, acc in (("mlp", 0.6), ("glnn", 0.7), ("vqgraph", 0.75)):
+        folder = runs / f"g-{method}"
+        folder.mkdir(parents=True)
+        result = {
+            "dataset": "csbm:400:1200", "setting": "transductive", "method": method, "teacher": "gcn",
+            "selected_by": "val/acc", "metrics": {"test/acc": acc}, "teacher_metrics": {"test/acc": 0.8},
+            "config": {"student": {"hidden_channels": 32, "num_layers": 2}, "teacher": {"hidden_channels": 16, "num_layers": 1}},
+        }
+        (folder / "results.json").write_text(json.dumps(result))
+    out = tmp_path / "speed"
+    argv = ["--graphs", "csbm:400:1200", "--repeats", "3", "--warmup", "1", "--hidden", "16", "--widths", "1", "2",
+            "--results", str(runs), "--out", str(out), "--threads", "1"]
+    assert speed.main(argv) == 0
+    payload = json.loads((tmp_path / "speed.json").read_text())
+    row = payload["graphs"][0]
+    assert row["nodes"] == 400 and set(row["latency"]) >= {"SAGE full neighbourhood", "SAGE fan-out 15", "MLP", "MLPw2"}
+    assert all(v["median_ms"] > 0 and v["p10_ms"] <= v["p90_ms"] for v in row["latency"].values())
+    assert row["throughput_nodes_per_s"]["MLP"] > 0
+    assert payload["environment"]["threads"] == 1 and payload["environment"]["torch"] == torch.__version__
+    methods = {p["method"]: p for p in payload["accuracy_vs_latency"]}
+    assert methods["vqgraph"]["accuracy"] == 0.75 and "teacher (gcn, whole graph)" in methods
+    assert (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"
+    assert "SAGE full neighbourhood" in capsys.readouterr().out
