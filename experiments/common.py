@@ -36,8 +36,15 @@ def preset_path(dataset: str) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def default_sections(teacher: str = "gcn") -> Dict[str, Any]:
-    """Every config section of a run, at its defaults."""
+def default_sections(teacher: str = "gcn", method: str = "vqgraph") -> Dict[str, Any]:
+    """Every config section of a run, at its defaults.
+
+    The students' optimiser has no weight decay (decay flattens what distillation transfers:
+    GLNN on Cora seed 0, 73.4 with 5e-4 against 76.2 without) except for the label-only
+    ``mlp``, which overfits its 20 labels per class without it (Cora seeds 0-6: 54.4% against
+    58.0%); 5e-3
+    is GLNN's MLP setting.
+    """
     from vqgraph.distill import DistillConfig
     from vqgraph.models.student import StudentConfig
 
@@ -47,11 +54,13 @@ def default_sections(teacher: str = "gcn") -> Dict[str, Any]:
         "train": TrainConfig(),
         "student": StudentConfig(),
         "distill": DistillConfig(),
-        "student_train": TrainConfig(lr=0.01, weight_decay=0.0, patience=50, batch_size=4096),
+        "student_train": TrainConfig(
+            lr=0.01, weight_decay=5e-3 if method == "mlp" else 0.0, patience=50, batch_size=4096
+        ),
     }
 
 
-def run_sections(dataset: str, teacher: str, overrides=(), config_path=None) -> Dict[str, Any]:
+def run_sections(dataset: str, teacher: str, overrides=(), config_path=None, method: str = "vqgraph") -> Dict[str, Any]:
     """Config sections of a run: defaults < preset < command-line overrides.
 
     The preset (``experiments/configs/<dataset>.yaml`` unless ``config_path``) holds one block
@@ -62,7 +71,7 @@ def run_sections(dataset: str, teacher: str, overrides=(), config_path=None) -> 
 
     from vqgraph.config import ConfigError, replace_checked
 
-    sections = default_sections(teacher)
+    sections = default_sections(teacher, method)
     path = Path(config_path) if config_path else preset_path(dataset)
     if path is not None:
         preset = yaml.safe_load(path.read_text()) or {}

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
             overrides.append(f"{section}.progress=false")
     overrides.append(f"distill.method={args.method}")
     try:
-        cfg = run_sections(args.dataset, args.teacher, overrides, args.config)
+        cfg = run_sections(args.dataset, args.teacher, overrides, args.config, method=args.method)
     except ConfigError as err:
         parser.error(str(err))
     name = Path(args.dataset).stem
