@@ -42,8 +42,7 @@ def default_sections(teacher: str = "gcn", method: str = "vqgraph") -> Dict[str,
     The students' optimiser has no weight decay (decay flattens what distillation transfers:
     GLNN on Cora seed 0, 73.4 with 5e-4 against 76.2 without) except for the label-only
     ``mlp``, which overfits its 20 labels per class without it (Cora seeds 0-6: 54.4% against
-    58.0%); 5e-3
-    is GLNN's MLP setting.
+    58.0%); 5e-3 is GLNN's MLP setting.
     """
     from vqgraph.distill import DistillConfig
     from vqgraph.models.student import StudentConfig
