@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import json
+import shlex
 from pathlib import Path
 from typing import Dict, List
 
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
             run_cli.main(cli)
         rows.append(json.loads(result.read_text()))
     tables = summarise(rows, args.label)
-    command = "python -m experiments.reproduce " + " ".join(argv if argv is not None else [])
+    command = "python -m experiments.reproduce " + shlex.join(argv if argv is not None else [])
     header = f"Test accuracy (%), mean ± std over seeds {args.seeds}, teacher `{args.teacher}`.\nCommand: `{command.strip()}`\n\n"
     print(header + tables["markdown"])
     if args.out:

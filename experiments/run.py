@@ -74,7 +74,8 @@ def main(argv=None) -> int:
         args.dataset, args.setting, args.seed, cfg["data"], args.data_root, with_transform=True
     )
     config = {key: to_dict(section) for key, section in cfg.items()}
-    config.update(dataset=data.name, setting=split.setting.value, method=args.method, teacher=args.teacher, seed=args.seed)
+    # the run's identity beside its sections (the "teacher" section keeps the teacher's settings)
+    config.update(dataset=data.name, setting=split.setting.value, method=args.method, teacher_kind=args.teacher, seed=args.seed)
     logger = WandbLogger(
         args.wandb,
         project=args.wandb_project,

@@ -38,6 +38,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
+from experiments.common import run_sections
 from vqgraph.artifacts import atomic_write_text
 from vqgraph.data import FeatureTransform, load_dataset, make_csbm, num_undirected_edges
 from vqgraph.models.encoders import prepare_adjacency
@@ -258,8 +259,8 @@ def accuracy_points(results_dir: Path, args) -> List[Dict]:
             points.append({"dataset": dataset, "method": method, "accuracy": acc, "latency_ms": t["median_ms"],
                            "runs": len(runs)})
             if not teacher_done:
-                tc = cfg["teacher"]
-                gcn = GCN(f, tc["hidden_channels"], c, tc["num_layers"] + 1).eval()  # encoder + output layer
+                tc = run_sections(dataset, runs[0]["teacher"])["teacher"]  # the preset the runs used
+                gcn = GCN(f, tc.hidden_channels, c, tc.num_layers + 1).eval()  # encoder + output layer
                 adj = prepare_adjacency("gcn", data.edge_index, n)
                 t = time_requests(lambda idx, g=gcn, x=data.x, a=adj: g(x, a)[idx], n, args.nodes,
                                   max(3, args.repeats // 5), 1, 3)
@@ -272,6 +273,7 @@ def accuracy_points(results_dir: Path, args) -> List[Dict]:
 
 def plot(points: List[Dict], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -284,6 +286,7 @@ def plot(points: List[Dict], path: Path) -> None:
             ax.scatter(p["latency_ms"], 100 * p["accuracy"], marker=markers.get(p["method"], "o"), s=70,
                        label=p["method"])
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only
         ax.set_title(dataset)
         ax.set_xlabel(f"latency, ms ({points[0].get('nodes', 10)} new nodes)")
         ax.set_ylabel("test accuracy, %")
@@ -332,7 +335,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fanout", type=int, default=15)
     parser.add_argument("--widths", type=int, nargs="+", default=[1, 4, 8], help="student widths, multiples of --hidden")
     parser.add_argument("--student-layers", type=int, default=2, help="student depth (vqgraph's default student)")
-    parser.add_argument("--batch-size", type=int, default=65536, help="student throughput batch")
+    parser.add_argument("--batch-size", type=int, default=8192, help="student throughput batch (8192 fits the caches)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--results", type=Path, default=None, help="distillation runs for the accuracy plot")

@@ -39,7 +39,7 @@ def test_benchmark_writes_json_and_accuracy_plot(tmp_path, capsys):
         result = {
             "dataset": "csbm:400:1200", "setting": "transductive", "method": method, "teacher": "gcn",
             "selected_by": "val/acc", "metrics": {"test/acc": acc}, "teacher_metrics": {"test/acc": 0.8},
-            "config": {"student": {"hidden_channels": 32, "num_layers": 2}, "teacher": {"hidden_channels": 16, "num_layers": 1}},
+            "config": {"student": {"hidden_channels": 32, "num_layers": 2}},
         }
         (folder / "results.json").write_text(json.dumps(result))
     out = tmp_path / "speed"

@@ -142,7 +142,7 @@ class Predictor:
         return x
 
     @torch.inference_mode()
-    def predict(self, x, batch_size: int = 65536) -> Prediction:
+    def predict(self, x, batch_size: int = 8192) -> Prediction:
         """Class probabilities, predicted classes and code indices for the rows of ``x``.
 
         ``x`` [B, F] (tensor or array) is processed ``batch_size`` rows at a time; outputs are on
@@ -263,4 +263,5 @@ def load_exported(path) -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"exported student {path} does not exist")
-    return torch.export.load(str(path)).module()
+    module = torch.export.load(str(path)).module()
+    return module.requires_grad_(False)  # serving: no autograd graph behind the outputs
