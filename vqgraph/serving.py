@@ -60,10 +60,7 @@ class ServingModule(nn.Module):
         return super().train(False)
 
     def forward(self, x: Tensor):
-        if self.norm_kind == "row":
-            x = x / x.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)
-        elif self.norm_kind == "standard":
-            x = (x - self.mean) / self.std
+        x = FeatureTransform(self.norm_kind, self.mean, self.std)(x)  # the buffers travel with exports
         out = self.student(x)
         probs = torch.softmax(out.logits, dim=-1)
         labels = probs.argmax(dim=-1)
