@@ -75,15 +75,31 @@ def load_graph(name: str, root=None):
 
 
 # ---- models ---------------------------------------------------------------------------------
-class SAGE(nn.Module):
-    """GLNN's teacher for the speed comparison: ``num_layers`` SAGEConv (mean) layers, ReLU between."""
+class LayerStack(nn.Module):
+    """``num_layers`` graph layers from ``in_channels`` to ``num_classes`` (hidden width between),
+    ReLU between them. Subclasses say which layer."""
+
+    def __init__(self, make, in_channels: int, hidden: int, num_classes: int, num_layers: int):
+        super().__init__()
+        dims = [in_channels] + [hidden] * (num_layers - 1) + [num_classes]
+        self.convs = nn.ModuleList(make(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: Tensor, adj) -> Tensor:
+        """Full-graph layer-wise forward on a precomputed adjacency."""
+        for i, conv in enumerate(self.convs):
+            x = conv(x, adj)
+            if i < len(self.convs) - 1:
+                x = torch.relu(x)
+        return x
+
+
+class SAGE(LayerStack):
+    """GLNN's teacher for the speed comparison: SAGEConv (mean) layers."""
 
     def __init__(self, in_channels: int, hidden: int, num_classes: int, num_layers: int = 3):
-        super().__init__()
         from torch_geometric.nn import SAGEConv
 
-        dims = [in_channels] + [hidden] * (num_layers - 1) + [num_classes]
-        self.convs = nn.ModuleList(SAGEConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        super().__init__(SAGEConv, in_channels, hidden, num_classes, num_layers)
 
     def forward_blocks(self, x: Tensor, edge_index: Tensor, sizes: List[int]) -> Tensor:
         """Block-wise forward on a sampled computation graph: ``sizes[l]`` nodes (a prefix of
@@ -96,29 +112,14 @@ class SAGE(nn.Module):
                 x = torch.relu(x)
         return x
 
-    def forward(self, x: Tensor, adj) -> Tensor:
-        """Full-graph layer-wise forward on a precomputed adjacency."""
-        for i, conv in enumerate(self.convs):
-            x = conv(x, adj)
-            if i < len(self.convs) - 1:
-                x = torch.relu(x)
-        return x
 
+class GCN(LayerStack):
+    """GCNConv layers on a precomputed, normalised adjacency."""
 
-class GCN(nn.Module):
     def __init__(self, in_channels: int, hidden: int, num_classes: int, num_layers: int = 2):
-        super().__init__()
         from torch_geometric.nn import GCNConv
 
-        dims = [in_channels] + [hidden] * (num_layers - 1) + [num_classes]
-        self.convs = nn.ModuleList(GCNConv(a, b, normalize=False) for a, b in zip(dims[:-1], dims[1:]))
-
-    def forward(self, x: Tensor, adj) -> Tensor:
-        for i, conv in enumerate(self.convs):
-            x = conv(x, adj)
-            if i < len(self.convs) - 1:
-                x = torch.relu(x)
-        return x
+        super().__init__(lambda a, b: GCNConv(a, b, normalize=False), in_channels, hidden, num_classes, num_layers)
 
 
 def hop_sizes(n_id_hops: List[int], num_layers: int) -> List[int]:
@@ -139,17 +140,13 @@ class NeighbourhoodServer:
 
     def __call__(self, idx: Tensor) -> Tensor:
         t0 = time.perf_counter()
-        n_id, edge_index, per_hop = self._sample(idx)
+        n_id, edge_index, per_hop = self.sampler.sample(idx, self.generator, return_counts=True)
         feats = self.x[n_id]
         t1 = time.perf_counter()
         out = self.model.forward_blocks(feats, edge_index, hop_sizes(per_hop, self.num_layers))
         t2 = time.perf_counter()
         self.last = {"gather_s": t1 - t0, "compute_s": t2 - t1, "nodes": n_id.numel(), "edges": edge_index.size(1)}
         return out
-
-    def _sample(self, idx: Tensor):
-        return self.sampler.sample(idx, self.generator, return_counts=True)
-
 
 # ---- timing ---------------------------------------------------------------------------------
 def time_requests(fn: Callable[[Tensor], object], num_nodes: int, k: int, repeats: int, warmup: int, seed: int,
@@ -167,7 +164,6 @@ def time_requests(fn: Callable[[Tensor], object], num_nodes: int, k: int, repeat
                 times.append(dt)
                 if details is not None:
                     extra.append(details())
-    times.sort()
     q = statistics.quantiles(times, n=10) if len(times) >= 2 else [times[0]] * 9
     out = {"median_ms": 1e3 * statistics.median(times), "p10_ms": 1e3 * q[0], "p90_ms": 1e3 * q[-1], "repeats": repeats}
     for key in (extra[0] if extra else {}):

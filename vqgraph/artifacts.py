@@ -103,16 +103,25 @@ class TeacherTargets:
     @classmethod
     def load(cls, path) -> "TeacherTargets":
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"teacher artifact {path} does not exist")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ArtifactMismatchError(f"{path}: not a readable teacher artifact: {err}") from err
-        version = payload.get("format_version") if isinstance(payload, dict) else None
+        payload = read_artifact(path, "teacher")
+        version = payload.get("format_version")
         if version != FORMAT_VERSION:
             raise ArtifactMismatchError(f"{path}: format version {version!r}, this vqgraph reads {FORMAT_VERSION}")
         return cls(**payload["tensors"], **payload["meta"])
+
+
+def read_artifact(path: Path, kind: str) -> dict:
+    """The payload of a vqgraph artifact (a dict of tensors and plain containers), read with
+    ``torch.load(weights_only=True)``; clear errors for a missing or unreadable file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} artifact {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: {err}") from err
+    if not isinstance(payload, dict):
+        raise ArtifactMismatchError(f"{path}: not a vqgraph {kind} artifact")
+    return payload
 
 
 def _publish(tmp: str, path: Path) -> None:

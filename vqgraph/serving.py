@@ -15,13 +15,14 @@ code each node is assigned to. It is written atomically and read with
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 
-from vqgraph.artifacts import ArtifactMismatchError, atomic_torch_save
+from vqgraph.artifacts import ArtifactMismatchError, atomic_torch_save, read_artifact
 from vqgraph.data.graph import FeatureTransform
 from vqgraph.losses import code_logits
 from vqgraph.models.student import MLPStudent, StudentConfig
@@ -184,13 +185,8 @@ class Predictor:
     def load(cls, path, device=None) -> "Predictor":
         """Read a student artifact written by :meth:`save` (``experiments.run`` writes ``student.pt``)."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"student artifact {path} does not exist")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ArtifactMismatchError(f"{path}: not a readable student artifact: {err}") from err
-        if not isinstance(payload, dict) or payload.get("format") != STUDENT_FORMAT:
+        payload = read_artifact(path, "student")
+        if payload.get("format") != STUDENT_FORMAT:
             raise ArtifactMismatchError(f"{path}: not a vqgraph student artifact")
         if payload.get("format_version") != STUDENT_FORMAT_VERSION:
             raise ArtifactMismatchError(
@@ -220,7 +216,7 @@ class Predictor:
             raise ValueError(f"unknown export format {format!r}; choose from {EXPORT_FORMATS}")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        module = ServingModule(self.model, self.transform, self.codebook, self.metric).to("cpu").eval()
+        module = copy.deepcopy(self.module).cpu()  # the served model stays where it is
         example = torch.rand(max(2, example_batch), self.in_channels)
         batch = torch.export.Dim("batch", min=1)
         tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
@@ -234,7 +230,6 @@ class Predictor:
         finally:
             if tmp.exists():
                 tmp.unlink()
-        self.model.to(self.device)
         return path
 
 
