@@ -5,6 +5,9 @@
 
 Writes ``DIR/results.json`` (accuracies as fractions), ``DIR/student.pt`` and prints one line.
 Teachers are cached under ``--cache`` by a hash of everything that determines them.
+
+Under ``torchrun --nproc-per-node N -m experiments.run ...`` the same command trains with N
+processes (see README, "Multi-GPU and multi-machine"); rank 0 alone writes files and W&B runs.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 from pathlib import Path
 
 from experiments.common import environment, prepare_task, run_sections, write_json
+from vqgraph import distributed
 from vqgraph.artifacts import TeacherTargets
 from vqgraph.config import ConfigError, to_dict
 from vqgraph.distill import METHODS, fit_student
@@ -54,9 +58,18 @@ def teacher_key(dataset: str, setting: str, seed: int, cfg) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@distributed.record
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    me = distributed.init(args.device or "cpu")  # a world of one without torchrun
+    try:
+        return _run(parser, args, me)
+    finally:
+        distributed.shutdown()
+
+
+def _run(parser, args, me) -> int:
     overrides = list(args.set) + [f"train.seed={args.seed}", f"student_train.seed={args.seed}"]
     for section in ("train", "student_train"):
         if args.device:
@@ -77,7 +90,7 @@ def main(argv=None) -> int:
     # the run's identity beside its sections (the "teacher" section keeps the teacher's settings)
     config.update(dataset=data.name, setting=split.setting.value, method=args.method, teacher_kind=args.teacher, seed=args.seed)
     logger = WandbLogger(
-        args.wandb,
+        args.wandb if me.is_main else "off",
         project=args.wandb_project,
         group=f"{data.name}/{split.setting.value}/{args.method}",
         job_type="distill",
@@ -90,21 +103,25 @@ def main(argv=None) -> int:
         targets, teacher_seconds = None, 0.0
         key = teacher_key(data.name, split.setting.value, args.seed, cfg)
         artifact = args.cache / key / "teacher.pt"
-        if artifact.is_file():
+        # rank 0 decides, so that every rank takes the same path (the cache must be readable by all)
+        if distributed.broadcast_object(artifact.is_file()):
             targets = TeacherTargets.load(artifact)
             targets.check_matches(data, split)
         else:
             result = fit_teacher(data, split, cfg["teacher"], cfg["train"], log=logger.stage("teacher/"))
             targets = result.targets
             targets.config["data"] = config["data"]
-            targets.save(artifact)
+            if me.is_main:
+                targets.save(artifact)
             teacher_seconds = result.metrics["train_s"]
         teacher_metrics = {k: v for k, v in targets.metrics.items() if "/" in k}
         student = fit_student(
             data, split, targets, cfg["student"], cfg["distill"], cfg["student_train"], log=logger
         )
-        out.mkdir(parents=True, exist_ok=True)
         m = student.metrics
+        if not me.is_main:  # every rank holds the same student; rank 0 writes it
+            return 0
+        out.mkdir(parents=True, exist_ok=True)
         codebook = targets.codebook if args.method == "vqgraph" else None
         meta = {"dataset": data.name, "setting": split.setting.value, "method": args.method, "seed": args.seed,
                 "metrics": {k: m[k] for k in m if k.endswith("/acc")}, "config": config}
@@ -130,7 +147,7 @@ def main(argv=None) -> int:
             "epochs": m["epochs"],
             "teacher_artifact": str(artifact),
             "config": config,
-            "environment": environment(),
+            "environment": {**environment(), "world_size": me.world_size},
         }
         write_json(out / "results.json", results)
         logger.summary({f"final/{k}": v for k, v in results["metrics"].items()})

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from experiments.common import environment, prepare_task, run_sections, write_json
+from vqgraph import distributed
 from vqgraph.config import ConfigError, to_dict
 from vqgraph.models.encoders import CONVS
 from vqgraph.training import fit_teacher
@@ -34,9 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@distributed.record
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    me = distributed.init(args.device or "cpu")  # a world of one without torchrun
+    try:
+        return _run(parser, args, me)
+    finally:
+        distributed.shutdown()
+
+
+def _run(parser, args, me) -> int:
     overrides = list(args.set) + [f"train.seed={args.seed}"]
     if args.device:
         overrides.append(f"train.device={args.device}")
@@ -51,6 +61,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     result = fit_teacher(data, split, cfg["teacher"], cfg["train"])
     wall = time.perf_counter() - start
+    if not me.is_main:  # every rank holds the same teacher; rank 0 writes it
+        return 0
     result.targets.config["data"] = to_dict(cfg["data"])
     artifact = result.targets.save(Path(out) / "teacher.pt")
     m = result.metrics
@@ -72,7 +84,7 @@ def main(argv=None) -> int:
         "split_sizes": split.sizes(),
         "artifact": artifact.name,
         "config": {name: to_dict(section) for name, section in cfg.items()},
-        "environment": environment(),
+        "environment": {**environment(), "world_size": me.world_size},
     }
     write_json(Path(out) / "results.json", results)
     summary = " ".join(f"{k}={v:.4f}" for k, v in results["metrics"].items())

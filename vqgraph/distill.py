@@ -24,12 +24,13 @@ from torch import Tensor
 from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
+from vqgraph import distributed
 from vqgraph.artifacts import TeacherTargets
 from vqgraph.data.splits import NodeSplit, Setting
 from vqgraph.losses import calibrate_temperature, code_logits, entropy
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.training.selection import BestCheckpoint, end_epoch
-from vqgraph.training.teacher import TrainConfig, accuracy
+from vqgraph.training.teacher import TrainConfig, sharded_accuracies
 
 METHODS = ("mlp", "glnn", "vqgraph")
 
@@ -145,9 +146,14 @@ class StudentResult(NamedTuple):
     history: List[Dict[str, float]]
 
 
-def evaluation_metrics(logits: Tensor, y: Tensor, split: NodeSplit) -> Dict[str, float]:
-    """``<set>/acc`` for every evaluation set; inductive adds ``test_prod/acc`` = 0.8 tran + 0.2 ind."""
-    metrics = {f"{key}/acc": accuracy(logits[idx], y[idx]) for key, idx in split.index_dict().items()}
+def evaluation_metrics(logits: Tensor, y: Tensor, split: NodeSplit, rows: Optional[range] = None) -> Dict[str, float]:
+    """``<set>/acc`` for every evaluation set; inductive adds ``test_prod/acc`` = 0.8 tran + 0.2 ind.
+
+    ``logits`` are those of all nodes, or of this rank's ``rows`` only (counts are then summed
+    over ranks).
+    """
+    rows = range(logits.size(0)) if rows is None else rows
+    metrics = sharded_accuracies(logits.argmax(-1), rows, y, split.index_dict())
     if split.setting is Setting.INDUCTIVE:
         metrics["test_prod/acc"] = 0.8 * metrics["test_tran/acc"] + 0.2 * metrics["test_ind/acc"]
     return metrics
@@ -175,11 +181,16 @@ def fit_student(
         if targets is None:
             raise ValueError(f"method {distill.method!r} needs teacher targets")
         targets.check_matches(data, split)
+    me = distributed.init(train.device)  # torchrun: join the job; else a world of one
     torch.manual_seed(train.seed)
-    gen = torch.Generator().manual_seed(train.seed)
-    device = torch.device(train.device)
+    gen = torch.Generator().manual_seed(train.seed)  # the epoch permutation: identical on every rank
+    device = distributed.local_device(train.device)
     code_dim = targets.z.size(1) if distill.uses_soft_tokens else None
     model = MLPStudent(data.num_features, data.num_classes, student, code_dim).to(device)
+    if me.rank > 0:  # same initial weights everywhere, its own dropout masks per rank
+        torch.manual_seed(train.seed + 7919 * me.rank)
+    # a projection without the code term gets no gradient: DDP must be told to expect that
+    net = distributed.wrap_ddp(model, code_dim is not None and not distill.soft_token_weight)
     opt = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     distiller, temperature = None, None
     if distill.method != "mlp":
@@ -194,44 +205,61 @@ def fit_student(
     fit_idx = split.train_idx if distill.method == "mlp" else split.observed_idx
     fit_idx = fit_idx.to(device)
     batch_size = train.batch_size or fit_idx.numel()
+    eval_rows = distributed.row_ranges(data.num_nodes, me.world_size)[me.rank]  # this rank's share of inference
     monitor = "val/acc" if distill.select_by == "val" else ("test/acc" if split.setting is Setting.TRANSDUCTIVE else "test_tran/acc")
     best = BestCheckpoint(monitor, train.patience)
     history: List[Dict[str, float]] = []
     start = time.perf_counter()
-    bar = tqdm(range(train.max_epochs), desc=f"student {distill.method}", disable=not train.progress, leave=False)
+    bar = tqdm(
+        range(train.max_epochs), desc=f"student {distill.method}", disable=not (train.progress and me.is_main), leave=False
+    )
     for epoch in bar:
-        model.train()
-        sums = {"train/loss": 0.0, "loss/label": 0.0, "loss/soft_label": 0.0, "loss/soft_token": 0.0}
+        net.train()
+        sums = torch.zeros(4, dtype=torch.float64)
         steps = 0
         order = fit_idx[torch.randperm(fit_idx.numel(), generator=gen).to(device)]
-        for idx in order.split(batch_size):
-            out = model(x[idx])
-            if distiller is None:
-                zero = out.logits.new_zeros(())
+        for batch in order.split(batch_size):
+            # every rank takes its slice of the same global batch; each loss term is scaled so
+            # that DDP's mean of the ranks' gradients is the gradient of the global batch mean
+            idx = distributed.shard(batch, me.rank, me.world_size)
+            out = net(x[idx])
+            zero = out.logits.new_zeros(())
+            if idx.numel() == 0:  # fewer seeds than ranks: take part in the gradient average with zeros
+                nothing = 0.0 * sum(t.sum() for t in out if t is not None)
+                losses = DistillLosses(nothing, zero, zero)
+            elif distiller is None:
                 losses = DistillLosses(F.cross_entropy(out.logits, y[idx]), zero, zero)
             else:
                 losses = distiller(out, idx, y[idx], is_train[idx])
+            if me.world_size > 1 and idx.numel():
+                rows_scale = idx.numel() * me.world_size / batch.numel()
+                labelled = int(is_train[batch].sum())
+                local_labelled = idx.numel() if distiller is None else int(is_train[idx].sum())
+                label_scale = local_labelled * me.world_size / labelled if labelled else 0.0
+                if distiller is None:
+                    label_scale = rows_scale
+                losses = DistillLosses(losses.label * label_scale, losses.soft_label * rows_scale, losses.soft_token * rows_scale)
             opt.zero_grad()
             losses.total.backward()
             opt.step()
             steps += 1
-            for key, value in zip(sums, (losses.total, *losses)):
-                sums[key] += float(value.detach())
-        metrics = {key: value / steps for key, value in sums.items()}
+            sums += torch.stack([t.detach().double().cpu() for t in (losses.total, *losses)])
+        sums = distributed.all_reduce_sum(sums) / me.world_size
+        metrics = {key: float(v) / steps for key, v in zip(("train/loss", "loss/label", "loss/soft_label", "loss/soft_token"), sums)}
         model.eval()
         with torch.no_grad():
-            logits = model(x).logits
-        metrics.update(evaluation_metrics(logits, y, split))
-        if end_epoch(epoch, metrics, history, best, model, log, bar):
+            logits = model(x[eval_rows.start : eval_rows.stop]).logits
+        metrics.update(evaluation_metrics(logits, y, split, eval_rows))
+        if end_epoch(epoch, metrics, history, best, model, log if me.is_main else None, bar):
             break
     train_seconds = time.perf_counter() - start
     model.load_state_dict(best.best_state)
     model.eval()
     with torch.no_grad():
         t0 = time.perf_counter()
-        logits = model(x).logits
-        infer_seconds = time.perf_counter() - t0
-    metrics = evaluation_metrics(logits, y, split)
+        logits = model(x[eval_rows.start : eval_rows.stop]).logits
+        infer_seconds = distributed.all_reduce_max(time.perf_counter() - t0)
+    metrics = evaluation_metrics(logits, y, split, eval_rows)
     metrics.update(
         best_epoch=best.best_epoch,
         epochs=len(history),

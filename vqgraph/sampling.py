@@ -98,17 +98,22 @@ class NeighborBatcher:
         self.data, self.fanouts, self.batch_size = data, [int(f) for f in fanouts], int(batch_size)
         self.use_pyg = pyg_sampler_available() if use_pyg is None else use_pyg
         self.sampler = None if self.use_pyg else NeighborSampler(data.edge_index, data.num_nodes, self.fanouts)
+        self._loader = None
 
     def __call__(self, input_nodes: Tensor, shuffle: bool = True, generator: Optional[torch.Generator] = None):
-        data = self.data
-        if self.use_pyg:
-            from torch_geometric.loader import NeighborLoader
-
-            yield from NeighborLoader(
-                data, num_neighbors=self.fanouts, input_nodes=input_nodes, batch_size=self.batch_size, shuffle=shuffle
-            )
-            return
         order = input_nodes[torch.randperm(input_nodes.numel(), generator=generator)] if shuffle else input_nodes
         for batch in order.split(self.batch_size):
-            n_id, edge_index = self.sampler.sample(batch, generator)
-            yield Data(x=data.x[n_id], y=data.y[n_id], edge_index=edge_index, n_id=n_id, batch_size=batch.numel())
+            yield self.sample(batch, generator)
+
+    def sample(self, seeds: Tensor, generator: Optional[torch.Generator] = None) -> Data:
+        """The sampled computation subgraph of ``seeds`` (seed nodes first)."""
+        data = self.data
+        if self.use_pyg:  # PyG's sampler (pyg-lib / torch-sparse) on these seeds, its own RNG
+            if self._loader is None:
+                from torch_geometric.loader import NeighborLoader
+
+                self._loader = NeighborLoader(data, num_neighbors=self.fanouts, batch_size=self.batch_size)
+            out = self._loader.collate_fn(seeds)  # input_nodes=None: index i is node i
+            return out if isinstance(out, Data) else self._loader.filter_fn(out)
+        n_id, edge_index = self.sampler.sample(seeds, generator)
+        return Data(x=data.x[n_id], y=data.y[n_id], edge_index=edge_index, n_id=n_id, batch_size=seeds.numel())

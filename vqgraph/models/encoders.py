@@ -149,3 +149,49 @@ class GNNEncoder(nn.Module):
             if i < last:
                 x = torch.relu(x)
         return x
+
+
+# ---- layer-wise inference over a block of target rows -----------------------------------------
+def adjacency_rows(kind: str, adj: Adjacency, rows: range) -> Adjacency:
+    """The part of a full-graph adjacency (from :func:`prepare_adjacency`) whose targets are
+    ``rows``: a ``[len(rows), N]`` sparse matrix, or for GAT the edges into ``rows`` with target
+    ids made local. Sources keep their global ids; GCN weights keep the full graph's degrees."""
+    if resolve_conv(kind).adjacency == "edge_index":
+        keep = (adj[1] >= rows.start) & (adj[1] < rows.stop)
+        return torch.stack([adj[0, keep], adj[1, keep] - rows.start])
+    crow = adj.crow_indices()
+    start, stop = int(crow[rows.start]), int(crow[rows.stop])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        return torch.sparse_csr_tensor(
+            crow[rows.start : rows.stop + 1] - start,
+            adj.col_indices()[start:stop],
+            adj.values()[start:stop],
+            size=(len(rows), adj.size(1)),
+        )
+
+
+def layer_rows(layer: nn.Module, kind: str, h: Tensor, adj_rows: Adjacency, rows: range, gather) -> Tensor:
+    """One graph layer's output at the target ``rows`` only, from the inputs ``h`` of all N nodes.
+
+    ``gather(block)`` concatenates every rank's row block (identity in a world of size 1): APPNP
+    propagates K times and needs the whole vector between steps.
+    """
+    h_rows = h[rows.start : rows.stop]
+    if isinstance(layer, SAGEConv):
+        return layer((h, h_rows), adj_rows)
+    if isinstance(layer, GATConv):
+        # GATConv adds a self-loop (i, i) for i < len(rows): put the target rows first among the sources
+        src = (adj_rows[0] - rows.start) % h.size(0)
+        return layer((torch.roll(h, -rows.start, 0), h_rows), torch.stack([src, adj_rows[1]]))
+    if isinstance(layer, APPNPLayer):
+        from torch_geometric.utils import spmm
+
+        start = layer.lin(h_rows)  # APPNP: x_{k+1} = (1 - alpha) A x_k + alpha x_0
+        x_rows, alpha = start, layer.prop.alpha
+        for _ in range(layer.prop.K):
+            x_rows = spmm(adj_rows, gather(x_rows), reduce="sum")
+            x_rows = x_rows * (1 - alpha)
+            x_rows = x_rows + alpha * start
+        return x_rows
+    return layer(h, adj_rows)

@@ -100,7 +100,9 @@ class VQGraphTeacher(nn.Module):
 
     uses_graph = True
 
-    def __init__(self, in_channels: int, num_classes: int, config: TeacherConfig = TeacherConfig()):
+    def __init__(
+        self, in_channels: int, num_classes: int, config: TeacherConfig = TeacherConfig(), sync_codebook: bool = False
+    ):
         super().__init__()
         self.config = config
         self.in_channels, self.num_classes = in_channels, num_classes
@@ -124,7 +126,7 @@ class VQGraphTeacher(nn.Module):
                 kmeans_init=config.kmeans_init,
                 threshold_ema_dead_code=config.dead_code_threshold,
                 rotation_trick=False,
-                sync_codebook=False,
+                sync_codebook=sync_codebook,  # EMA statistics summed over ranks (sharded mini-batches)
             )
             self.feature_decoder = nn.Linear(hidden, in_channels)
             self.edge_decoder = nn.Linear(hidden, hidden)
@@ -194,6 +196,55 @@ class VQGraphTeacher(nn.Module):
         codes = torch.cat([p[1] for p in parts])
         commitment = sum(p[2].sum() * p[0].size(0) for p in parts) / h.size(0)
         return q, codes, commitment
+
+    @torch.no_grad()
+    def infer_layerwise(self, x: Tensor, adj, skip_tokenizer: bool = False, all_rows: bool = True) -> TeacherOutput:
+        """Evaluation-mode outputs for all N nodes, one layer at a time, sharded over ranks.
+
+        Each rank computes its contiguous block of rows of every layer from the previous layer's
+        outputs of all nodes (every neighbour, no sampling), then the blocks are gathered; the
+        per-node parts (quantizer, decoders) run on the rank's rows only. ``adj`` is the full
+        graph's adjacency (:func:`~vqgraph.models.encoders.prepare_adjacency`). In a world of
+        size 1 this is the full-graph forward pass. Returns all N rows on every rank, or with
+        ``all_rows=False`` this rank's block only (``distributed.row_ranges(N, world_size)[rank]``).
+        """
+        from vqgraph import distributed
+        from vqgraph.models.encoders import adjacency_rows, layer_rows
+
+        if self.training:
+            raise RuntimeError("infer_layerwise runs in evaluation mode: call model.eval() first")
+        me = distributed.world()
+        blocks = distributed.row_ranges(x.size(0), me.world_size)
+        rows, sizes = blocks[me.rank], [len(b) for b in blocks]
+
+        def gather(block: Tensor) -> Tensor:
+            return distributed.all_gather_rows(block, sizes)
+
+        kind = self.config.conv
+        adj_rows = adjacency_rows(kind, adj, rows)
+        h = x
+        encoder = self.encoder
+        last = len(encoder.convs) - 1
+        for i, (conv, norm) in enumerate(zip(encoder.convs, encoder.norms)):
+            out = norm(layer_rows(conv, kind, h, adj_rows, rows, gather))
+            if i < last:
+                out = torch.relu(out)
+                h = gather(out)
+        h_rows = out
+        zero = h_rows.new_zeros(())
+        if self.quantizer is None or (skip_tokenizer and self.config.classify_from == "continuous"):
+            z, codes, s = h_rows, torch.full((h_rows.size(0),), -1, dtype=torch.long, device=h_rows.device), h_rows
+        else:
+            centred = self.center(h_rows)
+            z = self.quantizer.project_in(centred)
+            q, codes, _ = self._quantize(centred)
+            s = self.edge_decoder(q)
+        if self.config.classify_from == "continuous":
+            s = h_rows
+        logits = layer_rows(self.head_conv, kind, gather(torch.relu(s)), adj_rows, rows, gather)
+        if all_rows:
+            logits, z, codes = gather(logits), gather(z), gather(codes)
+        return TeacherOutput(logits, z, codes, TeacherLosses(zero, zero, zero))
 
     def code_logits(self, z: Tensor) -> Tensor:
         """Similarity of representations ``z`` to every code, by the quantizer's own metric."""

@@ -9,6 +9,7 @@ graph and hidden nodes on the full graph, and every output is stored by global n
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
@@ -18,6 +19,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
+from vqgraph import distributed
 from vqgraph.artifacts import TeacherTargets, graph_fingerprint
 from vqgraph.data.splits import NodeSplit
 from vqgraph.models.encoders import prepare_adjacency
@@ -62,31 +64,74 @@ class TeacherResult(NamedTuple):
 
 
 def accuracy(logits: Tensor, y: Tensor) -> float:
-    return float((logits.argmax(-1) == y).float().mean()) if y.numel() else float("nan")
+    """Fraction of rows whose arg-max is ``y`` (correct / total in double, NaN for no rows)."""
+    return int((logits.argmax(-1) == y).sum()) / y.numel() if y.numel() else float("nan")
+
+
+def sharded_accuracies(pred: Tensor, rows: range, y: Tensor, sets: Dict[str, Tensor]) -> Dict[str, float]:
+    """``<set>/acc`` for every index set of ``sets`` when this rank holds the predicted classes
+    ``pred`` of the rows ``rows`` only: correct counts are summed over ranks (one all-reduce)."""
+    counts = []
+    for idx in sets.values():
+        idx = idx.to(pred.device)
+        mine = idx[(idx >= rows.start) & (idx < rows.stop)]
+        correct = (pred[mine - rows.start] == y[mine].to(pred.device)).sum()
+        counts.append(torch.stack([correct.double().cpu(), torch.tensor(float(mine.numel()), dtype=torch.float64)]))
+    totals = distributed.all_reduce_sum(torch.stack(counts)) if counts else torch.zeros(0, 2)
+    return {
+        f"{key}/acc": float(c / n) if n > 0 else float("nan") for key, (c, n) in zip(sets, totals.tolist())
+    }
 
 
 def codebook_stats(codes: Tensor, codebook_size: int) -> Dict[str, float]:
     """Fraction of codes in use and perplexity (exp of the entropy of code usage)."""
-    codes = codes[codes >= 0]
-    if codes.numel() == 0:
+    return usage_stats(torch.bincount(codes[codes >= 0], minlength=codebook_size))
+
+
+def usage_stats(counts: Tensor) -> Dict[str, float]:
+    """:func:`codebook_stats` from the number of nodes assigned to each code [K]."""
+    codebook_size = counts.numel()
+    if int(counts.sum()) == 0:
         return {"used_frac": 0.0, "perplexity": 0.0}
-    counts = torch.bincount(codes, minlength=codebook_size).float()
+    counts = counts.float()
     p = counts / counts.sum()
     ent = -(p[p > 0] * p[p > 0].log()).sum()
     return {"used_frac": float((counts > 0).sum()) / codebook_size, "perplexity": float(ent.exp())}
 
 
-def _loss(out, y, train_rows) -> tuple:
+def _loss(out, y, train_rows, scale: float = 1.0) -> tuple:
+    """Total loss and its cross-entropy; ``scale`` weights the cross-entropy of a rank's share of
+    a global batch so that DDP's mean over ranks is the global batch's mean."""
     ce = F.cross_entropy(out.logits[train_rows], y)
+    if scale != 1.0:
+        ce = ce * scale
     total = ce + out.losses.commitment + out.losses.feature_recon + out.losses.edge_recon
     return total, ce
 
 
-@torch.no_grad()
-def _infer(model: VQGraphTeacher, graph: Data, adj) -> tuple:
-    model.eval()
-    out = model(graph.x, adj)
-    return out.logits, out.z, out.codes
+def _sharded_batches(batcher: NeighborBatcher, seeds: Tensor, batch_size: int, gen, sample_gen, conv: str, device):
+    """One epoch of mini-batches: the same global batches on every rank (``gen``), each rank
+    sampling the neighbourhoods of its slice of them (``sample_gen``). A last batch with fewer
+    seeds than ranks joins the one before, so that no rank is ever left without seeds."""
+    me = distributed.world()
+    batches = list(seeds[torch.randperm(seeds.numel(), generator=gen)].split(batch_size))
+    if len(batches) > 1 and batches[-1].numel() < me.world_size:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    if batches and batches[-1].numel() < me.world_size:
+        raise ValueError(f"{seeds.numel()} training seed(s) cannot be shared by {me.world_size} ranks")
+    for batch in batches:
+        mine = distributed.shard(batch, me.rank, me.world_size)
+        b = batcher.sample(mine, sample_gen)
+        scale = mine.numel() * me.world_size / batch.numel()
+        yield (
+            b.x.to(device),
+            prepare_adjacency(conv, b.edge_index, b.num_nodes).to(device),
+            b.edge_index.to(device),
+            b.batch_size,
+            slice(None),
+            b.y[: b.batch_size].to(device),
+            scale,
+        )
 
 
 def fit_teacher(
@@ -106,13 +151,30 @@ def fit_teacher(
         id, final metrics, per-epoch history).
     """
     split.check_graph(data)
+    me = distributed.init(train.device)  # torchrun: join the job; else a world of one
+    sharded = train.batch_size is not None and me.world_size > 1
     torch.manual_seed(train.seed)
-    gen = torch.Generator().manual_seed(train.seed)
-    device = torch.device(train.device)
+    gen = torch.Generator().manual_seed(train.seed)  # the epoch permutation: identical on every rank
+    device = distributed.local_device(train.device)
     graph = split.observed_graph(data)
     train_rows = split.to_local(split.train_idx)
     val_rows = split.to_local(split.val_idx)
-    model = VQGraphTeacher(data.num_features, data.num_classes, config).to(device)
+    model = VQGraphTeacher(data.num_features, data.num_classes, config, sync_codebook=sharded).to(device)
+    # full-batch: every rank runs the same step (same seed, same dropout), so the job equals one
+    # process; mini-batch: ranks see different seeds and draw their own dropout masks and samples
+    sample_gen = gen
+    if sharded and me.rank > 0:
+        torch.manual_seed(train.seed + 7919 * me.rank)
+        sample_gen = torch.Generator().manual_seed(train.seed + 7919 * me.rank)
+    elif sharded:
+        sample_gen = torch.Generator().manual_seed(train.seed + 104729)
+    if me.world_size > 1 and train.batch_size is None and me.is_main:
+        warnings.warn(
+            f"full-batch teacher training under {me.world_size} processes repeats the same step on every "
+            "rank; set train.batch_size to shard the seed nodes over ranks"
+        )
+    # decoders whose loss weight is 0 get no gradient: DDP must be told to expect that
+    net = distributed.wrap_ddp(model, config.use_tokenizer and not (config.feature_recon_weight and config.edge_recon_weight))
     opt = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     adj = prepare_adjacency(config.conv, graph.edge_index, graph.num_nodes)
     x, y, edge_index = graph.x.to(device), graph.y.to(device), graph.edge_index.to(device)
@@ -122,50 +184,46 @@ def fit_teacher(
         hops = config.num_layers + 1
         fanouts = list(train.fanouts)[:hops] + [list(train.fanouts)[-1]] * max(0, hops - len(train.fanouts))
         batcher = NeighborBatcher(graph, fanouts, train.batch_size)
+    eval_rows = distributed.row_ranges(graph.num_nodes, me.world_size)[me.rank]
+    eval_sets = {"train": train_rows, "val": val_rows}
 
     best = BestCheckpoint("val/acc", train.patience)
     history: List[Dict[str, float]] = []
     start = time.perf_counter()
-    bar = tqdm(range(train.max_epochs), desc=f"teacher {config.conv}", disable=not train.progress, leave=False)
+    bar = tqdm(
+        range(train.max_epochs), desc=f"teacher {config.conv}", disable=not (train.progress and me.is_main), leave=False
+    )
     for epoch in bar:
-        model.train()
-        sums = {"train/loss": 0.0, "loss/ce": 0.0, "loss/commit": 0.0, "loss/feature_recon": 0.0, "loss/edge_recon": 0.0}
+        net.train()
+        sums = torch.zeros(5, dtype=torch.float64)
         seen_codes = []
         steps = 0
         if batcher is None:
-            batches = [(x, adj, edge_index, None, train_rows, y[train_rows])]
+            batches = [(x, adj, edge_index, None, train_rows, y[train_rows], 1.0)]
         else:
-            batches = (
-                (
-                    b.x.to(device),
-                    prepare_adjacency(config.conv, b.edge_index, b.num_nodes).to(device),
-                    b.edge_index.to(device),
-                    b.batch_size,
-                    slice(None),
-                    b.y[: b.batch_size].to(device),
-                )
-                for b in batcher(train_rows, shuffle=True, generator=gen)
-            )
-        for bx, badj, bedges, num_targets, rows, by in batches:
-            out = model(bx, badj, bedges, num_targets)
-            total, ce = _loss(out, by, rows)
+            batches = _sharded_batches(batcher, train_rows, train.batch_size, gen, sample_gen, config.conv, device)
+        for bx, badj, bedges, num_targets, rows, by, scale in batches:
+            out = net(bx, badj, bedges, num_targets)
+            total, ce = _loss(out, by, rows, scale)
             opt.zero_grad()
             total.backward()
             opt.step()
             steps += 1
-            for key, value in zip(sums, (total, ce, *out.losses)):
-                sums[key] += float(value.detach())
+            sums += torch.stack([v.detach().double().cpu() for v in (total, ce, *out.losses)])
             seen_codes.append(out.codes.detach().cpu())
-        metrics = {key: value / steps for key, value in sums.items()}
+        distributed.broadcast_buffers(model)  # rank 0's codebook and running statistics everywhere
+        sums = distributed.all_reduce_sum(sums) / me.world_size
+        keys = ("train/loss", "loss/ce", "loss/commit", "loss/feature_recon", "loss/edge_recon")
+        metrics = {key: float(value) / steps for key, value in zip(keys, sums)}
         model.eval()
-        with torch.no_grad():
-            logits = model(x, adj, skip_tokenizer=True).logits
-        metrics["train/acc"] = accuracy(logits[train_rows], y[train_rows])
-        metrics["val/acc"] = accuracy(logits[val_rows], y[val_rows])
+        logits = model.infer_layerwise(x, adj, skip_tokenizer=True, all_rows=False).logits
+        metrics.update(sharded_accuracies(logits.argmax(-1), eval_rows, y, eval_sets))
         if model.quantizer is not None:
-            stats = codebook_stats(torch.cat(seen_codes), config.codebook_size)
+            codes = torch.cat(seen_codes)
+            used = distributed.all_reduce_sum(torch.bincount(codes[codes >= 0], minlength=config.codebook_size))
+            stats = usage_stats(used)  # code usage over the global batches
             metrics["codebook/used_frac"], metrics["codebook/perplexity"] = stats["used_frac"], stats["perplexity"]
-        if end_epoch(epoch, metrics, history, best, model, log, bar):
+        if end_epoch(epoch, metrics, history, best, model, log if me.is_main else None, bar):
             break
     train_seconds = time.perf_counter() - start
     model.load_state_dict(best.best_state)
@@ -182,12 +240,14 @@ def fit_teacher(
 @torch.no_grad()
 def compute_targets(model: VQGraphTeacher, data: Data, split: NodeSplit) -> TeacherTargets:
     """Teacher outputs for every node by global id: observed nodes from the observed graph,
-    hidden (inductive test) nodes from the full graph."""
+    hidden (inductive test) nodes from the full graph. Layer-wise, sharded over ranks
+    (:meth:`VQGraphTeacher.infer_layerwise`); every rank returns all N rows."""
     device = next(model.parameters()).device
     kind = model.config.conv
     graph = split.observed_graph(data)
     adj = prepare_adjacency(kind, graph.edge_index, graph.num_nodes).to(device)
-    logits_o, z_o, codes_o = _infer(model, Data(x=graph.x.to(device)), adj)
+    model.eval()
+    logits_o, z_o, codes_o, _ = model.infer_layerwise(graph.x.to(device), adj)
     n = data.num_nodes
     logits = torch.empty(n, logits_o.size(1))
     z = torch.empty(n, z_o.size(1))
@@ -196,7 +256,7 @@ def compute_targets(model: VQGraphTeacher, data: Data, split: NodeSplit) -> Teac
     hidden = split.test_ind_idx
     if hidden.numel():
         adj_full = prepare_adjacency(kind, data.edge_index, n).to(device)
-        logits_f, z_f, codes_f = _infer(model, Data(x=data.x.to(device)), adj_full)
+        logits_f, z_f, codes_f, _ = model.infer_layerwise(data.x.to(device), adj_full)
         logits[hidden], z[hidden], codes[hidden] = logits_f[hidden].cpu(), z_f[hidden].cpu(), codes_f[hidden].cpu()
     codebook = model.codebook.detach().cpu().clone() if model.quantizer is not None else None
     return TeacherTargets(

@@ -1,0 +1,104 @@
+"""A training job for the multi-process tests, run as ``torchrun ... tests/dist_worker.py`` (or
+plain ``python`` for the single-process reference).
+
+    dist_worker.py train OUT.json   # teacher (mini-batch) + student on a tiny graph
+    dist_worker.py fail OUT.json    # rank 1 raises while rank 0 waits in a collective
+
+Rank 0 writes ``OUT.json``: the final metrics, the flattened parameters of teacher and student,
+and how far every other rank's parameters and buffers are from rank 0's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+
+from vqgraph import distributed
+from vqgraph.data import make_csbm, make_split
+from vqgraph.distill import DistillConfig, fit_student
+from vqgraph.models import TeacherConfig
+from vqgraph.models.student import StudentConfig
+from vqgraph.training import TrainConfig, fit_teacher
+
+
+def _flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([t.detach().double().reshape(-1) for t in module.state_dict().values() if t.is_floating_point()])
+
+
+def _spread(module: torch.nn.Module) -> float:
+    """Largest difference between any rank's parameters and buffers and rank 0's."""
+    flat = _flat(module)
+    me = distributed.world()
+    gathered = distributed.all_gather_rows(flat.view(1, -1), [1] * me.world_size)
+    return float((gathered - gathered[0]).abs().max())
+
+
+def train(out: str) -> None:
+    data = make_csbm(num_nodes=600, num_edges=3000, num_classes=3, num_features=16, seed=0)
+    split = make_split(data, seed=0, setting="inductive", train_per_class=40, val_per_class=30)
+    # plain SAGE, every neighbour, no dropout: each rank's share of a global batch gives exactly
+    # its part of the single-process gradient, so the runs can be compared parameter by parameter
+    plain = TeacherConfig(conv="sage", hidden_channels=16, dropout=0.0, input_dropout=0.0, use_tokenizer=False)
+    train_cfg = TrainConfig(lr=0.01, max_epochs=6, patience=None, batch_size=32, fanouts=(-1,), progress=False)
+    plain_result = fit_teacher(data, split, plain, train_cfg)
+    # the tokenizer under sharded mini-batches: synced codebook, dead-code restarts, sampled fan-outs
+    vq = TeacherConfig(conv="sage", hidden_channels=16, codebook_size=32, dead_code_threshold=2.0)
+    vq_result = fit_teacher(data, split, vq, TrainConfig(max_epochs=4, patience=None, batch_size=25, fanouts=(5, 3), progress=False))
+    # full-batch: every rank repeats the single-process step (a warning says so)
+    full_result = fit_teacher(data, split, vq, TrainConfig(max_epochs=5, patience=None, progress=False))
+    student_cfg = StudentConfig(hidden_channels=32, dropout=0.0)
+    student_train = TrainConfig(lr=0.01, weight_decay=0.0, max_epochs=15, patience=None, batch_size=70, progress=False)
+    student = fit_student(data, split, plain_result.targets, student_cfg, DistillConfig(method="glnn"), student_train)
+    vq_student = fit_student(data, split, full_result.targets, student_cfg, DistillConfig(method="vqgraph"), student_train)
+    me = distributed.world()
+    payload = {
+        "world_size": me.world_size,
+        "teacher_metrics": plain_result.metrics,
+        "student_metrics": student.metrics,
+        "vq_teacher_metrics": vq_result.metrics,
+        "full_teacher_metrics": full_result.metrics,
+        "vq_student_metrics": vq_student.metrics,
+        "teacher_params": _flat(plain_result.model).tolist(),
+        "student_params": _flat(student.model).tolist(),
+        "full_teacher_state": _flat(full_result.model).tolist(),
+        "vq_student_params": _flat(vq_student.model).tolist(),
+        "spread": {
+            "teacher": _spread(plain_result.model),
+            "vq_teacher": _spread(vq_result.model),
+            "full_teacher": _spread(full_result.model),
+            "student": _spread(student.model),
+            "vq_student": _spread(vq_student.model),
+            "targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(vq_result.targets.z)])),
+            "student_targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(full_result.targets.z)])),
+        },
+    }
+    if me.is_main:
+        with open(out, "w") as handle:
+            json.dump(payload, handle)
+
+
+def fail(out: str) -> None:
+    me = distributed.init("cpu")
+    if me.rank == 1:
+        raise ValueError("rank 1 failed on purpose")
+    start = time.perf_counter()
+    distributed.all_reduce_sum(torch.ones(1))  # rank 1 never joins: torchrun must end this rank
+    with open(out, "w") as handle:
+        json.dump({"waited_s": time.perf_counter() - start}, handle)
+
+
+@distributed.record
+def main() -> int:
+    scenario, out = sys.argv[1], sys.argv[2]
+    try:
+        {"train": train, "fail": fail}[scenario](out)
+    finally:
+        distributed.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
