@@ -62,14 +62,13 @@ def teacher_key(dataset: str, setting: str, seed: int, cfg) -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    me = distributed.init(args.device or "cpu")  # a world of one without torchrun
     try:
-        return _run(parser, args, me)
+        return _run(parser, args)
     finally:
         distributed.shutdown()
 
 
-def _run(parser, args, me) -> int:
+def _run(parser, args) -> int:
     overrides = list(args.set) + [f"train.seed={args.seed}", f"student_train.seed={args.seed}"]
     for section in ("train", "student_train"):
         if args.device:
@@ -81,6 +80,7 @@ def _run(parser, args, me) -> int:
         cfg = run_sections(args.dataset, args.teacher, overrides, args.config, method=args.method)
     except ConfigError as err:
         parser.error(str(err))
+    me = distributed.init(cfg["train"].device)  # the backend follows the device; a world of one without torchrun
     name = Path(args.dataset).stem
     out = args.out or Path("runs") / f"{name}-{args.setting}-{args.method}-{args.teacher}-s{args.seed}"
     data, split, transform = prepare_task(

@@ -39,14 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    me = distributed.init(args.device or "cpu")  # a world of one without torchrun
     try:
-        return _run(parser, args, me)
+        return _run(parser, args)
     finally:
         distributed.shutdown()
 
 
-def _run(parser, args, me) -> int:
+def _run(parser, args) -> int:
     overrides = list(args.set) + [f"train.seed={args.seed}"]
     if args.device:
         overrides.append(f"train.device={args.device}")
@@ -56,6 +55,7 @@ def _run(parser, args, me) -> int:
         cfg = run_sections(args.dataset, args.teacher, overrides, args.config)
     except ConfigError as err:
         parser.error(str(err))
+    me = distributed.init(cfg["train"].device)  # the backend follows the device; a world of one without torchrun
     out = args.out or Path("runs/teacher") / f"{Path(args.dataset).stem}-{args.setting}-{args.teacher}-s{args.seed}"
     data, split = prepare_task(args.dataset, args.setting, args.seed, cfg["data"], args.data_root)
     start = time.perf_counter()

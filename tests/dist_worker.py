@@ -45,7 +45,8 @@ def train(out: str) -> None:
     train_cfg = TrainConfig(lr=0.01, max_epochs=6, patience=None, batch_size=32, fanouts=(-1,), progress=False)
     plain_result = fit_teacher(data, split, plain, train_cfg)
     # the tokenizer under sharded mini-batches: synced codebook, dead-code restarts, sampled fan-outs
-    vq = TeacherConfig(conv="sage", hidden_channels=16, codebook_size=32, dead_code_threshold=2.0)
+    # quantize_chunk 120: ranks quantize their subgraphs of different sizes in as many calls
+    vq = TeacherConfig(conv="sage", hidden_channels=16, codebook_size=32, dead_code_threshold=2.0, quantize_chunk=120)
     vq_result = fit_teacher(data, split, vq, TrainConfig(max_epochs=4, patience=None, batch_size=25, fanouts=(5, 3), progress=False))
     # full-batch: every rank repeats the single-process step (a warning says so)
     full_result = fit_teacher(data, split, vq, TrainConfig(max_epochs=5, patience=None, progress=False))
@@ -53,6 +54,14 @@ def train(out: str) -> None:
     student_train = TrainConfig(lr=0.01, weight_decay=0.0, max_epochs=15, patience=None, batch_size=70, progress=False)
     student = fit_student(data, split, plain_result.targets, student_cfg, DistillConfig(method="glnn"), student_train)
     vq_student = fit_student(data, split, full_result.targets, student_cfg, DistillConfig(method="vqgraph"), student_train)
+    # batch norm (buffers kept equal over ranks) and slices without labelled nodes (batches of ~8
+    # over 2 ranks, no soft-label term: some ranks' slices carry no loss at all)
+    observed = split.observed_idx.numel()  # a last batch of at least 2 rows per rank for batch norm
+    small = next(b for b in range(8, 20) if observed % b == 0 or observed % b >= 4)
+    bn_student = fit_student(
+        data, split, plain_result.targets, StudentConfig(hidden_channels=32, dropout=0.0, norm="batch"),
+        DistillConfig(method="glnn", soft_label_weight=0.0), TrainConfig(max_epochs=2, patience=None, batch_size=small, progress=False),
+    )
     me = distributed.world()
     payload = {
         "world_size": me.world_size,
@@ -71,6 +80,7 @@ def train(out: str) -> None:
             "full_teacher": _spread(full_result.model),
             "student": _spread(student.model),
             "vq_student": _spread(vq_student.model),
+            "bn_student": _spread(bn_student.model),
             "targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(vq_result.targets.z)])),
             "student_targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(full_result.targets.z)])),
         },

@@ -159,6 +159,15 @@ def evaluation_metrics(logits: Tensor, y: Tensor, split: NodeSplit, rows: Option
     return metrics
 
 
+@torch.no_grad()
+def _predict(model: MLPStudent, x: Tensor, rows: range, chunk: int = 65_536) -> Tensor:
+    """Evaluation-mode logits of ``rows``, ``chunk`` rows at a time (bounded activation memory)."""
+    model.eval()
+    starts = range(rows.start, rows.stop, chunk)
+    parts = [model(x[start : min(start + chunk, rows.stop)]).logits for start in starts]
+    return torch.cat(parts) if parts else x.new_zeros(0, model.num_classes)
+
+
 def fit_student(
     data: Data,
     split: NodeSplit,
@@ -225,12 +234,15 @@ def fit_student(
             out = net(x[idx])
             zero = out.logits.new_zeros(())
             if idx.numel() == 0:  # fewer seeds than ranks: take part in the gradient average with zeros
-                nothing = 0.0 * sum(t.sum() for t in out if t is not None)
-                losses = DistillLosses(nothing, zero, zero)
+                losses = DistillLosses(zero, zero, zero)
             elif distiller is None:
                 losses = DistillLosses(F.cross_entropy(out.logits, y[idx]), zero, zero)
             else:
                 losses = distiller(out, idx, y[idx], is_train[idx])
+            # every output takes part in the backward pass, even when a slice holds no labelled node
+            # and the other terms are off (DDP also expects a gradient for every parameter)
+            anchor = 0.0 * sum(t.sum() for t in out if t is not None)
+            losses = DistillLosses(losses.label + anchor, losses.soft_label, losses.soft_token)
             if me.world_size > 1 and idx.numel():
                 rows_scale = idx.numel() * me.world_size / batch.numel()
                 labelled = int(is_train[batch].sum())
@@ -244,21 +256,18 @@ def fit_student(
             opt.step()
             steps += 1
             sums += torch.stack([t.detach().double().cpu() for t in (losses.total, *losses)])
+        distributed.broadcast_buffers(model)  # e.g. batch-norm statistics: rank 0's everywhere
         sums = distributed.all_reduce_sum(sums) / me.world_size
         metrics = {key: float(v) / steps for key, v in zip(("train/loss", "loss/label", "loss/soft_label", "loss/soft_token"), sums)}
-        model.eval()
-        with torch.no_grad():
-            logits = model(x[eval_rows.start : eval_rows.stop]).logits
+        logits = _predict(model, x, eval_rows)
         metrics.update(evaluation_metrics(logits, y, split, eval_rows))
         if end_epoch(epoch, metrics, history, best, model, log if me.is_main else None, bar):
             break
     train_seconds = time.perf_counter() - start
     model.load_state_dict(best.best_state)
-    model.eval()
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        logits = model(x[eval_rows.start : eval_rows.stop]).logits
-        infer_seconds = distributed.all_reduce_max(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    logits = _predict(model, x, eval_rows)
+    infer_seconds = distributed.all_reduce_max(time.perf_counter() - t0)
     metrics = evaluation_metrics(logits, y, split, eval_rows)
     metrics.update(
         best_epoch=best.best_epoch,
@@ -270,7 +279,8 @@ def fit_student(
     if distiller is not None:
         with torch.no_grad():
             metrics["targets/teacher_temperature"] = temperature
-            metrics["targets/soft_label_entropy"] = float(entropy(distiller.teacher_probs(fit_idx)))
+            row_entropy = [entropy(distiller.teacher_probs(part)) * part.numel() for part in fit_idx.split(65_536)]
+            metrics["targets/soft_label_entropy"] = float(sum(row_entropy) / fit_idx.numel())
             if distill.uses_soft_tokens:
                 sample = fit_idx[: min(4096, fit_idx.numel())]
                 probs = distiller.teacher_soft_codes(sample)[0]

@@ -73,9 +73,10 @@ def init(device: str = "cpu", timeout_s: Optional[float] = None) -> Rank:
 
 
 def local_device(device: str) -> torch.device:
-    """``device`` for this process: a bare ``cuda`` becomes ``cuda:LOCAL_RANK`` (one GPU per rank)."""
+    """``device`` for this process: under torchrun, ``cuda`` (with or without an index) becomes
+    ``cuda:LOCAL_RANK``, one GPU per rank."""
     dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None and _env_world_size() > 1:
+    if dev.type == "cuda" and _env_world_size() > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return dev
 
@@ -93,18 +94,26 @@ def record(fn):
 
 
 # ---- collectives (identity in a world of size 1) ---------------------------------------------
+def _comm_device() -> torch.device:
+    """Where collectives run: nccl needs the rank's GPU, gloo takes CPU tensors."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_sum(tensor: Tensor) -> Tensor:
-    """Sum of ``tensor`` over ranks (a new tensor; the input is left alone)."""
-    out = tensor.clone()
-    if world().world_size > 1:
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out
+    """Sum of ``tensor`` over ranks (a new tensor on the input's device; the input is left alone)."""
+    if world().world_size == 1:
+        return tensor.clone()
+    out = tensor.to(_comm_device(), copy=True)
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out.to(tensor.device)
 
 
 def all_reduce_max(value: float) -> float:
     if world().world_size == 1:
         return value
-    out = torch.tensor([value], dtype=torch.float64)
+    out = torch.tensor([value], dtype=torch.float64, device=_comm_device())
     dist.all_reduce(out, op=dist.ReduceOp.MAX)
     return float(out)
 
@@ -127,11 +136,11 @@ def all_gather_rows(block: Tensor, sizes: Sequence[int]) -> Tensor:
     if block.size(0) != sizes[rank]:
         raise ValueError(f"rank {rank}: block has {block.size(0)} rows but sizes[{rank}] = {sizes[rank]}")
     longest = max(sizes)
-    padded = block.new_zeros((longest, *block.shape[1:]))
+    padded = torch.zeros((longest, *block.shape[1:]), dtype=block.dtype, device=_comm_device())
     padded[: block.size(0)] = block
     parts = [torch.empty_like(padded) for _ in range(size)]
-    dist.all_gather(parts, padded.contiguous())
-    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)]).to(block.device)
 
 
 def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:

@@ -9,6 +9,7 @@ global ids kept in ``n_id``). Code that trains or evaluates asks the split, neve
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from enum import Enum
@@ -128,11 +129,12 @@ class NodeSplit:
         """The graph seen during training: hidden nodes and every edge touching them removed.
 
         Rows are relabelled to ``0..len(observed_idx)-1``; ``n_id`` holds their global ids.
-        In the transductive setting this is the whole graph (a shallow copy with ``n_id``).
+        In the transductive setting this is the whole graph (a shallow copy with ``n_id``: the
+        tensors are shared, not duplicated).
         """
         self.check_graph(data)
         if self.setting is Setting.TRANSDUCTIVE:
-            out = data.clone()
+            out = copy.copy(data)
             out.n_id = torch.arange(data.num_nodes)
             return out
         observed = self.observed_idx

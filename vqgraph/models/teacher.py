@@ -105,6 +105,7 @@ class VQGraphTeacher(nn.Module):
     ):
         super().__init__()
         self.config = config
+        self.sync_codebook = sync_codebook
         self.in_channels, self.num_classes = in_channels, num_classes
         hidden = config.hidden_channels
         self.encoder = GNNEncoder(
@@ -186,12 +187,19 @@ class VQGraphTeacher(nn.Module):
         return TeacherOutput(logits, z, codes, losses)
 
     def _quantize(self, h: Tensor):
-        """The quantizer over ``quantize_chunk`` rows at a time (one EMA step per chunk)."""
+        """The quantizer over ``quantize_chunk`` rows at a time (one EMA step per chunk); with a
+        synced codebook, as many chunks on every rank as the largest rank needs."""
         chunk = self.config.quantize_chunk
-        if h.size(0) <= chunk:
+        pieces = -(-h.size(0) // chunk)
+        synced = self.sync_codebook and self.training
+        if synced:  # each call all-reduces the EMA statistics: every rank must make as many calls
+            from vqgraph import distributed
+
+            pieces = int(distributed.all_reduce_max(float(pieces)))
+        if pieces <= 1:
             q, codes, commitment = self.quantizer(h)
             return q, codes, commitment.sum()
-        parts = [self.quantizer(part) for part in h.split(chunk)]
+        parts = [self.quantizer(part) for part in (h.tensor_split(pieces) if synced else h.split(chunk))]
         q = torch.cat([p[0] for p in parts])
         codes = torch.cat([p[1] for p in parts])
         commitment = sum(p[2].sum() * p[0].size(0) for p in parts) / h.size(0)
