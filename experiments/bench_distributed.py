@@ -1,6 +1,7 @@
 """Epoch time and peak memory per rank with 1 and 2 processes (torchrun, gloo on CPU).
 
-    python -m experiments.bench_distributed [--nprocs 1 2] [--jobs teacher student] [--epochs 2] [--out FILE.json]
+    python -m experiments.bench_distributed [--nprocs 1 2] [--jobs teacher student] [--epochs 2] [--threads T]
+                                            [--out FILE.json]
 
 Two jobs, each launched once per process count with ``torch.distributed.run --standalone``:
 
@@ -108,6 +109,7 @@ def main(argv=None) -> int:
     parser.add_argument("--nprocs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--jobs", nargs="+", default=["teacher", "student"], choices=["teacher", "student"])
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="threads per process (default: the cores shared out)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -124,7 +126,9 @@ def main(argv=None) -> int:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    "-m", "experiments.bench_distributed", "--child", job, "--epochs", str(args.epochs)]
             env = dict(os.environ)
-            if nproc > 1:  # share the cores: torchrun would set 1 thread per process anyway, with a warning
+            if args.threads:
+                env["OMP_NUM_THREADS"] = str(args.threads)
+            elif nproc > 1:  # share the cores: torchrun would set 1 thread per process anyway, with a warning
                 env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
