@@ -15,6 +15,7 @@ a peer that disappeared without its launcher noticing.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 from typing import List, NamedTuple, Optional, Sequence
 
@@ -87,10 +88,18 @@ def shutdown() -> None:
 
 
 def record(fn):
-    """Wrap an entry point so that ``torchrun`` reports the failing rank's traceback."""
-    from torch.distributed.elastic.multiprocessing.errors import record as _record
+    """Wrap an entry point so that ``torchrun`` reports the failing rank's traceback (a plain
+    call outside torchrun)."""
 
-    return _record(fn)
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "TORCHELASTIC_ERROR_FILE" not in os.environ:
+            return fn(*args, **kwargs)
+        from torch.distributed.elastic.multiprocessing.errors import record as _record
+
+        return _record(fn)(*args, **kwargs)
+
+    return wrapper
 
 
 # ---- collectives (identity in a world of size 1) ---------------------------------------------
