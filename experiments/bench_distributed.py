@@ -2,6 +2,7 @@
 
     python -m experiments.bench_distributed [--nprocs 1 2] [--jobs teacher student] [--epochs 2] [--threads T]
                                             [--out FILE.json]
+    python -m experiments.bench_distributed --profile-step [--out FILE.json]
 
 Two jobs, each launched once per process count with ``torch.distributed.run --standalone``:
 
@@ -51,6 +52,43 @@ def _teacher_job(epochs: int) -> dict:
         "targets_s": wall - result.metrics["train_s"],
         "val_acc": result.metrics["val/acc"],
     }
+
+
+def _profile_step(repeats: int = 3) -> list:
+    """Where one teacher step of the ``teacher`` job goes, for a rank's share of 1,024 seeds
+    (all of them with one rank, 512 with two): sampling, encoder, full forward, backward."""
+    import torch
+
+    from vqgraph.data import make_csbm
+    from vqgraph.models import TeacherConfig, VQGraphTeacher
+    from vqgraph.models.encoders import prepare_adjacency
+    from vqgraph.sampling import NeighborBatcher
+    from vqgraph.training.teacher import _loss
+
+    data = make_csbm(num_nodes=1_000_000, num_edges=10_000_000, num_classes=10, num_features=128, seed=0)
+    model = VQGraphTeacher(128, 10, TeacherConfig(conv="sage", hidden_channels=128, edge_recon_samples=20_000))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    batcher = NeighborBatcher(data, [15, 10], 1024, use_pyg=False)
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for seeds in (1024, 512):
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            b = batcher.sample(torch.randperm(data.num_nodes, generator=gen)[:seeds], gen)
+            adj = prepare_adjacency("sage", b.edge_index, b.num_nodes)
+            t1 = time.perf_counter()
+            model.encoder(b.x, adj)
+            t2 = time.perf_counter()
+            out = model(b.x, adj, b.edge_index, b.batch_size)
+            t3 = time.perf_counter()
+            total, _ = _loss(out, b.y[: b.batch_size], slice(None))
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+            t4 = time.perf_counter()
+            rows.append({"seeds": seeds, "sampled_nodes": b.num_nodes, "sample_s": t1 - t0, "encoder_s": t2 - t1,
+                         "forward_s": t3 - t2, "tokenizer_s": (t3 - t2) - (t2 - t1), "backward_step_s": t4 - t3})
+    return rows
 
 
 def _student_job(epochs: int) -> dict:
@@ -111,6 +149,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="threads per process (default: the cores shared out)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--profile-step", action="store_true", help="time the parts of one teacher step instead")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -118,6 +157,17 @@ def main(argv=None) -> int:
         return 0
 
     from experiments.common import environment, write_json
+
+    if args.profile_step:
+        print(f"{'seeds':>5} {'nodes':>7} {'sample':>7} {'encoder':>8} {'tokenizer':>9} {'backward':>9}")
+        steps = _profile_step()
+        for r in steps:
+            print(f"{r['seeds']:>5} {r['sampled_nodes']:>7} {r['sample_s']:>7.2f} {r['encoder_s']:>8.2f} "
+                  f"{r['tokenizer_s']:>9.2f} {r['backward_step_s']:>9.2f}")
+        if args.out:
+            write_json(args.out, {"environment": environment(), "steps": steps})
+        print(json.dumps(steps))
+        return 0
 
     results = {"environment": environment(), "runs": []}
     print(f"{'job':>8} {'procs':>5} {'rank':>4} {'threads':>7} {'s/epoch':>8} {'targets s':>9} {'peak GiB':>9}")

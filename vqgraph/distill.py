@@ -245,11 +245,10 @@ def fit_student(
             losses = DistillLosses(losses.label + anchor, losses.soft_label, losses.soft_token)
             if me.world_size > 1 and idx.numel():
                 rows_scale = idx.numel() * me.world_size / batch.numel()
-                labelled = int(is_train[batch].sum())
-                local_labelled = idx.numel() if distiller is None else int(is_train[idx].sum())
-                label_scale = local_labelled * me.world_size / labelled if labelled else 0.0
-                if distiller is None:
-                    label_scale = rows_scale
+                label_scale = rows_scale  # mlp: every row is labelled
+                if distiller is not None:  # the label term averages over the labelled rows of the batch
+                    labelled = int(is_train[batch].sum())
+                    label_scale = int(is_train[idx].sum()) * me.world_size / labelled if labelled else 0.0
                 losses = DistillLosses(losses.label * label_scale, losses.soft_label * rows_scale, losses.soft_token * rows_scale)
             opt.zero_grad()
             losses.total.backward()

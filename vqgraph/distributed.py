@@ -195,7 +195,3 @@ def wrap_ddp(model: torch.nn.Module, find_unused_parameters: bool = False) -> to
     device = next(model.parameters()).device
     ids = [device] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return getattr(model, "module", model)

@@ -181,6 +181,8 @@ def layer_rows(layer: nn.Module, kind: str, h: Tensor, adj_rows: Adjacency, rows
     if isinstance(layer, SAGEConv):
         return layer((h, h_rows), adj_rows)
     if isinstance(layer, GATConv):
+        if rows.start == 0:
+            return layer((h, h_rows), adj_rows)
         # GATConv adds a self-loop (i, i) for i < len(rows): put the target rows first among the sources
         src = (adj_rows[0] - rows.start) % h.size(0)
         return layer((torch.roll(h, -rows.start, 0), h_rows), torch.stack([src, adj_rows[1]]))

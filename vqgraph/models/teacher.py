@@ -229,7 +229,7 @@ class VQGraphTeacher(nn.Module):
             return distributed.all_gather_rows(block, sizes)
 
         kind = self.config.conv
-        adj_rows = adjacency_rows(kind, adj, rows)
+        adj_rows = adj if len(rows) == x.size(0) else adjacency_rows(kind, adj, rows)  # one process: the graph
         h = x
         encoder = self.encoder
         last = len(encoder.convs) - 1

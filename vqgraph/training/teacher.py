@@ -102,9 +102,7 @@ def usage_stats(counts: Tensor) -> Dict[str, float]:
 def _loss(out, y, train_rows, scale: float = 1.0) -> tuple:
     """Total loss and its cross-entropy; ``scale`` weights the cross-entropy of a rank's share of
     a global batch so that DDP's mean over ranks is the global batch's mean."""
-    ce = F.cross_entropy(out.logits[train_rows], y)
-    if scale != 1.0:
-        ce = ce * scale
+    ce = F.cross_entropy(out.logits[train_rows], y) * scale  # x 1.0 is exact: one process is unchanged
     total = ce + out.losses.commitment + out.losses.feature_recon + out.losses.edge_recon
     return total, ce
 
