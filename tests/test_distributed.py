@@ -199,7 +199,12 @@ def test_a_layer_over_row_blocks_equals_the_layer_over_all_rows(kind):
     """What each rank computes: its rows of a layer from all nodes' inputs, with the full graph's
     adjacency (GCN degrees of the whole graph; GAT self-loops at the right sources)."""
     from vqgraph.data import make_csbm
-    from vqgraph.models.encoders import adjacency_rows, layer_rows, prepare_adjacency, resolve_conv
+    from vqgraph.models.encoders import (
+        adjacency_rows,
+        layer_rows,
+        prepare_adjacency,
+        resolve_conv,
+    )
 
     data = make_csbm(num_nodes=120, num_edges=500, num_classes=3, num_features=6, seed=1)
     torch.manual_seed(0)
