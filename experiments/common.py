@@ -43,6 +43,11 @@ def default_sections(teacher: str = "gcn", method: str = "vqgraph") -> Dict[str,
     GLNN on Cora seed 0, 73.4 with 5e-4 against 76.2 without) except for the label-only
     ``mlp``, which overfits its 20 labels per class without it (Cora seeds 0-6: 54.4% against
     58.0%); 5e-3 is GLNN's MLP setting.
+
+    Distilled students (``glnn``, ``vqgraph``) batch-normalise their hidden layer: it raised
+    GLNN's mean validation accuracy on Cora from 82.48 to 83.14 and on A-computer from 84.20 to
+    87.73 (seeds 0-4), where the label-only ``mlp`` lost (Cora seeds 0-9: 61.76 against 63.95)
+    and keeps none.
     """
     from vqgraph.distill import DistillConfig
     from vqgraph.models.student import StudentConfig
@@ -51,7 +56,7 @@ def default_sections(teacher: str = "gcn", method: str = "vqgraph") -> Dict[str,
         "data": DataConfig(),
         "teacher": TeacherConfig(conv=teacher),
         "train": TrainConfig(),
-        "student": StudentConfig(),
+        "student": StudentConfig(norm="none" if method == "mlp" else "batch"),
         "distill": DistillConfig(),
         "student_train": TrainConfig(
             lr=0.01, weight_decay=5e-3 if method == "mlp" else 0.0, patience=50, batch_size=4096
@@ -63,12 +68,15 @@ def run_sections(dataset: str, teacher: str, overrides=(), config_path=None, met
     """Config sections of a run: defaults < preset < command-line overrides.
 
     The preset (``experiments/configs/<dataset>.yaml`` unless ``config_path``) holds one block
-    per teacher kind (``gcn:``, ``sage:``, ...) of sections; unknown sections, keys and
-    wrongly typed values are rejected with their names.
+    per teacher kind (``gcn:``, ``sage:``, ...) of sections. Inside it, a block named after a
+    method (``mlp:``, ``glnn:``, ``vqgraph:``) holds sections for that method only, applied
+    after the shared ones. Unknown sections, keys and wrongly typed values are rejected with
+    their names.
     """
     import yaml
 
     from vqgraph.config import ConfigError, replace_checked
+    from vqgraph.distill import METHODS
 
     sections = default_sections(teacher, method)
     path = Path(config_path) if config_path else preset_path(dataset)
@@ -79,10 +87,18 @@ def run_sections(dataset: str, teacher: str, overrides=(), config_path=None, met
         block = preset.get(teacher, {}) or {}
         if not isinstance(block, dict):
             raise ConfigError(f"{path}: block {teacher!r} must be a mapping of sections")
-        for section, values in block.items():
-            if section not in sections:
-                raise ConfigError(f"{path}: unknown config section {teacher}.{section}; known: {sorted(sections)}")
-            sections[section] = replace_checked(sections[section], values or {}, f"{teacher}.{section}")
+        shared = {key: values for key, values in block.items() if key not in METHODS}
+        own = block.get(method) or {}
+        if not isinstance(own, dict):
+            raise ConfigError(f"{path}: block {teacher}.{method} must be a mapping of sections")
+        for where, layer in ((teacher, shared), (f"{teacher}.{method}", own)):
+            for section, values in layer.items():
+                if section not in sections:
+                    raise ConfigError(
+                        f"{path}: unknown config section {where}.{section}; known: {sorted(sections)} "
+                        f"(and per-method blocks {list(METHODS)})"
+                    )
+                sections[section] = replace_checked(sections[section], values or {}, f"{where}.{section}")
     return load_sections(sections, None, overrides)
 
 

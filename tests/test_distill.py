@@ -118,6 +118,18 @@ def test_fit_student_runs_and_is_reproducible(task, targets, method):
     assert first.metrics["best_epoch"] == best
 
 
+@pytest.mark.parametrize("method", ["mlp", "vqgraph"])
+def test_batch_norm_student_merges_a_one_row_last_batch(task, targets, method):
+    data, split = task
+    fit_rows = split.train_idx.numel() if method == "mlp" else data.num_nodes
+    train = TrainConfig(max_epochs=2, patience=None, progress=False, batch_size=fit_rows - 1)  # last batch: 1 row
+    student = StudentConfig(hidden_channels=8, norm="batch")
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):  # what the merge avoids
+        torch.nn.BatchNorm1d(8).train()(torch.zeros(1, 8))
+    result = fit_student(data, split, targets, student, DistillConfig(method=method), train)
+    assert len(result.history) == 2 and 0.0 <= result.metrics["test/acc"] <= 1.0
+
+
 def test_test_selection_is_labelled(task, targets):
     data, split = task
     train = TrainConfig(max_epochs=5, patience=None, progress=False)

@@ -214,6 +214,13 @@ def fit_student(
     fit_idx = split.train_idx if distill.method == "mlp" else split.observed_idx
     fit_idx = fit_idx.to(device)
     batch_size = train.batch_size or fit_idx.numel()
+    # batch norm needs two rows per rank in every training batch: a shorter last batch joins the one before
+    min_rows = 2 * me.world_size if student.norm == "batch" else 1
+    if fit_idx.numel() < min_rows:
+        raise ValueError(
+            f"a batch-normalised student needs at least {min_rows} training nodes ({me.world_size} process(es)), "
+            f"got {fit_idx.numel()}"
+        )
     eval_rows = distributed.row_ranges(data.num_nodes, me.world_size)[me.rank]  # this rank's share of inference
     monitor = "val/acc" if distill.select_by == "val" else ("test/acc" if split.setting is Setting.TRANSDUCTIVE else "test_tran/acc")
     best = BestCheckpoint(monitor, train.patience)
@@ -227,7 +234,10 @@ def fit_student(
         sums = torch.zeros(4, dtype=torch.float64)
         steps = 0
         order = fit_idx[torch.randperm(fit_idx.numel(), generator=gen).to(device)]
-        for batch in order.split(batch_size):
+        batches = list(order.split(batch_size))
+        if len(batches) > 1 and batches[-1].numel() < min_rows:
+            batches[-2:] = [torch.cat(batches[-2:])]
+        for batch in batches:
             # every rank takes its slice of the same global batch; each loss term is scaled so
             # that DDP's mean of the ranks' gradients is the gradient of the global batch mean
             idx = distributed.shard(batch, me.rank, me.world_size)
