@@ -128,6 +128,8 @@ def test_batch_norm_student_merges_a_one_row_last_batch(task, targets, method):
         torch.nn.BatchNorm1d(8).train()(torch.zeros(1, 8))
     result = fit_student(data, split, targets, student, DistillConfig(method=method), train)
     assert len(result.history) == 2 and 0.0 <= result.metrics["test/acc"] <= 1.0
+    with pytest.raises(ValueError, match="batch size of at least 2.*batch size 1"):
+        fit_student(data, split, targets, student, DistillConfig(method=method), replace(train, batch_size=1))
 
 
 def test_test_selection_is_labelled(task, targets):

@@ -216,10 +216,10 @@ def fit_student(
     batch_size = train.batch_size or fit_idx.numel()
     # batch norm needs two rows per rank in every training batch: a shorter last batch joins the one before
     min_rows = 2 * me.world_size if student.norm == "batch" else 1
-    if fit_idx.numel() < min_rows:
+    if min(fit_idx.numel(), batch_size) < min_rows:
         raise ValueError(
-            f"a batch-normalised student needs at least {min_rows} training nodes ({me.world_size} process(es)), "
-            f"got {fit_idx.numel()}"
+            f"a batch-normalised student needs at least {min_rows} training nodes and a batch size of at least "
+            f"{min_rows} ({me.world_size} process(es)); got {fit_idx.numel()} nodes, batch size {batch_size}"
         )
     eval_rows = distributed.row_ranges(data.num_nodes, me.world_size)[me.rank]  # this rank's share of inference
     monitor = "val/acc" if distill.select_by == "val" else ("test/acc" if split.setting is Setting.TRANSDUCTIVE else "test_tran/acc")
