@@ -58,17 +58,10 @@ def teacher_key(dataset: str, setting: str, seed: int, cfg) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@distributed.record
+@distributed.entry_point
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return _run(parser, args)
-    finally:
-        distributed.shutdown()
-
-
-def _run(parser, args) -> int:
     overrides = list(args.set) + [f"train.seed={args.seed}", f"student_train.seed={args.seed}"]
     for section in ("train", "student_train"):
         if args.device:

@@ -35,17 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@distributed.record
+@distributed.entry_point
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return _run(parser, args)
-    finally:
-        distributed.shutdown()
-
-
-def _run(parser, args) -> int:
     overrides = list(args.set) + [f"train.seed={args.seed}"]
     if args.device:
         overrides.append(f"train.device={args.device}")

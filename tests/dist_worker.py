@@ -100,13 +100,10 @@ def fail(out: str) -> None:
         json.dump({"waited_s": time.perf_counter() - start}, handle)
 
 
-@distributed.record
+@distributed.entry_point
 def main() -> int:
     scenario, out = sys.argv[1], sys.argv[2]
-    try:
-        {"train": train, "fail": fail}[scenario](out)
-    finally:
-        distributed.shutdown()
+    {"train": train, "fail": fail}[scenario](out)
     return 0
 
 

@@ -234,10 +234,7 @@ def fit_student(
         sums = torch.zeros(4, dtype=torch.float64)
         steps = 0
         order = fit_idx[torch.randperm(fit_idx.numel(), generator=gen).to(device)]
-        batches = list(order.split(batch_size))
-        if len(batches) > 1 and batches[-1].numel() < min_rows:
-            batches[-2:] = [torch.cat(batches[-2:])]
-        for batch in batches:
+        for batch in distributed.global_batches(order, batch_size, min_rows):
             # every rank takes its slice of the same global batch; each loss term is scaled so
             # that DDP's mean of the ranks' gradients is the gradient of the global batch mean
             idx = distributed.shard(batch, me.rank, me.world_size)

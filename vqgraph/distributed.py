@@ -7,7 +7,7 @@ environment that ``torchrun`` sets up (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``
 there is more than one process: gloo on CPU, nccl when the device is a GPU.
 
 Failures: ``torchrun`` stops every rank of a job as soon as one exits with an error and
-reports that rank's traceback (entry points are wrapped in :func:`record`); the process
+reports that rank's traceback (entry points are wrapped in :func:`entry_point`); the process
 group's timeout (``VQGRAPH_DIST_TIMEOUT`` seconds, default 600) bounds what a rank waits for
 a peer that disappeared without its launcher noticing.
 """
@@ -87,17 +87,22 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def record(fn):
-    """Wrap an entry point so that ``torchrun`` reports the failing rank's traceback (a plain
-    call outside torchrun)."""
+def entry_point(fn):
+    """Wrap a script's ``main``: under ``torchrun``, torch's ``record`` reports the failing
+    rank's traceback; in every case the process group (if one was started) is shut down when
+    ``fn`` returns or raises."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if "TORCHELASTIC_ERROR_FILE" not in os.environ:
-            return fn(*args, **kwargs)
-        from torch.distributed.elastic.multiprocessing.errors import record as _record
+        call = fn
+        if "TORCHELASTIC_ERROR_FILE" in os.environ:
+            from torch.distributed.elastic.multiprocessing.errors import record
 
-        return _record(fn)(*args, **kwargs)
+            call = record(fn)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            shutdown()
 
     return wrapper
 
@@ -184,6 +189,15 @@ def shard(items: Tensor, rank: Optional[int] = None, world_size: Optional[int] =
     world_size = me.world_size if world_size is None else world_size
     rows = row_ranges(items.size(0), world_size)[rank]
     return items[rows.start : rows.stop]
+
+
+def global_batches(items: Tensor, batch_size: int, min_rows: int = 1) -> List[Tensor]:
+    """``items`` cut into batches of ``batch_size``; a last batch of fewer than ``min_rows``
+    rows joins the one before (e.g. one seed per rank, or two rows per rank for batch norm)."""
+    batches = list(items.split(batch_size))
+    if len(batches) > 1 and batches[-1].numel() < min_rows:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
 
 
 def wrap_ddp(model: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.Module:

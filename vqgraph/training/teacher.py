@@ -112,9 +112,7 @@ def _sharded_batches(batcher: NeighborBatcher, seeds: Tensor, batch_size: int, g
     sampling the neighbourhoods of its slice of them (``sample_gen``). A last batch with fewer
     seeds than ranks joins the one before, so that no rank is ever left without seeds."""
     me = distributed.world()
-    batches = list(seeds[torch.randperm(seeds.numel(), generator=gen)].split(batch_size))
-    if len(batches) > 1 and batches[-1].numel() < me.world_size:
-        batches[-2:] = [torch.cat(batches[-2:])]
+    batches = distributed.global_batches(seeds[torch.randperm(seeds.numel(), generator=gen)], batch_size, me.world_size)
     if batches and batches[-1].numel() < me.world_size:
         raise ValueError(f"{seeds.numel()} training seed(s) cannot be shared by {me.world_size} ranks")
     for batch in batches:
