@@ -18,7 +18,7 @@ import io
 import json
 import shlex
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from tqdm.auto import tqdm
 
@@ -91,6 +91,56 @@ def summarise(rows: List[Dict], variant: str = "") -> Dict[str, str]:
     return {"markdown": "\n".join(md) + "\n", "csv": buf.getvalue()}
 
 
+# (method, baseline) pairs compared seed by seed inside a grid: what the code term adds over soft
+# labels, and what soft labels add over labels alone
+PAIRS = (("vqgraph", "glnn"), ("glnn", "mlp"))
+
+
+def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str = "") -> str:
+    """Markdown table of per-seed test accuracy differences (points) between runs that share a seed.
+
+    Without ``baseline``, the methods of :data:`PAIRS` are compared inside ``rows``. With it (the
+    rows of another grid, e.g. the default configuration), each method of ``rows`` (named
+    ``label``, the variant) is compared with the same method in ``baseline``. Runs of one
+    (dataset, setting, seed) share the split and the cached teacher, so a difference cancels
+    their seed noise: the spread left is the students'. Only seeds run on both sides count.
+    Returns "" when nothing pairs up.
+    """
+    def index(source):
+        return {(r["dataset"], r["setting"], r["method"], r["seed"]): r for r in source}
+
+    ours = index(rows)
+    if baseline is None:
+        theirs, comparisons = ours, [(m, b, f"{m} - {b}") for m, b in PAIRS]
+    else:
+        theirs = index(baseline)
+        methods = dict.fromkeys(r["method"] for r in rows)
+        comparisons = [(m, m, f"{m} ({label or 'variant'}) - {m}") for m in methods]
+    lines = []
+    for dataset, setting in dict.fromkeys((r["dataset"], r["setting"]) for r in rows):
+        keys = ["test/acc"] if setting == "transductive" else ["test_ind/acc", "test_prod/acc"]
+        for method, other, name in comparisons:
+            seeds = sorted(s for (d, st, m, s) in ours if (d, st, m) == (dataset, setting, method)
+                           and (dataset, setting, other, s) in theirs)
+            for key in keys if seeds else ():
+                diffs = [ours[(dataset, setting, method, s)]["metrics"][key]
+                         - theirs[(dataset, setting, other, s)]["metrics"][key] for s in seeds]
+                wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+                lines.append(f"| {dataset} | {setting} | {name} | {key} | {len(seeds)} | "
+                             f"{mean_std(diffs, signed=True)} | {wins} / {len(seeds) - wins - losses} / {losses} |")
+    if not lines:
+        return ""
+    head = ["| dataset | setting | difference | metric | seeds | mean ± std (points) | wins / ties / losses |",
+            "|---|---|---|---|---|---|---|"]
+    return "\n".join(head + lines) + "\n"
+
+
+def load_rows(runs: Path) -> List[Dict]:
+    """Every finished run's ``results.json`` under ``runs`` (read when the table is made, so a
+    baseline grid still running counts what it has finished)."""
+    return [json.loads(path.read_text()) for path in sorted(runs.glob("*/results.json"))]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["cora", "citeseer", "a-computer", "a-photo"])
@@ -104,7 +154,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.csv")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--label", default="", help="names this grid's variant in the method column (an ablation)")
+    parser.add_argument("--compare-to", type=Path, default=None, metavar="RUNS",
+                        help="pair each run with the same method and seed in this grid (e.g. the default config)")
     args = parser.parse_args(argv)
+    if args.compare_to is not None and not args.compare_to.is_dir():  # fail before the grid, not after it
+        parser.error(f"--compare-to: no such directory of runs: {args.compare_to}")
     grid = [
         (d, s, m, seed)
         for d in args.datasets
@@ -130,9 +184,15 @@ def main(argv=None) -> int:
     tables = summarise(rows, args.label)
     command = "python -m experiments.reproduce " + shlex.join(argv if argv is not None else [])
     header = f"Test accuracy (%), mean ± std over seeds {args.seeds}, teacher `{args.teacher}`.\nCommand: `{command.strip()}`\n\n"
-    print(header + tables["markdown"])
+    markdown = header + tables["markdown"]
+    baseline = load_rows(args.compare_to) if args.compare_to else None
+    pairs = paired(rows, baseline, args.label)
+    if pairs:
+        against = f" against `{args.compare_to}`" if args.compare_to else ""
+        markdown += f"\nPaired by seed (same split and teacher){against}, test accuracy difference in points:\n\n" + pairs
+    print(markdown)
     if args.out:
-        atomic_write_text(args.out.with_suffix(".md"), header + tables["markdown"])
+        atomic_write_text(args.out.with_suffix(".md"), markdown)
         atomic_write_text(args.out.with_suffix(".csv"), tables["csv"])
     return 0
 

@@ -27,11 +27,12 @@ def parse_seeds(text: str):
     return [int(s) for s in text.split(",")]
 
 
-def mean_std(values):
+def mean_std(values, signed: bool = False):
+    """Fractions as ``"mean ± std"`` in percent (sample std; 0 for one value); ``signed`` shows a + on gains."""
     if not values:
         return "n/a"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
+    return f"{100 * statistics.mean(values):{'+' if signed else ''}.2f} ± {100 * std:.2f}"
 
 
 def main(argv=None) -> int:

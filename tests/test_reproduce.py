@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import REPO
 from experiments import reproduce
 
@@ -56,3 +57,31 @@ def test_summary_reports_mean_std_and_published_numbers():
     assert "81.00 ± 1.41" in md and "80.54" in md and "val/acc" in md
     variant = reproduce.summarise(rows, "distill.soft_token_weight=0")["markdown"]
     assert "| glnn (distill.soft_token_weight=0) |" in variant and "80.54" not in variant
+
+
+def test_paired_differences_match_seeds_and_count_wins():
+    def row(method, seed, acc, setting="transductive"):
+        metrics = {"test/acc": acc} if setting == "transductive" else {"test_ind/acc": acc, "test_prod/acc": acc + 0.01}
+        return {"dataset": "cora", "setting": setting, "method": method, "seed": seed, "metrics": metrics}
+
+    rows = [row("glnn", 0, 0.80), row("glnn", 1, 0.82), row("glnn", 2, 0.90),
+            row("vqgraph", 0, 0.81), row("vqgraph", 1, 0.82), row("vqgraph", 3, 0.10),  # seed 3: no glnn pair
+            row("glnn", 0, 0.70, "inductive"), row("vqgraph", 0, 0.69, "inductive")]
+    md = reproduce.paired(rows)
+    # seeds 0 and 1 pair up: +1 and 0 points; seed 2 (glnn only) and seed 3 (vqgraph only) are left out
+    assert "| cora | transductive | vqgraph - glnn | test/acc | 2 | +0.50 ± 0.71 | 1 / 1 / 0 |" in md
+    assert "| cora | inductive | vqgraph - glnn | test_ind/acc | 1 | -1.00 ± 0.00 | 0 / 0 / 1 |" in md
+    assert "test_prod/acc | 1 | -1.00 ± 0.00" in md
+    assert "glnn - mlp" not in md  # no mlp runs: no such row
+    assert reproduce.paired([row("glnn", 0, 0.8)]) == ""
+    # against another grid: each method with itself there, by seed
+    variant = [row("vqgraph", 0, 0.83), row("vqgraph", 1, 0.80)]
+    md = reproduce.paired(variant, baseline=rows, label="code weight 0")
+    assert "| cora | transductive | vqgraph (code weight 0) - vqgraph | test/acc | 2 | +0.00 ± 2.83 | 1 / 0 / 1 |" in md
+
+
+def test_compare_to_a_missing_grid_fails_before_running(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        reproduce.main(ARGS + ["--runs", str(tmp_path / "runs"), "--compare-to", str(tmp_path / "nowhere")])
+    assert "nowhere" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

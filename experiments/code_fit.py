@@ -1,0 +1,108 @@
+"""How closely distilled students follow the teacher's tokenizer, from finished runs, as a table.
+
+    python -m experiments.code_fit RUNS [RUNS ...] [--data-root DIR] [--out FILE.md]
+
+For every run with a codebook (``vqgraph``) under the grids ``RUNS`` (folders of runs, each with
+``results.json`` and ``student.pt``), on its test nodes (``test`` or ``test_tran`` + ``test_ind``):
+
+* ``agreement``: the fraction whose nearest code under the student is the teacher's code;
+* ``teacher readout`` / ``student readout``: accuracy of labelling a node with its code's class,
+  where a code's class is the majority of the teacher's predictions over the observed nodes
+  the teacher assigns to it (no label builds the map). The teacher's readout says how much class
+  information its codes hold; the student's, how much of it the student's code assignment keeps;
+* ``student acc``: the student's own test accuracy.
+
+Rows are grouped by grid, dataset and setting (mean ± std over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+from torch import Tensor
+
+from experiments.common import DataConfig, prepare_task
+from experiments.teacher_table import mean_std
+from vqgraph.artifacts import TeacherTargets, atomic_write_text
+from vqgraph.losses import code_logits
+from vqgraph.serving import Predictor
+
+
+def code_classes(codes: Tensor, predictions: Tensor, num_codes: int, num_classes: int) -> Tensor:
+    """Each code's majority class among ``predictions`` of the nodes assigned to it; -1 for unused codes."""
+    counts = torch.zeros(num_codes, num_classes, dtype=torch.long)
+    counts.index_put_((codes, predictions), torch.ones_like(codes), accumulate=True)
+    return torch.where(counts.sum(1) > 0, counts.argmax(1), torch.full((num_codes,), -1))
+
+
+def run_fit(folder: Path, root=None) -> Dict[str, float]:
+    """The four figures of one run folder (see the module docstring)."""
+    result = json.loads((folder / "results.json").read_text())
+    targets = TeacherTargets.load(result["teacher_artifact"])
+    predictor = Predictor.load(folder / "student.pt")
+    if targets.codebook is None or predictor.model.projection is None:
+        raise ValueError(f"{folder}: the run has no codebook (method {result['method']!r}); only vqgraph runs have codes")
+    # the run's own normalised features and split: the teacher's fingerprints are checked against them
+    data, split = prepare_task(
+        result["dataset"], result["setting"], result["seed"], DataConfig(**result["config"]["data"]), root
+    )
+    targets.check_matches(data, split)
+    test = torch.cat([idx for name, idx in split.index_dict().items() if name.startswith("test")])
+    observed = split.observed_idx
+    classes = code_classes(
+        targets.codes[observed], targets.logits[observed].argmax(-1), targets.codebook.size(0), data.num_classes
+    )
+    with torch.no_grad():
+        out = predictor.model.eval()(data.x[test])
+    codes = code_logits(out.z, targets.codebook, targets.metric).argmax(-1)
+    y, teacher_codes = data.y[test], targets.codes[test]
+    return {
+        "agreement": float((codes == teacher_codes).double().mean()),
+        "teacher_readout": float((classes[teacher_codes] == y).double().mean()),
+        "student_readout": float((classes[codes] == y).double().mean()),
+        "student_acc": float((out.logits.argmax(-1) == y).double().mean()),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.code_fit", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="folders of runs (as written by experiments.reproduce)")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here too")
+    args = parser.parse_args(argv)
+    groups: Dict[tuple, List[Dict[str, float]]] = {}
+    for grid in args.runs:
+        folders = sorted(p.parent for p in grid.glob("*/results.json"))
+        if not folders:
+            parser.error(f"no finished runs (*/results.json) under {grid}")
+        for folder in folders:
+            result = json.loads((folder / "results.json").read_text())
+            if result["method"] != "vqgraph":
+                continue
+            groups.setdefault((str(grid), result["dataset"], result["setting"]), []).append(run_fit(folder, args.data_root))
+    keys = ["agreement", "teacher_readout", "student_readout", "student_acc"]
+    lines = [
+        "On test nodes, % (mean ± std over seeds). Command: `python -m experiments.code_fit "
+        + " ".join(str(a) for a in (argv if argv is not None else [])) + "`",
+        "",
+        "| grid | dataset | setting | seeds | code agreement | teacher readout | student readout | student acc |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (grid, dataset, setting), rows in groups.items():
+        cells = " | ".join(mean_std([r[k] for r in rows]) for k in keys)
+        lines.append(f"| {grid} | {dataset} | {setting} | {len(rows)} | {cells} |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        atomic_write_text(args.out, table)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
