@@ -96,12 +96,13 @@ def summarise(rows: List[Dict], variant: str = "") -> Dict[str, str]:
 PAIRS = (("vqgraph", "glnn"), ("glnn", "mlp"))
 
 
-def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str = "") -> str:
+def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str = "", baseline_label: str = "") -> str:
     """Markdown table of per-seed test accuracy differences (points) between runs that share a seed.
 
     Without ``baseline``, the methods of :data:`PAIRS` are compared inside ``rows``. With it (the
     rows of another grid, e.g. the default configuration), each method of ``rows`` (named
-    ``label``, the variant) is compared with the same method in ``baseline``. Runs of one
+    ``label``, the variant) is compared with the same method in ``baseline`` (named
+    ``baseline_label``, e.g. its folder). Runs of one
     (dataset, setting, seed) share the split and the cached teacher, so a difference cancels
     their seed noise: the spread left is the students'. Only seeds run on both sides count.
     Returns "" when nothing pairs up.
@@ -115,7 +116,8 @@ def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str =
     else:
         theirs = index(baseline)
         methods = dict.fromkeys(r["method"] for r in rows)
-        comparisons = [(m, m, f"{m} ({label or 'variant'}) - {m}") for m in methods]
+        other = f"{{}} ({baseline_label})" if baseline_label else "{}"
+        comparisons = [(m, m, f"{m} ({label or 'variant'}) - {other.format(m)}") for m in methods]
     lines = []
     for dataset, setting in dict.fromkeys((r["dataset"], r["setting"]) for r in rows):
         keys = ["test/acc"] if setting == "transductive" else ["test_ind/acc", "test_prod/acc"]
@@ -186,7 +188,7 @@ def main(argv=None) -> int:
     header = f"Test accuracy (%), mean ± std over seeds {args.seeds}, teacher `{args.teacher}`.\nCommand: `{command.strip()}`\n\n"
     markdown = header + tables["markdown"]
     baseline = load_rows(args.compare_to) if args.compare_to else None
-    pairs = paired(rows, baseline, args.label)
+    pairs = paired(rows, baseline, args.label, args.compare_to.name if args.compare_to else "")
     if pairs:
         against = f" against `{args.compare_to}`" if args.compare_to else ""
         markdown += f"\nPaired by seed (same split and teacher){against}, test accuracy difference in points:\n\n" + pairs

@@ -78,6 +78,8 @@ def test_paired_differences_match_seeds_and_count_wins():
     variant = [row("vqgraph", 0, 0.83), row("vqgraph", 1, 0.80)]
     md = reproduce.paired(variant, baseline=rows, label="code weight 0")
     assert "| cora | transductive | vqgraph (code weight 0) - vqgraph | test/acc | 2 | +0.00 ± 2.83 | 1 / 0 / 1 |" in md
+    md = reproduce.paired(variant, baseline=rows, label="code weight 0", baseline_label="default")
+    assert "| vqgraph (code weight 0) - vqgraph (default) | test/acc |" in md
 
 
 def test_compare_to_a_missing_grid_fails_before_running(tmp_path, capsys):
