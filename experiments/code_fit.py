@@ -25,9 +25,9 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
-from experiments.common import DataConfig, prepare_task
+from experiments.common import DataConfig, emit, prepare_task
 from experiments.teacher_table import mean_std
-from vqgraph.artifacts import TeacherTargets, atomic_write_text
+from vqgraph.artifacts import TeacherTargets
 from vqgraph.losses import code_logits
 from vqgraph.serving import Predictor
 
@@ -95,10 +95,7 @@ def main(argv=None) -> int:
     for (grid, dataset, setting), rows in groups.items():
         cells = " | ".join(mean_std([r[k] for r in rows]) for k in keys)
         lines.append(f"| {grid} | {dataset} | {setting} | {len(rows)} | {cells} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        atomic_write_text(args.out, table)
+    emit("\n".join(lines) + "\n", args.out)
     return 0
 
 

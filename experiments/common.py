@@ -134,5 +134,12 @@ def environment() -> Dict[str, Any]:
     }
 
 
+def emit(text: str, path: Optional[Path] = None) -> None:
+    """Print a table and, given ``path``, write it there too (atomically)."""
+    print(text)
+    if path is not None:
+        atomic_write_text(path, text)
+
+
 def write_json(path: Path, payload: Dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")

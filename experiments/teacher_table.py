@@ -15,9 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
-from experiments.common import environment
+from experiments.common import emit, environment
 from experiments.train_teacher import main as train_teacher
-from vqgraph.artifacts import atomic_write_text
 
 
 def parse_seeds(text: str):
@@ -91,10 +90,7 @@ def main(argv=None) -> int:
         )
     env = environment()
     lines += ["", f"Machine: {env['cpu_count']} CPUs, torch {env['torch']}, {env['threads']} threads."]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        atomic_write_text(args.out, table)
+    emit("\n".join(lines) + "\n", args.out)
     return 0
 
 
