@@ -102,10 +102,10 @@ def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str =
     Without ``baseline``, the methods of :data:`PAIRS` are compared inside ``rows``. With it (the
     rows of another grid, e.g. the default configuration), each method of ``rows`` (named
     ``label``, the variant) is compared with the same method in ``baseline`` (named
-    ``baseline_label``, e.g. its folder). Runs of one
-    (dataset, setting, seed) share the split and the cached teacher, so a difference cancels
-    their seed noise: the spread left is the students'. Only seeds run on both sides count.
-    Returns "" when nothing pairs up.
+    ``baseline_label``, e.g. its folder). Runs of one (dataset, setting, seed) share the split
+    and the cached teacher (unless a variant changes the teacher's config), so a difference
+    cancels their seed noise: the spread left is the students'. Only seeds run on both sides
+    count. Returns "" when nothing pairs up.
     """
     def index(source):
         return {(r["dataset"], r["setting"], r["method"], r["seed"]): r for r in source}
@@ -116,8 +116,8 @@ def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str =
     else:
         theirs = index(baseline)
         methods = dict.fromkeys(r["method"] for r in rows)
-        other = f"{{}} ({baseline_label})" if baseline_label else "{}"
-        comparisons = [(m, m, f"{m} ({label or 'variant'}) - {other.format(m)}") for m in methods]
+        suffix = f" ({baseline_label})" if baseline_label else ""
+        comparisons = [(m, m, f"{m} ({label or 'variant'}) - {m}{suffix}") for m in methods]
     lines = []
     for dataset, setting in dict.fromkeys((r["dataset"], r["setting"]) for r in rows):
         keys = ["test/acc"] if setting == "transductive" else ["test_ind/acc", "test_prod/acc"]
