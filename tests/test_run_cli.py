@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -67,7 +68,13 @@ def test_wandb_offline_logs_config_epochs_and_final_metrics(tmp_path, data_root,
     result = json.loads((tmp_path / "wb" / "results.json").read_text())
     runs = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
+    # W&B's own writer process may still be flushing the run file when finish() returns: wait for
+    # the final summary (the last thing logged) before reading the rows, at most 30 s
+    deadline = time.time() + 30
     logged = read_offline_run(runs[0])
+    while "final/test/acc" not in logged["summary"] and time.time() < deadline:
+        time.sleep(0.2)
+        logged = read_offline_run(runs[0])
     student_rows = [row for row in logged["history"] if "val/acc" in row]
     teacher_rows = [row for row in logged["history"] if "teacher/val/acc" in row]
     assert len(student_rows) == result["epochs"]  # one row per student epoch
