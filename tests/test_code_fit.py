@@ -29,7 +29,7 @@ def test_code_fit_reads_runs_and_skips_students_without_codes(tmp_path, capsys):
     fit = code_fit.run_fit(grid / "vqgraph")
     assert all(0.0 <= v <= 1.0 for v in fit.values())
     result = json.loads((grid / "vqgraph" / "results.json").read_text())
-    # the split and raw features are rebuilt from the run: the student's accuracy comes back exactly
+    # the split and normalised features are rebuilt from the run: the student's accuracy comes back exactly
     assert fit["student_acc"] == pytest.approx(result["metrics"]["test/acc"], abs=1e-9)
     with pytest.raises(ValueError, match="no codebook"):
         code_fit.run_fit(grid / "glnn")
