@@ -5,7 +5,9 @@
         [--teacher gcn] [--runs runs/reproduce] [--out experiments/results/reproduce] [--set ...] [--label ...]
 
 Each run writes ``<runs>/<dataset>-<setting>-<method>-<teacher>-s<seed>/results.json`` last and
-atomically; a run whose file exists is skipped, so a killed grid resumes where it stopped.
+atomically; a run whose file exists is skipped, so a killed grid resumes where it stopped, unless
+its recorded config differs from the grid's (a preset or ``--set`` changed since): that is an
+error naming the run and the keys, never a silent mix of configs in one table.
 Teachers are shared through the cache. The table (Markdown and CSV, mean ± std of test
 accuracy in %) sits beside the published numbers.
 """
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 from experiments import run as run_cli
 from experiments.teacher_table import mean_std, parse_seeds
 from vqgraph.artifacts import atomic_write_text
+from vqgraph.config import ConfigError, to_dict
 
 # Published test accuracy (%), CPF split (shared/METHOD.md). VQGraph's transductive numbers
 # were selected on test accuracy in its code; GLNN's on validation.
@@ -137,6 +140,21 @@ def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str =
     return "\n".join(head + lines) + "\n"
 
 
+def config_changes(result: Dict, cli: List[str]) -> List[str]:
+    """How the config a finished run recorded differs from the one ``cli`` (its
+    ``experiments.run`` arguments) would use now, as ``section.key: was -> now`` lines. Keys the
+    run did not record (added to the code since) are not compared."""
+    cfg = run_cli.sections_for(run_cli.build_parser().parse_args(cli))
+    recorded = result.get("config", {})
+    changes = []
+    for section, values in cfg.items():
+        for key, now in to_dict(values).items():
+            was = recorded.get(section, {}).get(key, now)
+            if was != now and not (isinstance(was, list) and tuple(was) == now):
+                changes.append(f"{section}.{key}: {was!r} -> {now!r}")
+    return changes
+
+
 def load_rows(runs: Path) -> List[Dict]:
     """Every finished run's ``results.json`` under ``runs`` (read when the table is made, so a
     baseline grid still running counts what it has finished)."""
@@ -172,15 +190,25 @@ def main(argv=None) -> int:
     for dataset, setting, method, seed in tqdm(grid, desc="grid"):
         folder = run_dir(args.runs, dataset, setting, method, args.teacher, seed)
         result = folder / "results.json"
-        if not result.is_file():
+        cli = ["--dataset", dataset, "--setting", setting, "--method", method, "--teacher", args.teacher,
+               "--seed", str(seed), "--out", str(folder), "--cache", str(args.cache), "--quiet"]
+        if args.data_root:
+            cli += ["--data-root", args.data_root]
+        if args.set:
+            cli += ["--set", *args.set]
+        if result.is_file():  # finished: reuse it, but only if it was made with the config asked for now
+            try:
+                changes = config_changes(json.loads(result.read_text()), cli)
+            except ConfigError as err:
+                parser.error(str(err))
+            if changes:
+                parser.error(
+                    f"{folder} finished with another config than this grid's ({'; '.join(changes)}): "
+                    "run the grid into another --runs folder, or delete that run"
+                )
+        else:
             if folder.is_dir():
                 _clean_partial(folder)
-            cli = ["--dataset", dataset, "--setting", setting, "--method", method, "--teacher", args.teacher,
-                   "--seed", str(seed), "--out", str(folder), "--cache", str(args.cache), "--quiet"]
-            if args.data_root:
-                cli += ["--data-root", args.data_root]
-            if args.set:
-                cli += ["--set", *args.set]
             run_cli.main(cli)
         rows.append(json.loads(result.read_text()))
     tables = summarise(rows, args.label)

@@ -58,10 +58,9 @@ def teacher_key(dataset: str, setting: str, seed: int, cfg) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@distributed.entry_point
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def sections_for(args: argparse.Namespace):
+    """The config sections of the run ``args`` describes (defaults < preset < ``--set`` < the
+    seed, device, progress and method flags). Raises ConfigError on a bad key or value."""
     overrides = list(args.set) + [f"train.seed={args.seed}", f"student_train.seed={args.seed}"]
     for section in ("train", "student_train"):
         if args.device:
@@ -69,8 +68,15 @@ def main(argv=None) -> int:
         if args.quiet:
             overrides.append(f"{section}.progress=false")
     overrides.append(f"distill.method={args.method}")
+    return run_sections(args.dataset, args.teacher, overrides, args.config, method=args.method)
+
+
+@distributed.entry_point
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        cfg = run_sections(args.dataset, args.teacher, overrides, args.config, method=args.method)
+        cfg = sections_for(args)
     except ConfigError as err:
         parser.error(str(err))
     me = distributed.init(cfg["train"].device)  # the backend follows the device; a world of one without torchrun

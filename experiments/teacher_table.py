@@ -26,11 +26,14 @@ def parse_seeds(text: str):
     return [int(s) for s in text.split(",")]
 
 
-def mean_std(values, signed: bool = False):
-    """Fractions as ``"mean ± std"`` in percent (sample std; 0 for one value); ``signed`` shows a + on gains."""
+def mean_std(values, signed: bool = False, percent: bool = True):
+    """Fractions as ``"mean ± std"`` in percent (sample std; 0 for one value); ``signed`` shows a + on
+    gains; ``percent=False`` keeps the values' own units (three decimals)."""
     if not values:
         return "n/a"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
+    if not percent:
+        return f"{statistics.mean(values):{'+' if signed else ''}.3f} ± {std:.3f}"
     return f"{100 * statistics.mean(values):{'+' if signed else ''}.2f} ± {100 * std:.2f}"
 
 

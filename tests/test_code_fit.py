@@ -20,6 +20,12 @@ def test_code_classes_take_the_majority_prediction_and_mark_unused_codes():
     assert classes.tolist() == [1, -1, 2, 0]  # code 1 holds no node
 
 
+def test_code_ranks_count_the_codes_scoring_above_the_teacher_code():
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1], [0.4, 0.4, 0.0]])
+    ranks = code_fit.code_ranks(scores, torch.tensor([0, 2, 1]))
+    assert ranks.tolist() == [0, 2, 0]  # nearest; last of three; tied with the nearest counts as nearest
+
+
 def test_code_fit_reads_runs_and_skips_students_without_codes(tmp_path, capsys):
     grid = tmp_path / "grid"
     for method in ("glnn", "vqgraph"):
@@ -27,7 +33,10 @@ def test_code_fit_reads_runs_and_skips_students_without_codes(tmp_path, capsys):
                 "--cache", str(tmp_path / "cache"), "--quiet", "--wandb", "off", "--set", *FAST]
         assert run_cli.main(argv) == 0
     fit = code_fit.run_fit(grid / "vqgraph")
-    assert all(0.0 <= v <= 1.0 for v in fit.values())
+    fractions = {k: v for k, v in fit.items() if k not in code_fit.COSINES}
+    assert len(fractions) == 5 and all(0.0 <= v <= 1.0 for v in fractions.values())
+    assert -1.0 <= fit["z_cosine"] <= 1.0 and 0.0 <= fit["teacher_margin"] <= 2.0
+    assert fit["agreement"] <= fit["top10"]
     result = json.loads((grid / "vqgraph" / "results.json").read_text())
     # the split and normalised features are rebuilt from the run: the student's accuracy comes back exactly
     assert fit["student_acc"] == pytest.approx(result["metrics"]["test/acc"], abs=1e-9)

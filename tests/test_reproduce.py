@@ -19,7 +19,7 @@ FAST = ["--set", "train.max_epochs=3", "student_train.max_epochs=30", "student_t
         "teacher.codebook_size=32", "teacher.hidden_channels=16"]
 
 
-def test_killed_grid_resumes_without_redoing_runs(tmp_path):
+def test_killed_grid_resumes_without_redoing_runs(tmp_path, capsys):
     runs, cache = tmp_path / "runs", tmp_path / "cache"
     argv = ARGS + ["--runs", str(runs), "--cache", str(cache)] + FAST
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -45,6 +45,14 @@ def test_killed_grid_resumes_without_redoing_runs(tmp_path):
     table = (tmp_path / "table.md").read_text()
     assert "| synthetic | transductive | mlp | 3 |" in table and "| synthetic | transductive | glnn | 3 |" in table
     assert (tmp_path / "table.csv").read_text().startswith("dataset,setting,method,seeds")
+
+    # the same folder with another config: an error naming the run and the key, nothing rerun or mixed
+    changed = [a if a != "student_train.max_epochs=30" else "student_train.max_epochs=31" for a in argv]
+    with pytest.raises(SystemExit):
+        reproduce.main(changed)
+    err = capsys.readouterr().err
+    assert "student_train.max_epochs: 30 -> 31" in err and "synthetic-transductive-mlp-gcn-s0" in err
+    assert all(path.stat().st_mtime_ns == stamp for path, stamp in stamps.items())
 
 
 def test_summary_reports_mean_std_and_published_numbers():
