@@ -75,7 +75,8 @@ def run_fit(folder: Path, root=None) -> Dict[str, float]:
     codes = scores.argmax(-1)
     y, teacher_codes = data.y[test], targets.codes[test]
     ranks = code_ranks(scores, teacher_codes)
-    top2 = code_logits(targets.z[test], targets.codebook, targets.metric).topk(min(2, targets.codebook.size(0)), dim=-1).values
+    teacher_scores = code_logits(targets.z[test], targets.codebook, targets.metric)
+    top2 = teacher_scores.topk(min(2, targets.codebook.size(0)), dim=-1).values
     return {
         "agreement": float((ranks == 0).double().mean()),
         "top10": float((ranks < 10).double().mean()),
@@ -105,8 +106,8 @@ def main(argv=None) -> int:
             groups.setdefault((str(grid), result["dataset"], result["setting"]), []).append(run_fit(folder, args.data_root))
     keys = ["agreement", "top10", "z_cosine", "teacher_margin", "teacher_readout", "student_readout", "student_acc"]
     lines = [
-        "On test nodes, mean ± std over seeds; % except `z cosine` and `teacher margin` (cosine units). Command: `python -m experiments.code_fit "
-        + " ".join(str(a) for a in (argv if argv is not None else [])) + "`",
+        "On test nodes, mean ± std over seeds; % except `z cosine` and `teacher margin` (cosine units). "
+        "Command: `python -m experiments.code_fit " + " ".join(str(a) for a in (argv if argv is not None else [])) + "`",
         "",
         "| grid | dataset | setting | seeds | code agreement | top-10 | z cosine | teacher margin | teacher readout "
         "| student readout | student acc |",
