@@ -145,14 +145,15 @@ def config_changes(result: Dict, cli: List[str]) -> List[str]:
     ``experiments.run`` arguments) would use now, as ``section.key: was -> now`` lines. Keys the
     run did not record (added to the code since) are not compared."""
     cfg = run_cli.sections_for(run_cli.build_parser().parse_args(cli))
+    # through JSON, as the run recorded it (tuples become lists)
+    current = json.loads(json.dumps({section: to_dict(values) for section, values in cfg.items()}))
     recorded = result.get("config", {})
-    changes = []
-    for section, values in cfg.items():
-        for key, now in to_dict(values).items():
-            was = recorded.get(section, {}).get(key, now)
-            if was != now and not (isinstance(was, list) and tuple(was) == now):
-                changes.append(f"{section}.{key}: {was!r} -> {now!r}")
-    return changes
+    return [
+        f"{section}.{key}: {recorded[section][key]!r} -> {now!r}"
+        for section, values in current.items()
+        for key, now in values.items()
+        if key in recorded.get(section, {}) and recorded[section][key] != now
+    ]
 
 
 def load_rows(runs: Path) -> List[Dict]:
