@@ -62,8 +62,8 @@ def _profile_step(repeats: int = 3) -> list:
     from vqgraph.data import make_csbm
     from vqgraph.models import TeacherConfig, VQGraphTeacher
     from vqgraph.models.encoders import prepare_adjacency
-    from vqgraph.sampling import NeighborBatcher
-    from vqgraph.training.teacher import _loss
+    from vqgraph.data.sampling import NeighborBatcher
+    import torch.nn.functional as F
 
     data = make_csbm(num_nodes=1_000_000, num_edges=10_000_000, num_classes=10, num_features=128, seed=0)
     model = VQGraphTeacher(128, 10, TeacherConfig(conv="sage", hidden_channels=128, edge_recon_samples=20_000))
@@ -81,7 +81,7 @@ def _profile_step(repeats: int = 3) -> list:
             t2 = time.perf_counter()
             out = model(b.x, adj, b.edge_index, b.batch_size)
             t3 = time.perf_counter()
-            total, _ = _loss(out, b.y[: b.batch_size], slice(None))
+            total = F.cross_entropy(out.logits, b.y[: b.batch_size]) + sum(out.losses)
             opt.zero_grad()
             total.backward()
             opt.step()
@@ -95,9 +95,9 @@ def _student_job(epochs: int) -> dict:
     import torch
     from torch_geometric.data import Data
 
-    from vqgraph.artifacts import TeacherTargets
+    from vqgraph.targets import TeacherTargets
     from vqgraph.data import NodeSplit
-    from vqgraph.distill import DistillConfig, fit_student
+    from vqgraph.training.distill import DistillConfig, fit_student
     from vqgraph.models.student import StudentConfig
     from vqgraph.training import TrainConfig
 

@@ -21,18 +21,17 @@ from vqgraph.utils.profiling import peak_rss_gib, run_isolated
 def _epoch_loop(data, split, epochs: int, batch_size=None, conv: str = "gcn", train_overrides=None) -> dict:
     import torch
 
-    from experiments.common import run_sections
+    from vqgraph.config import ExperimentConfig, replace_checked
     from vqgraph.training import fit_teacher
-    from vqgraph.config import replace_checked
 
-    cfg = run_sections(getattr(data, "name", "synthetic"), conv)
+    cfg = ExperimentConfig.from_preset(getattr(data, "name", "synthetic"), conv)
     train = replace_checked(
-        cfg["train"],
+        cfg.train,
         {"max_epochs": epochs, "patience": None, "progress": False, "batch_size": batch_size, **(train_overrides or {})},
     )
     torch.manual_seed(0)
     start = time.perf_counter()
-    result = fit_teacher(data, split, cfg["teacher"], train)
+    result = fit_teacher(data, split, cfg.teacher, train)
     total = time.perf_counter() - start
     return {"epoch_s": result.metrics["epoch_s"], "total_s": total, "epochs": len(result.history)}
 
@@ -70,11 +69,12 @@ def main(argv=None) -> int:
         print(json.dumps(_synthetic_child(args.child, args.epochs, args.batch_size)))
         return 0
 
-    from experiments.common import DataConfig, environment, prepare_task
+    from experiments.common import environment
+    from vqgraph.data.task import DataConfig, prepare_task
 
     rows = {"environment": environment()}
     try:
-        data, split = prepare_task("cora", "transductive", 0, DataConfig(), args.data_root)
+        data, split, _ = prepare_task("cora", "transductive", 0, DataConfig(), args.data_root)
         cora = _epoch_loop(data, split, args.cora_epochs)
         rows["cora"] = cora
         print(f"cora, default config: {cora['epoch_s']:.4f} s/epoch over {cora['epochs']} epochs")

@@ -29,9 +29,10 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
-from experiments.common import DataConfig, emit, prepare_task
+from experiments.common import emit
+from vqgraph.data.task import DataConfig, prepare_task
 from experiments.teacher_table import mean_std
-from vqgraph.artifacts import TeacherTargets
+from vqgraph.targets import TeacherTargets
 from vqgraph.losses import code_logits
 from vqgraph.serving import Predictor
 
@@ -60,7 +61,7 @@ def run_fit(folder: Path, root=None) -> Dict[str, float]:
     if targets.codebook is None or predictor.model.projection is None:
         raise ValueError(f"{folder}: the run has no codebook (method {result['method']!r}); only vqgraph runs have codes")
     # the run's own normalised features and split: the teacher's fingerprints are checked against them
-    data, split = prepare_task(
+    data, split, _ = prepare_task(
         result["dataset"], result["setting"], result["seed"], DataConfig(**result["config"]["data"]), root
     )
     targets.check_matches(data, split)

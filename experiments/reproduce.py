@@ -25,9 +25,10 @@ from typing import Dict, List, Optional
 from tqdm.auto import tqdm
 
 from experiments import run as run_cli
+from experiments.common import RunSpec
 from experiments.teacher_table import mean_std, parse_seeds
-from vqgraph.artifacts import atomic_write_text
-from vqgraph.config import ConfigError, to_dict
+from vqgraph.utils.io import atomic_write_text
+from vqgraph.config import ConfigError
 
 # Published test accuracy (%), CPF split (shared/METHOD.md). VQGraph's transductive numbers
 # were selected on test accuracy in its code; GLNN's on validation.
@@ -140,13 +141,11 @@ def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str =
     return "\n".join(head + lines) + "\n"
 
 
-def config_changes(result: Dict, cli: List[str]) -> List[str]:
-    """How the config a finished run recorded differs from the one ``cli`` (its
-    ``experiments.run`` arguments) would use now, as ``section.key: was -> now`` lines. Keys the
-    run did not record (added to the code since) are not compared."""
-    cfg = run_cli.sections_for(run_cli.build_parser().parse_args(cli))
-    # through JSON, as the run recorded it (tuples become lists)
-    current = json.loads(json.dumps({section: to_dict(values) for section, values in cfg.items()}))
+def config_changes(result: Dict, spec: RunSpec) -> List[str]:
+    """How the config a finished run recorded differs from the one ``spec`` would use now, as
+    ``section.key: was -> now`` lines. Keys the run did not record (added to the code since) are
+    not compared."""
+    current = json.loads(json.dumps(spec.config().to_dict()))  # through JSON, as the run recorded it
     recorded = result.get("config", {})
     return [
         f"{section}.{key}: {recorded[section][key]!r} -> {now!r}"
@@ -191,17 +190,12 @@ def main(argv=None) -> int:
     for dataset, setting, method, seed in tqdm(grid, desc="grid"):
         folder = run_dir(args.runs, dataset, setting, method, args.teacher, seed)
         result = folder / "results.json"
-        cli = ["--dataset", dataset, "--setting", setting, "--method", method, "--teacher", args.teacher,
-               "--seed", str(seed), "--out", str(folder), "--cache", str(args.cache), "--quiet"]
-        if args.data_root:
-            cli += ["--data-root", args.data_root]
-        if args.set:
-            cli += ["--set", *args.set]
+        spec = RunSpec(dataset, setting, method, args.teacher, seed, tuple(args.set), quiet=True)
+        try:
+            changes = config_changes(json.loads(result.read_text()), spec) if result.is_file() else spec.config() and []
+        except ConfigError as err:
+            parser.error(str(err))
         if result.is_file():  # finished: reuse it, but only if it was made with the config asked for now
-            try:
-                changes = config_changes(json.loads(result.read_text()), cli)
-            except ConfigError as err:
-                parser.error(str(err))
             if changes:
                 parser.error(
                     f"{folder} finished with another config than this grid's ({'; '.join(changes)}): "
@@ -210,7 +204,7 @@ def main(argv=None) -> int:
         else:
             if folder.is_dir():
                 _clean_partial(folder)
-            run_cli.main(cli)
+            run_cli.run(spec, folder, args.cache, args.data_root)
         rows.append(json.loads(result.read_text()))
     tables = summarise(rows, args.label)
     command = "python -m experiments.reproduce " + shlex.join(argv if argv is not None else [])

@@ -38,12 +38,12 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
-from experiments.common import run_sections
-from vqgraph.artifacts import atomic_write_text
+from vqgraph.config import ExperimentConfig
+from vqgraph.utils.io import atomic_write_text
 from vqgraph.data import FeatureTransform, load_dataset, make_csbm, num_undirected_edges
 from vqgraph.models.encoders import prepare_adjacency
 from vqgraph.models.student import MLPStudent, StudentConfig
-from vqgraph.sampling import NeighborSampler
+from vqgraph.data.sampling import NeighborSampler
 from vqgraph.serving import ServingModule
 from vqgraph.utils.profiling import peak_rss_gib
 
@@ -255,7 +255,7 @@ def accuracy_points(results_dir: Path, args) -> List[Dict]:
             points.append({"dataset": dataset, "method": method, "accuracy": acc, "latency_ms": t["median_ms"],
                            "runs": len(runs)})
             if not teacher_done:
-                tc = run_sections(dataset, runs[0]["teacher"])["teacher"]  # the preset the runs used
+                tc = ExperimentConfig.from_preset(dataset, runs[0]["teacher"]).teacher  # the preset the runs used
                 gcn = GCN(f, tc.hidden_channels, c, tc.num_layers + 1).eval()  # encoder + output layer
                 adj = prepare_adjacency("gcn", data.edge_index, n)
                 t = time_requests(lambda idx, g=gcn, x=data.x, a=adj: g(x, a)[idx], n, args.nodes,

@@ -3,7 +3,7 @@
     python -m experiments.train_teacher --dataset cora --setting transductive --teacher gcn --seed 0 --out DIR \
         [--data-root DIR] [--config FILE.yaml] [--set teacher.codebook_size=1024 train.lr=0.005 ...]
 
-Settings come from the dataclass defaults, then ``experiments/configs/<dataset>.yaml`` (block
+Settings come from the dataclass defaults, then ``vqgraph/presets/<dataset>.yaml`` (block
 ``<teacher>:``), then ``--set`` overrides; unknown keys and wrong types are errors.
 """
 
@@ -13,25 +13,17 @@ import argparse
 import time
 from pathlib import Path
 
-from experiments.common import environment, prepare_task, run_sections, write_json
+from experiments.common import add_run_arguments, environment, spec_from_args, write_json
 from vqgraph import distributed
 from vqgraph.config import ConfigError, to_dict
-from vqgraph.models.encoders import CONVS
+from vqgraph.data.task import prepare_task
 from vqgraph.training import fit_teacher
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.train_teacher", description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="dataset name or path of a CPF-format .npz")
-    parser.add_argument("--setting", default="transductive", choices=["transductive", "inductive"])
-    parser.add_argument("--teacher", default="gcn", choices=sorted(CONVS))
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_arguments(parser, method=False)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/teacher/<dataset>-...)")
-    parser.add_argument("--data-root", default=None, help="data root (default: $VQGRAPH_DATA, else ./datasets)")
-    parser.add_argument("--config", default=None, help="YAML preset (default: experiments/configs/<dataset>.yaml)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
-    parser.add_argument("--device", default=None, help="torch device (overrides train.device)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -39,24 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    overrides = list(args.set) + [f"train.seed={args.seed}"]
-    if args.device:
-        overrides.append(f"train.device={args.device}")
-    if args.quiet:
-        overrides.append("train.progress=false")
+    spec = spec_from_args(args)
     try:
-        cfg = run_sections(args.dataset, args.teacher, overrides, args.config)
+        cfg = spec.config()
     except ConfigError as err:
         parser.error(str(err))
-    me = distributed.init(cfg["train"].device)  # the backend follows the device; a world of one without torchrun
+    me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
     out = args.out or Path("runs/teacher") / f"{Path(args.dataset).stem}-{args.setting}-{args.teacher}-s{args.seed}"
-    data, split = prepare_task(args.dataset, args.setting, args.seed, cfg["data"], args.data_root)
+    data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root)
     start = time.perf_counter()
-    result = fit_teacher(data, split, cfg["teacher"], cfg["train"])
+    result = fit_teacher(data, split, cfg.teacher, cfg.train)
     wall = time.perf_counter() - start
     if not me.is_main:  # every rank holds the same teacher; rank 0 writes it
         return 0
-    result.targets.config["data"] = to_dict(cfg["data"])
+    result.targets.config["data"] = to_dict(cfg.data)
     artifact = result.targets.save(Path(out) / "teacher.pt")
     m = result.metrics
     eval_keys = [f"{key}/acc" for key in split.index_dict() if key != "train"]
@@ -67,7 +55,7 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "metrics": {key: m[key] for key in ["train/acc", *eval_keys]},
         "codebook": {
-            "size": cfg["teacher"].codebook_size if cfg["teacher"].use_tokenizer else 0,
+            "size": cfg.teacher.codebook_size if cfg.teacher.use_tokenizer else 0,
             "used_frac": m.get("codebook/used_frac", 0.0),
             "perplexity": m.get("codebook/perplexity", 0.0),
         },
@@ -76,7 +64,7 @@ def main(argv=None) -> int:
         "epochs": m["epochs"],
         "split_sizes": split.sizes(),
         "artifact": artifact.name,
-        "config": {name: to_dict(section) for name, section in cfg.items()},
+        "config": cfg.to_dict(),
         "environment": {**environment(), "world_size": me.world_size},
     }
     write_json(Path(out) / "results.json", results)

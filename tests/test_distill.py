@@ -9,7 +9,7 @@ import torch
 
 from vqgraph import distributed
 from vqgraph.data import make_csbm, make_split
-from vqgraph.distill import CodebookDistiller, DistillConfig, fit_student
+from vqgraph.training import CodebookDistiller, DistillConfig, fit_student
 from vqgraph.losses import calibrate_temperature, code_logits
 from vqgraph.models import TeacherConfig
 from vqgraph.models.student import MLPStudent, StudentConfig, StudentOutput
@@ -177,13 +177,12 @@ def test_student_rejects_wrong_feature_width():
 
 
 def test_config_overrides_parse_lists_and_reject_bad_values():
-    from vqgraph.config import ConfigError, load_sections
+    from vqgraph.config import ConfigError, ExperimentConfig
 
-    sections = load_sections({"train": TrainConfig()}, None, ["train.fanouts=5,5", "train.batch_size=none"])
-    assert sections["train"].fanouts == (5, 5) and sections["train"].batch_size is None
-    with pytest.raises(ConfigError, match="train.fanouts"):
-        load_sections({"train": TrainConfig()}, None, ["train.fanouts=5,x"])
-    with pytest.raises(ConfigError, match="train.lr"):
-        load_sections({"train": TrainConfig()}, None, ["train.lr=fast"])
-    with pytest.raises(ConfigError, match="fanouts"):
-        load_sections({"train": TrainConfig()}, None, ["train.fanouts=0"])
+    config = ExperimentConfig().with_overrides(["train.fanouts=5,5", "train.batch_size=none"])
+    assert config.train.fanouts == (5, 5) and config.train.batch_size is None
+    assert config.student_train == ExperimentConfig().student_train  # one section changed, not the other
+    for bad, key in [("train.fanouts=5,x", "train.fanouts"), ("train.lr=fast", "train.lr"), ("train.fanouts=0", "fanouts"),
+                     ("trian.lr=0.1", "trian"), ("train.lrr=0.1", "train.lrr")]:
+        with pytest.raises(ConfigError, match=key):
+            config.with_overrides([bad])

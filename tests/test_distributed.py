@@ -159,20 +159,27 @@ def test_row_ranges_and_shards_cover_every_row_once():
 
 def test_sharded_batches_give_every_rank_seeds(monkeypatch):
     from vqgraph.data import make_csbm
-    from vqgraph.sampling import NeighborBatcher
-    from vqgraph.training import teacher as training
+    from vqgraph.models import TeacherConfig
+    from vqgraph.training import Share, TeacherObjective, TrainConfig
+    from vqgraph.training.loop import Streams
 
     data = make_csbm(num_nodes=60, num_edges=200, num_classes=2, num_features=4, seed=0)
-    batcher = NeighborBatcher(data, [3], batch_size=8, use_pyg=False)
+    config, train = TeacherConfig(conv="sage"), TrainConfig(batch_size=8, fanouts=(3,))
     seeds = torch.arange(17)  # batches of 8, 8, 1: the last one has fewer seeds than 2 ranks
+    slices = []
     for rank in (0, 1):
         monkeypatch.setattr(distributed, "world", lambda rank=rank: distributed.Rank(rank, 2))
-        gen = torch.Generator().manual_seed(0)
-        batches = list(training._sharded_batches(batcher, seeds, 8, gen, torch.Generator(), "sage", "cpu"))
-        assert [b[3] for b in batches] == [4, 5 - rank]  # 8 and 9 seeds, split over 2 ranks
-        assert sum(b[6] for b in batches) == pytest.approx(2 * (4 / 8 + (5 - rank) / 9))
+        streams = Streams(torch.Generator().manual_seed(0), torch.Generator().manual_seed(rank))
+        batches = list(TeacherObjective(data, seeds, config, train, streams).batches(0))
+        assert [b.num_targets for b in batches] == [4, 5 - rank]  # 8 and 9 seeds, split over 2 ranks
+        # each rank normalises by the global batch, times the 2 shards DDP's mean divides by
+        assert [b.share for b in batches] == [Share(8, 8, 2), Share(9, 9, 2)]
+        slices.append([b.y for b in batches])
+    # the two ranks' slices are the same global batches: together every seed once per epoch
+    ranks_y = [torch.cat(s) for s in slices]
+    assert sum(t.numel() for t in ranks_y) == 17
     with pytest.raises(ValueError, match="1 training seed"):
-        list(training._sharded_batches(batcher, seeds[:1], 8, gen, torch.Generator(), "sage", "cpu"))
+        list(TeacherObjective(data, seeds[:1], config, train, streams).batches(0))
 
 
 @pytest.mark.parametrize("kind", ["gcn", "sage", "sage_gcn", "gat", "appnp"])
@@ -189,7 +196,7 @@ def test_layerwise_inference_in_a_world_of_one_is_the_full_forward(kind):
     model.eval()
     with torch.no_grad():
         full = model(data.x, adj)
-    layerwise = model.infer_layerwise(data.x, adj)
+    layerwise = distributed.infer_layerwise(model, data.x, adj)
     for a, b in zip(full[:3], layerwise[:3]):
         assert torch.equal(a, b)
 

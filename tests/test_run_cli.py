@@ -10,7 +10,7 @@ import pytest
 from experiments import run as run_cli
 from vqgraph.data import load_dataset, make_split
 from vqgraph.serving import Predictor
-from vqgraph.utils.wandb_files import read_offline_run
+from wandb_files import read_offline_run
 
 FAST = ["train.max_epochs=4", "student_train.max_epochs=4", "teacher.codebook_size=64"]
 
@@ -95,18 +95,18 @@ def test_unknown_override_is_rejected_with_its_name(tmp_path, data_root, capsys)
 
 
 def test_preset_method_blocks_apply_to_their_method_only(tmp_path):
-    from experiments.common import run_sections
+    from vqgraph.config import ExperimentConfig
     from vqgraph.config import ConfigError
 
     preset = tmp_path / "p.yaml"
     preset.write_text("gcn:\n  student:\n    dropout: 0.3\n  mlp:\n    student:\n      dropout: 0.6\n")
-    students = {m: run_sections("cora", "gcn", config_path=preset, method=m)["student"] for m in ("mlp", "glnn", "vqgraph")}
+    students = {m: ExperimentConfig.from_preset("cora", "gcn", m, preset=preset).student for m in ("mlp", "glnn", "vqgraph")}
     assert [students[m].dropout for m in ("mlp", "glnn", "vqgraph")] == [0.6, 0.3, 0.3]
     # distilled students batch-normalise by default, the label-only mlp does not
     assert [students[m].norm for m in ("mlp", "glnn", "vqgraph")] == ["none", "batch", "batch"]
     # the command line still wins over a method block
-    over = run_sections("cora", "gcn", ["student.dropout=0.1"], config_path=preset, method="mlp")["student"]
+    over = ExperimentConfig.from_preset("cora", "gcn", "mlp", ["student.dropout=0.1"], preset=preset).student
     assert over.dropout == 0.1
     preset.write_text("gcn:\n  mlp:\n    studnet:\n      dropout: 0.6\n")
     with pytest.raises(ConfigError, match=r"gcn\.mlp\.studnet"):
-        run_sections("cora", "gcn", config_path=preset, method="mlp")
+        ExperimentConfig.from_preset("cora", "gcn", "mlp", preset=preset)

@@ -9,7 +9,7 @@ import torch
 from torch_geometric.data import Data
 
 from vqgraph.data import make_csbm
-from vqgraph.sampling import NeighborBatcher, NeighborSampler
+from vqgraph.data.sampling import NeighborBatcher, NeighborSampler
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vqgraph.artifacts import ArtifactMismatchError, TeacherTargets
+from vqgraph.targets import ArtifactMismatchError, TeacherTargets
 from vqgraph.data import FeatureTransform
 from vqgraph.losses import code_logits
 from vqgraph.models.student import MLPStudent, StudentConfig

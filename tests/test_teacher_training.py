@@ -11,13 +11,14 @@ import warnings
 import pytest
 import torch
 
-import vqgraph.sampling
-from vqgraph.artifacts import ArtifactMismatchError, TeacherTargets, graph_fingerprint
+import vqgraph.data.sampling
+from vqgraph.targets import ArtifactMismatchError, TeacherTargets, graph_fingerprint
 from vqgraph.data import build_graph, make_csbm, make_split
 from vqgraph.losses import code_logits
 from vqgraph.models import TeacherConfig, VQGraphTeacher, prepare_adjacency
-from vqgraph.sampling import NeighborSampler
-from vqgraph.training import BestCheckpoint, TrainConfig, codebook_stats, compute_targets, fit_teacher
+from vqgraph.data.sampling import NeighborSampler
+from vqgraph.targets import compute_targets
+from vqgraph.training import BestCheckpoint, TrainConfig, codebook_stats, fit_teacher
 
 TIMING_KEYS = {"train_s", "epoch_s"}
 
@@ -70,7 +71,7 @@ def assert_same_state(model_a, model_b):
 @pytest.fixture
 def pure_torch_sampler(monkeypatch):
     """Force the pure-torch sampler (even if pyg-lib appears) and count its calls."""
-    monkeypatch.setattr(vqgraph.sampling, "pyg_sampler_available", lambda: False)
+    monkeypatch.setattr(vqgraph.data.sampling, "pyg_sampler_available", lambda: False)
     calls = []
     original = NeighborSampler.sample
 

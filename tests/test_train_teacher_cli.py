@@ -10,9 +10,9 @@ import warnings
 
 import pytest
 
-from experiments.common import DataConfig, prepare_task
+from vqgraph.data.task import DataConfig, prepare_task
 from experiments.train_teacher import main
-from vqgraph.artifacts import ArtifactMismatchError, TeacherTargets
+from vqgraph.targets import ArtifactMismatchError, TeacherTargets
 from vqgraph.config import ConfigError
 
 EPOCHS = 5
@@ -48,7 +48,7 @@ def runs(data_root, tmp_path_factory):
 @pytest.fixture(scope="module")
 def task(data_root):
     """The graph and split each run used (seed per setting)."""
-    return {s: prepare_task("cora", s, SEEDS[s], DataConfig(), data_root) for s in SEEDS}
+    return {s: prepare_task("cora", s, SEEDS[s], DataConfig(), data_root)[:2] for s in SEEDS}
 
 
 @pytest.mark.parametrize("setting", ["transductive", "inductive"])

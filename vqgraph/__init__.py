@@ -1,6 +1,6 @@
 """vqgraph: distil graph neural networks into graph-free MLPs through a structure-aware codebook."""
 
-from vqgraph.artifacts import TeacherTargets
+from vqgraph.targets import TeacherTargets
 from vqgraph.data import (
     KNOWN_DATASETS,
     NodeSplit,
@@ -13,7 +13,7 @@ from vqgraph.data import (
     normalize_features,
     resolve_data_root,
 )
-from vqgraph.distill import DistillConfig, fit_student
+from vqgraph.training import DistillConfig, fit_student
 from vqgraph.models import TeacherConfig, VQGraphTeacher
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import Prediction, Predictor, load_exported

@@ -1,7 +1,14 @@
-"""Configuration: frozen dataclasses, YAML presets and ``section.key=value`` overrides.
+"""Configuration: one typed experiment configuration, dataset presets and ``section.key=value`` overrides.
 
-Precedence is defaults < YAML preset < command line, always: a preset never overrides a flag.
-Unknown sections or keys and values of the wrong type are rejected with the key's name.
+:class:`ExperimentConfig` holds every setting of a run in six frozen sections: ``data``,
+``teacher``, ``train`` (the teacher's optimisation), ``student``, ``distill`` and
+``student_train``. Precedence is defaults < preset < overrides, always: a preset never
+overrides a flag. Unknown sections or keys and values of the wrong type are rejected with the
+key's name.
+
+A preset (``vqgraph/presets/<dataset>.yaml``, or any YAML file) holds one block per teacher kind
+(``gcn:``, ``sage:``, ...) of sections; inside it, a block named after a method (``mlp:``,
+``glnn:``, ``vqgraph:``) holds sections for that method only, applied after the shared ones.
 """
 
 from __future__ import annotations
@@ -9,12 +16,20 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, TypeVar
 
 import yaml
 
+from vqgraph.data.task import DataConfig
 from vqgraph.errors import VQGraphError
+from vqgraph.models.student import StudentConfig
+from vqgraph.models.teacher import TeacherConfig
+from vqgraph.training.distill import METHODS, DistillConfig, student_train_defaults
+from vqgraph.training.loop import TrainConfig
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
 T = TypeVar("T")
 
@@ -92,29 +107,90 @@ def parse_overrides(items: Iterable[str]) -> Dict[str, Dict[str, str]]:
     return out
 
 
-def load_sections(
-    defaults: Mapping[str, Any], yaml_path: Optional[Path] = None, overrides: Iterable[str] = ()
-) -> Dict[str, Any]:
-    """Apply a YAML preset, then command-line overrides, to a mapping of section -> dataclass."""
-    sections = dict(defaults)
-    layers = []
-    if yaml_path is not None:
-        with open(yaml_path) as handle:
-            preset = yaml.safe_load(handle) or {}
-        if not isinstance(preset, dict):
-            raise ConfigError(f"{yaml_path}: expected a mapping of sections, got {type(preset).__name__}")
-        layers.append((str(yaml_path), preset))
-    layers.append(("command line", parse_overrides(overrides)))
-    for source, layer in layers:
-        for section, values in layer.items():
-            if section not in sections:
-                raise ConfigError(f"{source}: unknown config section {section!r}; known: {sorted(sections)}")
-            if not isinstance(values, dict):
-                raise ConfigError(f"{source}: section {section!r} must be a mapping")
-            sections[section] = replace_checked(sections[section], values, section)
-    return sections
-
-
 def to_dict(obj: Any) -> Dict[str, Any]:
     out = dataclasses.asdict(obj)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def preset_path(dataset: str) -> Optional[Path]:
+    """The packaged preset of ``dataset`` (``vqgraph/presets/<name>.yaml``), if there is one."""
+    path = PRESET_DIR / f"{Path(dataset).stem}.yaml"
+    return path if path.is_file() else None
+
+
+def _read_preset(path: Path, teacher: str, method: str) -> list:
+    """The layers of a preset that apply to ``teacher`` and ``method``: ``[(where, sections)]``."""
+    preset = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(preset, dict):
+        raise ConfigError(f"{path}: expected a mapping of teacher kinds to sections")
+    block = preset.get(teacher, {}) or {}
+    if not isinstance(block, dict):
+        raise ConfigError(f"{path}: block {teacher!r} must be a mapping of sections")
+    own = block.get(method) or {}
+    if not isinstance(own, dict):
+        raise ConfigError(f"{path}: block {teacher}.{method} must be a mapping of sections")
+    shared = {key: values for key, values in block.items() if key not in METHODS}
+    return [(str(path), teacher, shared), (str(path), f"{teacher}.{method}", own)]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Every setting of a run. Build it with :meth:`defaults` or :meth:`from_preset`.
+
+    Distilled students (``glnn``, ``vqgraph``) batch-normalise their hidden layer by default: it
+    raised GLNN's mean validation accuracy on Cora from 82.48 to 83.14 and on A-computer from
+    84.20 to 87.73 (seeds 0-4), where the label-only ``mlp`` lost (Cora seeds 0-9: 61.76 against
+    63.95) and keeps none. Student optimisation: :func:`~vqgraph.training.student_train_defaults`.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    student: StudentConfig = field(default_factory=lambda: StudentConfig(norm="batch"))
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    student_train: TrainConfig = field(default_factory=student_train_defaults)
+
+    @classmethod
+    def defaults(cls, teacher: str = "gcn", method: str = "vqgraph") -> "ExperimentConfig":
+        """Every section at its default for a ``teacher`` kind and a distillation ``method``."""
+        return cls(
+            teacher=TeacherConfig(conv=teacher),
+            student=StudentConfig(norm="none" if method == "mlp" else "batch"),
+            distill=DistillConfig(method=method),
+            student_train=student_train_defaults(method),
+        )
+
+    @classmethod
+    def from_preset(
+        cls, dataset: str, teacher: str = "gcn", method: str = "vqgraph", overrides: Iterable[str] = (), preset=None
+    ) -> "ExperimentConfig":
+        """Defaults < the dataset's preset (``preset``, else the packaged one, if any) <
+        ``overrides`` (``["section.key=value", ...]``)."""
+        config = cls.defaults(teacher, method)
+        path = Path(preset) if preset else preset_path(dataset)
+        for origin, block, layer in _read_preset(path, teacher, method) if path is not None else []:
+            config = config.updated(layer, origin, block)
+        return config.with_overrides(overrides)
+
+    def with_overrides(self, overrides: Iterable[str]) -> "ExperimentConfig":
+        """This config with ``["section.key=value", ...]`` applied (values parsed by type)."""
+        return self.updated(parse_overrides(overrides), "command line")
+
+    def updated(self, layer: Mapping[str, Mapping[str, Any]], origin: str = "", block: str = "") -> "ExperimentConfig":
+        """This config with ``{section: {key: value}}`` applied. Unknown names and wrong types
+        are errors naming the ``origin`` (a file, "command line") and the key (``block.section.key``)."""
+        names = [f.name for f in dataclasses.fields(self)]
+        changes = {}
+        for section, values in layer.items():
+            where = f"{block}.{section}" if block else section
+            if section not in names:
+                raise ConfigError(
+                    f"{origin}: unknown config section {where}; known: {names} (and per-method blocks {list(METHODS)})"
+                )
+            if values is not None and not isinstance(values, Mapping):
+                raise ConfigError(f"{origin}: section {where} must be a mapping")
+            changes[section] = replace_checked(changes.get(section, getattr(self, section)), values or {}, where)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> Dict[str, Dict[str, Any]]:
+        return {f.name: to_dict(getattr(self, f.name)) for f in dataclasses.fields(self)}

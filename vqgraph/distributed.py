@@ -209,3 +209,44 @@ def wrap_ddp(model: torch.nn.Module, find_unused_parameters: bool = False) -> to
     device = next(model.parameters()).device
     ids = [device] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
+
+
+def max_over_ranks(count: int) -> int:
+    """The largest ``count`` of any rank (e.g. quantizer calls that every rank must make)."""
+    return int(all_reduce_max(float(count)))
+
+
+# ---- layer-wise inference over row blocks ------------------------------------------------------
+@torch.no_grad()
+def infer_layerwise(model, x: Tensor, adj, skip_tokenizer: bool = False, all_rows: bool = True):
+    """A teacher's evaluation-mode outputs for all N nodes, one layer at a time, sharded over ranks.
+
+    Each rank computes its contiguous block of rows of every graph layer
+    (:meth:`~vqgraph.models.VQGraphTeacher.inference_per_layer`) from the previous layer's outputs
+    of all nodes (every neighbour, no sampling); the blocks are then gathered. The per-node part
+    (quantizer, decoders: :meth:`~vqgraph.models.VQGraphTeacher.tokenize_rows`) runs on the
+    rank's rows only. ``adj`` is the whole graph's adjacency
+    (:func:`~vqgraph.models.encoders.prepare_adjacency`). In a world of size 1 this is the
+    full-graph forward pass. Returns a ``TeacherOutput`` of all N rows on every rank, or with
+    ``all_rows=False`` of this rank's block only (``row_ranges(N, world_size)[rank]``).
+    """
+    from vqgraph.models.encoders import adjacency_rows
+    from vqgraph.models.teacher import TeacherLosses, TeacherOutput
+
+    if model.training:
+        raise RuntimeError("infer_layerwise runs in evaluation mode: call model.eval() first")
+    me = world()
+    blocks = row_ranges(x.size(0), me.world_size)
+    rows, sizes = blocks[me.rank], [len(b) for b in blocks]
+    gather = functools.partial(all_gather_rows, sizes=sizes)
+    adj_rows = adj if len(rows) == x.size(0) else adjacency_rows(model.config.conv, adj, rows)
+    h, last = x, model.num_graph_layers - 1
+    for i in range(last):
+        out = model.inference_per_layer(i, h, adj_rows, rows, gather)
+        h = gather(out) if i < last - 1 else None
+    z, codes, head_input = model.tokenize_rows(out, skip_tokenizer)
+    logits = model.inference_per_layer(last, gather(head_input), adj_rows, rows, gather)
+    if all_rows:
+        logits, z, codes = gather(logits), gather(z), gather(codes)
+    zero = logits.new_zeros(())
+    return TeacherOutput(logits, z, codes, TeacherLosses(zero, zero, zero))

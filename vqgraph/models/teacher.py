@@ -14,7 +14,7 @@ k-means initialisation and dead-code restart (``dead_code_threshold``). With
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from vector_quantize_pytorch import VectorQuantize
 
 from vqgraph.losses import code_logits, edge_recon_dense, edge_recon_sampled
-from vqgraph.models.encoders import NORMS, GNNEncoder, resolve_conv
+from vqgraph.models.encoders import NORMS, GNNEncoder, layer_rows, resolve_conv
 
 EDGE_RECON = ("sampled", "dense")
 DENSE_MAX_NODES = 50_000  # the dense structure loss is for small graphs (paper parity) only
@@ -101,11 +101,15 @@ class VQGraphTeacher(nn.Module):
     uses_graph = True
 
     def __init__(
-        self, in_channels: int, num_classes: int, config: TeacherConfig = TeacherConfig(), sync_codebook: bool = False
+        self,
+        in_channels: int,
+        num_classes: int,
+        config: TeacherConfig = TeacherConfig(),
+        agree_chunks: Optional[Callable[[int], int]] = None,
     ):
         super().__init__()
         self.config = config
-        self.sync_codebook = sync_codebook
+        self.agree_chunks = agree_chunks  # set: the codebook's EMA statistics are summed over ranks
         self.in_channels, self.num_classes = in_channels, num_classes
         hidden = config.hidden_channels
         self.encoder = GNNEncoder(
@@ -127,7 +131,7 @@ class VQGraphTeacher(nn.Module):
                 kmeans_init=config.kmeans_init,
                 threshold_ema_dead_code=config.dead_code_threshold,
                 rotation_trick=False,
-                sync_codebook=sync_codebook,  # EMA statistics summed over ranks (sharded mini-batches)
+                sync_codebook=agree_chunks is not None,  # EMA statistics summed over ranks (sharded mini-batches)
             )
             self.feature_decoder = nn.Linear(hidden, in_channels)
             self.edge_decoder = nn.Linear(hidden, hidden)
@@ -187,15 +191,14 @@ class VQGraphTeacher(nn.Module):
         return TeacherOutput(logits, z, codes, losses)
 
     def _quantize(self, h: Tensor):
-        """The quantizer over ``quantize_chunk`` rows at a time (one EMA step per chunk); with a
-        synced codebook, as many chunks on every rank as the largest rank needs."""
+        """The quantizer over ``quantize_chunk`` rows at a time (one EMA step per chunk). With a
+        synced codebook every rank must make as many quantizer calls: ``agree_chunks`` (given by
+        the trainer, e.g. the maximum over ranks) turns this rank's count into the common one."""
         chunk = self.config.quantize_chunk
         pieces = -(-h.size(0) // chunk)
-        synced = self.sync_codebook and self.training
-        if synced:  # each call all-reduces the EMA statistics: every rank must make as many calls
-            from vqgraph import distributed
-
-            pieces = int(distributed.all_reduce_max(float(pieces)))
+        synced = self.agree_chunks is not None and self.training
+        if synced:
+            pieces = self.agree_chunks(pieces)
         if pieces <= 1:
             q, codes, commitment = self.quantizer(h)
             return q, codes, commitment.sum()
@@ -205,54 +208,42 @@ class VQGraphTeacher(nn.Module):
         commitment = sum(p[2].sum() * p[0].size(0) for p in parts) / h.size(0)
         return q, codes, commitment
 
+    # ---- layer-wise inference hooks (driven by vqgraph.distributed.infer_layerwise) ----------
+    @property
+    def num_graph_layers(self) -> int:
+        """Graph layers of the network: the encoder's, then the classifier's."""
+        return len(self.encoder.convs) + 1
+
     @torch.no_grad()
-    def infer_layerwise(self, x: Tensor, adj, skip_tokenizer: bool = False, all_rows: bool = True) -> TeacherOutput:
-        """Evaluation-mode outputs for all N nodes, one layer at a time, sharded over ranks.
+    def inference_per_layer(self, i: int, h: Tensor, adj_rows, rows: range, gather) -> Tensor:
+        """Evaluation-mode output of graph layer ``i`` at the target ``rows`` from the inputs ``h``
+        of all N nodes (every neighbour; PyG's ``BasicGNN.inference_per_layer`` pattern).
 
-        Each rank computes its contiguous block of rows of every layer from the previous layer's
-        outputs of all nodes (every neighbour, no sampling), then the blocks are gathered; the
-        per-node parts (quantizer, decoders) run on the rank's rows only. ``adj`` is the full
-        graph's adjacency (:func:`~vqgraph.models.encoders.prepare_adjacency`). In a world of
-        size 1 this is the full-graph forward pass. Returns all N rows on every rank, or with
-        ``all_rows=False`` this rank's block only (``distributed.row_ranges(N, world_size)[rank]``).
+        Encoder layers return their normalised output (after the ReLU between layers); the last
+        layer (``i == num_graph_layers - 1``) is the classifier and returns logits. ``adj_rows``
+        is the adjacency into ``rows`` (:func:`~vqgraph.models.encoders.adjacency_rows`);
+        ``gather`` concatenates every rank's row block (identity in one process).
         """
-        from vqgraph import distributed
-        from vqgraph.models.encoders import adjacency_rows, layer_rows
-
-        if self.training:
-            raise RuntimeError("infer_layerwise runs in evaluation mode: call model.eval() first")
-        me = distributed.world()
-        blocks = distributed.row_ranges(x.size(0), me.world_size)
-        rows, sizes = blocks[me.rank], [len(b) for b in blocks]
-
-        def gather(block: Tensor) -> Tensor:
-            return distributed.all_gather_rows(block, sizes)
-
         kind = self.config.conv
-        adj_rows = adj if len(rows) == x.size(0) else adjacency_rows(kind, adj, rows)  # one process: the graph
-        h = x
-        encoder = self.encoder
-        last = len(encoder.convs) - 1
-        for i, (conv, norm) in enumerate(zip(encoder.convs, encoder.norms)):
-            out = norm(layer_rows(conv, kind, h, adj_rows, rows, gather))
-            if i < last:
-                out = torch.relu(out)
-                h = gather(out)
-        h_rows = out
-        zero = h_rows.new_zeros(())
+        if i == len(self.encoder.convs):
+            return layer_rows(self.head_conv, kind, h, adj_rows, rows, gather)
+        out = self.encoder.norms[i](layer_rows(self.encoder.convs[i], kind, h, adj_rows, rows, gather))
+        return torch.relu(out) if i < len(self.encoder.convs) - 1 else out
+
+    @torch.no_grad()
+    def tokenize_rows(self, h: Tensor, skip_tokenizer: bool = False):
+        """Per-node part between encoder and classifier, for encoder outputs ``h`` of some rows:
+        ``(z, codes, classifier input)`` (``codes`` -1 when the tokenizer is skipped)."""
         if self.quantizer is None or (skip_tokenizer and self.config.classify_from == "continuous"):
-            z, codes, s = h_rows, torch.full((h_rows.size(0),), -1, dtype=torch.long, device=h_rows.device), h_rows
+            z, codes, s = h, torch.full((h.size(0),), -1, dtype=torch.long, device=h.device), h
         else:
-            centred = self.center(h_rows)
+            centred = self.center(h)
             z = self.quantizer.project_in(centred)
             q, codes, _ = self._quantize(centred)
             s = self.edge_decoder(q)
         if self.config.classify_from == "continuous":
-            s = h_rows
-        logits = layer_rows(self.head_conv, kind, gather(torch.relu(s)), adj_rows, rows, gather)
-        if all_rows:
-            logits, z, codes = gather(logits), gather(z), gather(codes)
-        return TeacherOutput(logits, z, codes, TeacherLosses(zero, zero, zero))
+            s = h
+        return z, codes, torch.relu(s)
 
     def code_logits(self, z: Tensor) -> Tensor:
         """Similarity of representations ``z`` to every code, by the quantizer's own metric."""

@@ -1,23 +1,46 @@
-"""Training loops, model selection and metrics."""
+"""Training: the one loop, the teacher and distillation objectives, evaluation and selection."""
 
+from vqgraph.training.distill import (
+    METHODS,
+    CodebookDistiller,
+    DistillConfig,
+    DistillLosses,
+    DistillObjective,
+    StudentResult,
+    fit_student,
+    student_train_defaults,
+)
+from vqgraph.training.evaluation import Evaluator
+from vqgraph.training.loop import FitResult, Share, TrainConfig, fit
 from vqgraph.training.selection import BestCheckpoint
 from vqgraph.training.teacher import (
+    TeacherObjective,
     TeacherResult,
-    TrainConfig,
-    accuracy,
     codebook_stats,
-    compute_targets,
     evaluate_targets,
     fit_teacher,
+    usage_stats,
 )
 
 __all__ = [
+    "METHODS",
     "BestCheckpoint",
+    "CodebookDistiller",
+    "DistillConfig",
+    "DistillLosses",
+    "DistillObjective",
+    "Evaluator",
+    "FitResult",
+    "Share",
+    "StudentResult",
+    "TeacherObjective",
     "TeacherResult",
     "TrainConfig",
-    "accuracy",
     "codebook_stats",
-    "compute_targets",
     "evaluate_targets",
+    "fit",
+    "fit_student",
     "fit_teacher",
+    "student_train_defaults",
+    "usage_stats",
 ]

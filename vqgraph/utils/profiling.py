@@ -30,3 +30,18 @@ def run_isolated(module: str, args: List[str]) -> Dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def environment() -> Dict:
+    """What a measurement ran on: torch version and threads, Python, CPU, core count."""
+    import platform
+
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }

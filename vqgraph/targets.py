@@ -11,23 +11,23 @@ plain containers only: nothing is unpickled), written atomically.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from vqgraph.errors import VQGraphError
+from vqgraph import distributed
+from vqgraph.models.encoders import prepare_adjacency
+from vqgraph.utils.io import ArtifactMismatchError, atomic_torch_save, read_artifact
+
+if TYPE_CHECKING:
+    from vqgraph.data.splits import NodeSplit
+    from vqgraph.models.teacher import VQGraphTeacher
 
 FORMAT_VERSION = 1
-
-
-class ArtifactMismatchError(VQGraphError, ValueError):
-    """A saved artifact does not match the graph, split or format it is used with."""
 
 
 def graph_fingerprint(data: Data) -> str:
@@ -110,52 +110,35 @@ class TeacherTargets:
         return cls(**payload["tensors"], **payload["meta"])
 
 
-def read_artifact(path: Path, kind: str) -> dict:
-    """The payload of a vqgraph artifact (a dict of tensors and plain containers), read with
-    ``torch.load(weights_only=True)``; clear errors for a missing or unreadable file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{kind} artifact {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: {err}") from err
-    if not isinstance(payload, dict):
-        raise ArtifactMismatchError(f"{path}: not a vqgraph {kind} artifact")
-    return payload
-
-
-def _publish(tmp: str, path: Path) -> None:
-    """Give a temporary file the permissions a plain ``open`` would have, then rename it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+@torch.no_grad()
+def compute_targets(model: VQGraphTeacher, data: Data, split: NodeSplit) -> TeacherTargets:
+    """Teacher outputs for every node by global id: observed nodes from the observed graph,
+    hidden (inductive test) nodes from the full graph. Layer-wise, sharded over ranks
+    (:func:`vqgraph.distributed.infer_layerwise`); every rank returns all N rows."""
+    device = next(model.parameters()).device
+    kind = model.config.conv
+    graph = split.observed_graph(data)
+    adj = prepare_adjacency(kind, graph.edge_index, graph.num_nodes).to(device)
+    model.eval()
+    logits_o, z_o, codes_o, _ = distributed.infer_layerwise(model, graph.x.to(device), adj)
+    n = data.num_nodes
+    logits = torch.empty(n, logits_o.size(1))
+    z = torch.empty(n, z_o.size(1))
+    codes = torch.empty(n, dtype=torch.long)
+    logits[graph.n_id], z[graph.n_id], codes[graph.n_id] = logits_o.cpu(), z_o.cpu(), codes_o.cpu()
+    hidden = split.test_ind_idx
+    if hidden.numel():
+        adj_full = prepare_adjacency(kind, data.edge_index, n).to(device)
+        logits_f, z_f, codes_f, _ = distributed.infer_layerwise(model, data.x.to(device), adj_full)
+        logits[hidden], z[hidden], codes[hidden] = logits_f[hidden].cpu(), z_f[hidden].cpu(), codes_f[hidden].cpu()
+    codebook = model.codebook.detach().cpu().clone() if model.quantizer is not None else None
+    return TeacherTargets(
+        logits=logits,
+        z=z,
+        codes=codes,
+        codebook=codebook,
+        metric="cosine",
+        graph_fingerprint=graph_fingerprint(data),
+        split_fingerprint=split.fingerprint(),
+        setting=split.setting.value,
+    )

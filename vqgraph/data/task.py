@@ -1,0 +1,53 @@
+"""A run's task: a dataset loaded, split and with its features prepared, from a :class:`DataConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Optional
+
+from torch_geometric.data import Data
+
+from vqgraph.data.datasets import load_dataset
+from vqgraph.data.graph import FeatureTransform
+from vqgraph.data.splits import NodeSplit, Setting, make_split
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a graph's features are prepared and how it is split."""
+
+    feature_norm: str = "row"  # none | row | standard
+    test_ind_ratio: float = 0.2  # fraction of test nodes hidden in the inductive setting
+    train_per_class: int = 20  # CPF split (datasets without fixed splits)
+    val_per_class: int = 30
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Task(NamedTuple):
+    """``data`` with prepared features, its ``split`` and the fitted feature ``transform``
+    (serving applies it to new nodes)."""
+
+    data: Data
+    split: NodeSplit
+    transform: FeatureTransform
+
+
+def prepare_task(dataset: str, setting: str, seed: int, config: DataConfig = DataConfig(), root=None) -> Task:
+    """Load ``dataset`` (a name or a CPF ``.npz`` path; ``root``: the data root), split it for
+    ``setting`` with ``seed`` (the split depends on labels only) and normalise its features with
+    statistics (if any) of the observed nodes only: hidden test nodes never shape the inputs."""
+    data = load_dataset(dataset, root=root, seed=seed)
+    split = make_split(
+        data,
+        seed=seed,
+        setting=Setting.parse(setting),
+        test_ind_ratio=config.test_ind_ratio,
+        train_per_class=config.train_per_class,
+        val_per_class=config.val_per_class,
+    )
+    transform = FeatureTransform.fit(data.x, config.feature_norm, fit_idx=split.observed_idx)
+    data = data.clone()
+    data.x = transform(data.x)
+    return Task(data, split, transform)

@@ -1,0 +1,72 @@
+"""One evaluator for teacher and student: predictions in, ``{"<set>/acc": ...}`` out (OGB's contract).
+
+The index sets are a split's (:meth:`~vqgraph.data.NodeSplit.index_dict`: ``train``, ``val``,
+``test`` or ``test_tran`` / ``test_ind``) or any other dict of index tensors. When both
+``test_tran`` and ``test_ind`` are evaluated, ``test_prod/acc = 0.8 tran + 0.2 ind`` is added
+(the inductive production score). Predictions may be of all N nodes, or of one rank's block of
+rows: correct and total counts are then summed over ranks, so every rank gets the same dict.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional
+
+import torch
+from torch import Tensor
+
+from vqgraph import distributed
+
+PROD_WEIGHTS = {"test_tran": 0.8, "test_ind": 0.2}
+
+
+class Evaluator:
+    """Accuracy on named index sets of nodes.
+
+    Args:
+        y: labels of all N nodes [N] (long).
+        index_sets: ``{name: index tensor}`` of node ids (rows of ``y``).
+
+    Call as ``evaluator(pred)`` with class scores [N, C] or predicted classes [N] of all nodes, or
+    ``evaluator(pred, rows)`` with those of the rows ``rows`` (a ``range``) only. An empty set
+    gives NaN.
+    """
+
+    def __init__(self, y: Tensor, index_sets: Mapping[str, Tensor]):
+        if y.dim() != 1:
+            raise ValueError(f"Evaluator: labels must be a vector [N], got shape {tuple(y.shape)}")
+        for name, idx in index_sets.items():
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= y.numel()):
+                raise ValueError(f"Evaluator: index set {name!r} has ids outside [0, {y.numel()})")
+        self.y = y
+        self.index_sets = dict(index_sets)
+
+    @classmethod
+    def for_split(cls, y: Tensor, split) -> "Evaluator":
+        """The evaluation sets of a :class:`~vqgraph.data.NodeSplit` (global node ids)."""
+        return cls(y, split.index_dict())
+
+    @property
+    def keys(self):
+        """The metric keys a call returns."""
+        out = [f"{name}/acc" for name in self.index_sets]
+        return out + (["test_prod/acc"] if set(PROD_WEIGHTS) <= set(self.index_sets) else [])
+
+    def __call__(self, pred: Tensor, rows: Optional[range] = None) -> Dict[str, float]:
+        classes = pred.argmax(-1) if pred.dim() == 2 else pred
+        rows = range(self.y.numel()) if rows is None else rows
+        if classes.size(0) != len(rows):
+            raise ValueError(f"Evaluator: {classes.size(0)} predictions for {len(rows)} rows")
+        counts = []
+        for idx in self.index_sets.values():
+            idx = idx.to(classes.device)
+            mine = idx[(idx >= rows.start) & (idx < rows.stop)]
+            correct = (classes[mine - rows.start] == self.y[mine].to(classes.device)).sum()
+            counts.append(torch.stack([correct.double().cpu(), torch.tensor(float(mine.numel()), dtype=torch.float64)]))
+        totals = distributed.all_reduce_sum(torch.stack(counts)) if counts else torch.zeros(0, 2)
+        metrics = {
+            f"{name}/acc": float(c / n) if n > 0 else float("nan")
+            for name, (c, n) in zip(self.index_sets, totals.tolist())
+        }
+        if set(PROD_WEIGHTS) <= set(self.index_sets):
+            metrics["test_prod/acc"] = sum(w * metrics[f"{name}/acc"] for name, w in PROD_WEIGHTS.items())
+        return metrics

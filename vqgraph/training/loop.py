@@ -1,0 +1,200 @@
+"""The one training loop, shared by the teacher and the student.
+
+The loop owns the epoch: the optimiser step, the sums of the loss terms, the all-reduce of
+those sums, the buffers broadcast from rank 0, model selection, early stopping and restoring
+the selected state. What differs between teacher and student is an *objective* and an
+*evaluator*:
+
+* an objective yields an epoch's batches (:meth:`Objective.batches`) and returns a batch's named
+  loss terms (:meth:`Objective.losses`); the loss is their sum;
+* an evaluator maps the model to metrics such as ``{"train/acc", "val/acc", ...}``
+  (:class:`~vqgraph.training.evaluation.Evaluator` computes them).
+
+Distributed arithmetic is settled once, in the batches: every rank takes its contiguous slice of
+the same global batch, and the batch's :class:`Share` carries the global counts, so that an
+objective that divides a sum over its rows by the global count (:meth:`Share.mean`) makes
+DistributedDataParallel's gradient mean over ranks the gradient of the global batch. In a world
+of one process a share is the whole batch and every division is the plain mean.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Protocol, Sequence
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from vqgraph import distributed
+from vqgraph.training.selection import BestCheckpoint, end_epoch
+
+RANK_SEED_STRIDE = 7919  # rank r > 0 of a sharded job draws its own streams from seed + 7919 r
+SAMPLE_SEED_OFFSET = 104729  # rank 0's sampling stream in a sharded job
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by teacher and student training."""
+
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    max_epochs: int = 500
+    patience: Optional[int] = 100  # epochs without a better val/acc before stopping (None: never)
+    batch_size: Optional[int] = None  # None: full-batch; else seed nodes per mini-batch
+    fanouts: Sequence[int] = (15, 10)  # neighbours per hop in mini-batch mode (last value repeats)
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True  # tqdm progress bar over epochs (on a terminal only)
+
+    def __post_init__(self):
+        if self.lr <= 0 or self.max_epochs < 1:
+            raise ValueError(f"need lr > 0 and max_epochs >= 1, got lr={self.lr}, max_epochs={self.max_epochs}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
+        if not self.fanouts or not all(isinstance(f, int) and f >= -1 and f != 0 for f in self.fanouts):
+            raise ValueError(f"fanouts must be a non-empty list of positive ints (or -1: all), got {self.fanouts!r}")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["fanouts"] = list(self.fanouts)
+        return out
+
+
+class Share(NamedTuple):
+    """What a rank's slice of a global batch needs to normalise its losses by the global batch.
+
+    Attributes:
+        rows: rows (nodes) in the global batch.
+        labelled: labelled rows in the global batch.
+        shards: ranks the batch is split over (1 when every rank holds the whole batch).
+    """
+
+    rows: int
+    labelled: int
+    shards: int = 1
+
+    def mean(self, total: Tensor, count: int) -> Tensor:
+        """``total`` (a sum over this rank's rows) divided by the global ``count``, times the
+        number of shards: DDP's mean over ranks of these is the global batch's mean. A count of
+        0 gives 0 (the term still takes part in the backward pass)."""
+        return total / max(count, 1) * self.shards
+
+
+def sharded(batch: Tensor, labelled: Optional[Tensor] = None) -> tuple:
+    """This rank's slice of a global ``batch`` of node ids and its :class:`Share`; ``labelled``
+    is a bool mask over all nodes (None: every row is labelled)."""
+    me = distributed.world()
+    count = batch.numel() if labelled is None else int(labelled[batch].sum())
+    return distributed.shard(batch, me.rank, me.world_size), Share(batch.numel(), count, me.world_size)
+
+
+class Streams(NamedTuple):
+    """Seeded random streams of a run: ``order`` permutes the seed nodes (identical on every
+    rank), ``sample`` draws neighbourhoods (the rank's own in a sharded job)."""
+
+    order: torch.Generator
+    sample: torch.Generator
+
+
+def build(train: TrainConfig, make_model: Callable[[], nn.Module], per_rank: bool) -> tuple:
+    """Seed, build the model on this rank's device and return ``(model, streams)``.
+
+    The model's initial weights come from ``train.seed`` on every rank. With ``per_rank`` (ranks
+    see different data), rank r > 0 then reseeds torch's global generator (dropout masks) and
+    takes its own sampling stream; without it every rank runs the same computation.
+    """
+    me = distributed.world()
+    torch.manual_seed(train.seed)
+    order = torch.Generator().manual_seed(train.seed)
+    model = make_model().to(distributed.local_device(train.device))
+    sample = order
+    if per_rank and me.world_size > 1:
+        if me.rank > 0:
+            torch.manual_seed(train.seed + RANK_SEED_STRIDE * me.rank)
+        offset = RANK_SEED_STRIDE * me.rank if me.rank > 0 else SAMPLE_SEED_OFFSET
+        sample = torch.Generator().manual_seed(train.seed + offset)
+    return model, Streams(order, sample)
+
+
+class Objective(Protocol):
+    """What the loop trains: batches of an epoch and the named loss terms of a batch."""
+
+    terms: Sequence[str]  # names of the loss terms, logged as loss/<name>
+    find_unused_parameters: bool  # some parameters get no gradient (DDP must be told)
+
+    def batches(self, epoch: int) -> Iterable[Any]: ...
+
+    def losses(self, net: nn.Module, batch: Any) -> Dict[str, Tensor]: ...
+
+    def epoch_metrics(self) -> Dict[str, float]: ...
+
+
+class FitResult(NamedTuple):
+    best_epoch: int
+    history: List[Dict[str, float]]
+    train_seconds: float
+
+
+def progress(iterable, desc: str, enabled: bool):
+    """A tqdm bar on a terminal; none when disabled or when stderr is not a terminal (logs, CI)."""
+    return tqdm(iterable, desc=desc, disable=True if not enabled else None, leave=False, file=sys.stderr, mininterval=1.0)
+
+
+def fit(
+    model: nn.Module,
+    objective: Objective,
+    evaluate: Callable[[nn.Module], Dict[str, float]],
+    train: TrainConfig,
+    monitor: str = "val/acc",
+    log: Optional[Callable[[Dict[str, float], int], None]] = None,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``model`` on ``objective`` with Adam for at most ``train.max_epochs`` epochs.
+
+    After each epoch the metrics are the epoch's mean loss terms (``train/loss``,
+    ``loss/<term>``), ``evaluate(model)`` (model in eval mode) and the objective's own epoch
+    metrics; the state with the best ``monitor`` value is kept and restored at the end, and
+    training stops after ``train.patience`` epochs without improvement. ``log(metrics, epoch)``
+    is called on rank 0 after every epoch.
+    """
+    me = distributed.world()
+    net = distributed.wrap_ddp(model, objective.find_unused_parameters)
+    opt = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    best = BestCheckpoint(monitor, train.patience)
+    history: List[Dict[str, float]] = []
+    start = time.perf_counter()
+    bar = progress(range(train.max_epochs), desc, train.progress and me.is_main)
+    for epoch in bar:
+        net.train()
+        metrics = _train_epoch(net, opt, objective, epoch)
+        distributed.broadcast_buffers(model)  # rank 0's codebook and running statistics everywhere
+        model.eval()
+        metrics.update(evaluate(model))
+        metrics.update(objective.epoch_metrics())
+        if end_epoch(epoch, metrics, history, best, model, log if me.is_main else None, bar):
+            break
+    seconds = time.perf_counter() - start
+    model.load_state_dict(best.best_state)
+    return FitResult(best.best_epoch, history, seconds)
+
+
+def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, objective: Objective, epoch: int) -> Dict[str, float]:
+    """One pass over the objective's batches; the mean of every loss term over steps and ranks."""
+    sums, steps = None, 0
+    for batch in objective.batches(epoch):
+        terms = objective.losses(net, batch)
+        total = functools.reduce(operator.add, terms.values())
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        steps += 1
+        row = torch.stack([t.detach().double().cpu() for t in (total, *terms.values())])
+        sums = row if sums is None else sums + row
+    sums = distributed.all_reduce_sum(sums) / distributed.world().world_size
+    keys = ["train/loss"] + [f"loss/{name}" for name in objective.terms]
+    return {key: float(value) / steps for key, value in zip(keys, sums)}

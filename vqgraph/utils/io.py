@@ -1,0 +1,66 @@
+"""Files written atomically and artifacts read without unpickling."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from vqgraph.errors import VQGraphError
+
+
+class ArtifactMismatchError(VQGraphError, ValueError):
+    """A saved artifact does not match the graph, split or format it is used with."""
+
+
+def read_artifact(path: Path, kind: str) -> dict:
+    """The payload of a vqgraph artifact (a dict of tensors and plain containers), read with
+    ``torch.load(weights_only=True)``; clear errors for a missing or unreadable file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} artifact {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: {err}") from err
+    if not isinstance(payload, dict):
+        raise ArtifactMismatchError(f"{path}: not a vqgraph {kind} artifact")
+    return payload
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """Give a temporary file the permissions a plain ``open`` would have, then rename it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        _publish(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        _publish(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
