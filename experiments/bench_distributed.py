@@ -58,12 +58,12 @@ def _profile_step(repeats: int = 3) -> list:
     """Where one teacher step of the ``teacher`` job goes, for a rank's share of 1,024 seeds
     (all of them with one rank, 512 with two): sampling, encoder, full forward, backward."""
     import torch
+    import torch.nn.functional as F
 
     from vqgraph.data import make_csbm
+    from vqgraph.data.sampling import NeighborBatcher
     from vqgraph.models import TeacherConfig, VQGraphTeacher
     from vqgraph.models.encoders import prepare_adjacency
-    from vqgraph.data.sampling import NeighborBatcher
-    import torch.nn.functional as F
 
     data = make_csbm(num_nodes=1_000_000, num_edges=10_000_000, num_classes=10, num_features=128, seed=0)
     model = VQGraphTeacher(128, 10, TeacherConfig(conv="sage", hidden_channels=128, edge_recon_samples=20_000))
@@ -95,11 +95,11 @@ def _student_job(epochs: int) -> dict:
     import torch
     from torch_geometric.data import Data
 
-    from vqgraph.targets import TeacherTargets
     from vqgraph.data import NodeSplit
-    from vqgraph.training.distill import DistillConfig, fit_student
     from vqgraph.models.student import StudentConfig
+    from vqgraph.targets import TeacherTargets
     from vqgraph.training import TrainConfig
+    from vqgraph.training.distill import DistillConfig, fit_student
 
     n, f, c = PRODUCTS["num_nodes"], PRODUCTS["num_features"], PRODUCTS["num_classes"]
     gen = torch.Generator().manual_seed(0)
@@ -156,7 +156,8 @@ def main(argv=None) -> int:
         _child(args.child, args.epochs)
         return 0
 
-    from experiments.common import environment, write_json
+    from experiments.common import write_json
+    from vqgraph.utils.profiling import environment
 
     if args.profile_step:
         print(f"{'seeds':>5} {'nodes':>7} {'sample':>7} {'encoder':>8} {'tokenizer':>9} {'backward':>9}")

@@ -69,8 +69,8 @@ def main(argv=None) -> int:
         print(json.dumps(_synthetic_child(args.child, args.epochs, args.batch_size)))
         return 0
 
-    from experiments.common import environment
     from vqgraph.data.task import DataConfig, prepare_task
+    from vqgraph.utils.profiling import environment
 
     rows = {"environment": environment()}
     try:

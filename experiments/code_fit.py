@@ -29,12 +29,12 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
-from experiments.common import emit
-from vqgraph.data.task import DataConfig, prepare_task
+from experiments.common import emit, markdown_table
 from experiments.teacher_table import mean_std
-from vqgraph.targets import TeacherTargets
+from vqgraph.data.task import DataConfig, prepare_task
 from vqgraph.losses import code_logits
 from vqgraph.serving import Predictor
+from vqgraph.targets import TeacherTargets
 
 
 def code_classes(codes: Tensor, predictions: Tensor, num_codes: int, num_classes: int) -> Tensor:
@@ -110,14 +110,12 @@ def main(argv=None) -> int:
         "On test nodes, mean ± std over seeds; % except `z cosine` and `teacher margin` (cosine units). "
         "Command: `python -m experiments.code_fit " + " ".join(str(a) for a in (argv if argv is not None else [])) + "`",
         "",
-        "| grid | dataset | setting | seeds | code agreement | top-10 | z cosine | teacher margin | teacher readout "
-        "| student readout | student acc |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (grid, dataset, setting), rows in groups.items():
-        cells = " | ".join(mean_std([r[k] for r in rows], percent=k not in COSINES) for k in keys)
-        lines.append(f"| {grid} | {dataset} | {setting} | {len(rows)} | {cells} |")
-    emit("\n".join(lines) + "\n", args.out)
+    columns = ["grid", "dataset", "setting", "seeds", "code agreement", "top-10", "z cosine", "teacher margin",
+               "teacher readout", "student readout", "student acc"]
+    cells = [[grid, dataset, setting, len(rows), *(mean_std([r[k] for r in rows], percent=k not in COSINES) for k in keys)]
+             for (grid, dataset, setting), rows in groups.items()]
+    emit("\n".join(lines) + "\n" + markdown_table(columns, cells), args.out)
     return 0
 
 

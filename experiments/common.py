@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 from vqgraph import distributed
-from vqgraph.config import ExperimentConfig, to_dict
+from vqgraph.config import ConfigError, ExperimentConfig, to_dict
 from vqgraph.data.task import Task
 from vqgraph.models.encoders import CONVS
 from vqgraph.targets import TeacherTargets
 from vqgraph.training import METHODS, fit_teacher
 from vqgraph.utils.io import atomic_write_text
-from vqgraph.utils.profiling import environment  # noqa: F401  (re-exported for the scripts)
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,16 @@ def add_run_arguments(parser: argparse.ArgumentParser, method: bool = True) -> N
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def spec_from_args(args: argparse.Namespace) -> RunSpec:
-    return RunSpec(args.dataset, args.setting, getattr(args, "method", "vqgraph"), args.teacher, args.seed,
+def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Namespace, RunSpec, ExperimentConfig]:
+    """Parse ``argv`` (arguments of :func:`add_run_arguments` and the script's own) into the
+    arguments, the run and its config; a bad config key or value is a usage error naming it."""
+    args = parser.parse_args(argv)
+    spec = RunSpec(args.dataset, args.setting, getattr(args, "method", "vqgraph"), args.teacher, args.seed,
                    tuple(args.set), args.config, args.device, args.quiet)
+    try:
+        return args, spec, spec.config()
+    except ConfigError as err:
+        parser.error(str(err))
 
 
 def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig) -> str:
@@ -95,6 +103,22 @@ def cached_teacher(task: Task, cfg: ExperimentConfig, seed: int, cache: Path, lo
     if distributed.world().is_main:
         result.targets.save(artifact)
     return result.targets, artifact, result.metrics["train_s"]
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table: a header of ``columns``, then one line per row of cells (``str()`` of each)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """The same table as CSV."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def emit(text: str, path: Optional[Path] = None) -> None:

@@ -15,20 +15,17 @@ accuracy in %) sits beside the published numbers.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import shlex
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from tqdm.auto import tqdm
-
 from experiments import run as run_cli
-from experiments.common import RunSpec
+from experiments.common import RunSpec, csv_table, markdown_table
 from experiments.teacher_table import mean_std, parse_seeds
-from vqgraph.utils.io import atomic_write_text
 from vqgraph.config import ConfigError
+from vqgraph.training.loop import progress
+from vqgraph.utils.io import atomic_write_text
 
 # Published test accuracy (%), CPF split (shared/METHOD.md). VQGraph's transductive numbers
 # were selected on test accuracy in its code; GLNN's on validation.
@@ -85,14 +82,8 @@ def summarise(rows: List[Dict], variant: str = "") -> Dict[str, str]:
         table.append(entry)
     columns = ["dataset", "setting", "method", "seeds", "test/acc", "test_tran/acc", "test_ind/acc",
                "test_prod/acc", "teacher test", "published", "selected_by"]
-    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    for entry in table:
-        md.append("| " + " | ".join(str(entry.get(c, "")) for c in columns) + " |")
-        writer.writerow({c: entry.get(c, "") for c in columns})
-    return {"markdown": "\n".join(md) + "\n", "csv": buf.getvalue()}
+    cells = [[entry.get(c, "") for c in columns] for entry in table]
+    return {"markdown": markdown_table(columns, cells), "csv": csv_table(columns, cells)}
 
 
 # (method, baseline) pairs compared seed by seed inside a grid: what the code term adds over soft
@@ -132,13 +123,10 @@ def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str =
                 diffs = [ours[(dataset, setting, method, s)]["metrics"][key]
                          - theirs[(dataset, setting, other, s)]["metrics"][key] for s in seeds]
                 wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-                lines.append(f"| {dataset} | {setting} | {name} | {key} | {len(seeds)} | "
-                             f"{mean_std(diffs, signed=True)} | {wins} / {len(seeds) - wins - losses} / {losses} |")
-    if not lines:
-        return ""
-    head = ["| dataset | setting | difference | metric | seeds | mean ± std (points) | wins / ties / losses |",
-            "|---|---|---|---|---|---|---|"]
-    return "\n".join(head + lines) + "\n"
+                lines.append([dataset, setting, name, key, len(seeds), mean_std(diffs, signed=True),
+                              f"{wins} / {len(seeds) - wins - losses} / {losses}"])
+    columns = ["dataset", "setting", "difference", "metric", "seeds", "mean ± std (points)", "wins / ties / losses"]
+    return markdown_table(columns, lines) if lines else ""
 
 
 def config_changes(result: Dict, spec: RunSpec) -> List[str]:
@@ -187,7 +175,7 @@ def main(argv=None) -> int:
         for m in args.methods
     ]
     rows = []
-    for dataset, setting, method, seed in tqdm(grid, desc="grid"):
+    for dataset, setting, method, seed in progress(grid, "grid", enabled=True):
         folder = run_dir(args.runs, dataset, setting, method, args.teacher, seed)
         result = folder / "results.json"
         spec = RunSpec(dataset, setting, method, args.teacher, seed, tuple(args.set), quiet=True)

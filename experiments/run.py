@@ -16,13 +16,13 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from experiments.common import RunSpec, add_run_arguments, cached_teacher, environment, spec_from_args, write_json
+from experiments.common import RunSpec, add_run_arguments, cached_teacher, parse_run, write_json
 from vqgraph import distributed
-from vqgraph.config import ConfigError
 from vqgraph.data.task import prepare_task
 from vqgraph.serving import Predictor
 from vqgraph.training import fit_student
 from vqgraph.training.loggers import MODES, WandbLogger
+from vqgraph.utils.profiling import environment
 
 TEST_KEYS = ("test/acc", "test_tran/acc", "test_ind/acc", "test_prod/acc")
 
@@ -92,13 +92,7 @@ def summary_line(results: dict, out: Path) -> str:
 
 @distributed.entry_point
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    spec = spec_from_args(args)
-    try:
-        spec.config()
-    except ConfigError as err:
-        parser.error(str(err))
+    args, spec, _ = parse_run(build_parser(), argv)
     out = args.out or Path("runs") / spec.name
     results = run(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project)
     if results is not None:

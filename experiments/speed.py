@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -38,29 +37,20 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
+from experiments.common import markdown_table
 from vqgraph.config import ExperimentConfig
-from vqgraph.utils.io import atomic_write_text
 from vqgraph.data import FeatureTransform, load_dataset, make_csbm, num_undirected_edges
-from vqgraph.models.encoders import prepare_adjacency
-from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.data.sampling import NeighborSampler
+from vqgraph.models.encoders import prepare_adjacency, resolve_conv
+from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import ServingModule
-from vqgraph.utils.profiling import peak_rss_gib
+from vqgraph.utils.io import atomic_write_text
+from vqgraph.utils.profiling import environment, peak_rss_gib
 
 SYNTHETIC = {
     "arxiv-like": dict(num_nodes=169_343, num_edges=1_166_243, num_features=128, num_classes=40),
     "products-like": dict(num_nodes=2_449_029, num_edges=61_859_140, num_features=100, num_classes=47),
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_graph(name: str, root=None):
@@ -76,13 +66,14 @@ def load_graph(name: str, root=None):
 
 # ---- models ---------------------------------------------------------------------------------
 class LayerStack(nn.Module):
-    """``num_layers`` graph layers from ``in_channels`` to ``num_classes`` (hidden width between),
-    ReLU between them. Subclasses say which layer."""
+    """``num_layers`` graph layers of the library's encoder ``kind`` (``vqgraph.models.CONVS``)
+    from ``in_channels`` to ``num_classes`` (hidden width between), ReLU between them."""
 
-    def __init__(self, make, in_channels: int, hidden: int, num_classes: int, num_layers: int):
+    def __init__(self, kind: str, in_channels: int, hidden: int, num_classes: int, num_layers: int):
         super().__init__()
+        build = resolve_conv(kind).build
         dims = [in_channels] + [hidden] * (num_layers - 1) + [num_classes]
-        self.convs = nn.ModuleList(make(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.convs = nn.ModuleList(build(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def forward(self, x: Tensor, adj) -> Tensor:
         """Full-graph layer-wise forward on a precomputed adjacency."""
@@ -97,9 +88,7 @@ class SAGE(LayerStack):
     """GLNN's teacher for the speed comparison: SAGEConv (mean) layers."""
 
     def __init__(self, in_channels: int, hidden: int, num_classes: int, num_layers: int = 3):
-        from torch_geometric.nn import SAGEConv
-
-        super().__init__(SAGEConv, in_channels, hidden, num_classes, num_layers)
+        super().__init__("sage", in_channels, hidden, num_classes, num_layers)
 
     def forward_blocks(self, x: Tensor, edge_index: Tensor, sizes: List[int]) -> Tensor:
         """Block-wise forward on a sampled computation graph: ``sizes[l]`` nodes (a prefix of
@@ -117,9 +106,7 @@ class GCN(LayerStack):
     """GCNConv layers on a precomputed, normalised adjacency."""
 
     def __init__(self, in_channels: int, hidden: int, num_classes: int, num_layers: int = 2):
-        from torch_geometric.nn import GCNConv
-
-        super().__init__(lambda a, b: GCNConv(a, b, normalize=False), in_channels, hidden, num_classes, num_layers)
+        super().__init__("gcn", in_channels, hidden, num_classes, num_layers)
 
 
 def hop_sizes(n_id_hops: List[int], num_layers: int) -> List[int]:
@@ -295,6 +282,9 @@ def plot(points: List[Dict], path: Path) -> None:
     plt.close(fig)
 
 
+LATENCY_COLUMNS = ["model", "latency ms (median)", "p10-p90 ms", "x MLP", "gather ms", "compute ms", "computation graph nodes"]
+
+
 def print_table(rows: List[Dict]) -> str:
     lines = []
     for row in rows:
@@ -302,20 +292,16 @@ def print_table(rows: List[Dict]) -> str:
             f"\n{row['graph']}: {row['nodes']:,} nodes, {row['edges']:,} undirected edges, {row['features']} features, "
             f"{row['classes']} classes"
         )
-        lines.append("| model | latency ms (median) | p10-p90 ms | x MLP | gather ms | compute ms | computation graph nodes |")
-        lines.append("|---|---|---|---|---|---|---|")
+        cells = []
         for key, v in row["latency"].items():
             gather = f"{1e3 * v['median_gather_s']:.2f}" if "median_gather_s" in v else ""
             compute = f"{1e3 * v['median_compute_s']:.2f}" if "median_compute_s" in v else ""
             nodes = f"{v['median_nodes']:,.0f}" if "median_nodes" in v else ""
-            lines.append(
-                f"| {key} | {v['median_ms']:.3f} | {v['p10_ms']:.3f}-{v['p90_ms']:.3f} | "
-                f"{row['speedup_vs_MLP'][key]:.1f} | {gather} | {compute} | {nodes} |"
-            )
-        lines.append("| throughput | nodes/s |")
-        lines.append("|---|---|")
-        for key, v in row["throughput_nodes_per_s"].items():
-            lines.append(f"| {key} | {v:,.0f} |")
+            cells.append([key, f"{v['median_ms']:.3f}", f"{v['p10_ms']:.3f}-{v['p90_ms']:.3f}",
+                          f"{row['speedup_vs_MLP'][key]:.1f}", gather, compute, nodes])
+        lines.append(markdown_table(LATENCY_COLUMNS, cells).rstrip("\n"))
+        throughput = [[key, f"{v:,.0f}"] for key, v in row["throughput_nodes_per_s"].items()]
+        lines.append(markdown_table(["throughput", "nodes/s"], throughput).rstrip("\n"))
     return "\n".join(lines)
 
 
@@ -338,8 +324,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/speed"), help="writes OUT.json (and OUT.png)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    env = {"threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": cpu_model(),
-           "cpu_count": os.cpu_count(), "python": platform.python_version()}
+    env = environment()
     print(f"# {env['cpu']}, {env['threads']} threads, torch {env['torch']}", flush=True)
     rows = []
     for name in args.graphs:

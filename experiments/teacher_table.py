@@ -15,8 +15,9 @@ import json
 import statistics
 from pathlib import Path
 
-from experiments.common import emit, environment
+from experiments.common import emit, markdown_table
 from experiments.train_teacher import main as train_teacher
+from vqgraph.utils.profiling import environment
 
 
 def parse_seeds(text: str):
@@ -83,14 +84,11 @@ def main(argv=None) -> int:
         f"Teacher `{args.teacher}`, {args.setting}, seeds {args.seeds}; accuracy in % (mean ± std), "
         f"selected on validation. Command: `python -m experiments.teacher_table {' '.join(argv or [])}`".rstrip(),
         "",
-        "| dataset | variant | overrides | test acc | val acc | codes used | s/epoch | seeds |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['dataset']} | {r['variant']} | {r['overrides']} | {r['test']} | {r['val']} | "
-            f"{r['used_frac']:.3f} | {r['epoch_s']:.3f} | {r['seeds']} |"
-        )
+    columns = ["dataset", "variant", "overrides", "test acc", "val acc", "codes used", "s/epoch", "seeds"]
+    cells = [[r["dataset"], r["variant"], r["overrides"], r["test"], r["val"], f"{r['used_frac']:.3f}",
+              f"{r['epoch_s']:.3f}", r["seeds"]] for r in rows]
+    lines += markdown_table(columns, cells).splitlines()
     env = environment()
     lines += ["", f"Machine: {env['cpu_count']} CPUs, torch {env['torch']}, {env['threads']} threads."]
     emit("\n".join(lines) + "\n", args.out)

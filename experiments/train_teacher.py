@@ -13,11 +13,12 @@ import argparse
 import time
 from pathlib import Path
 
-from experiments.common import add_run_arguments, environment, spec_from_args, write_json
+from experiments.common import add_run_arguments, parse_run, write_json
 from vqgraph import distributed
-from vqgraph.config import ConfigError, to_dict
+from vqgraph.config import to_dict
 from vqgraph.data.task import prepare_task
 from vqgraph.training import fit_teacher
+from vqgraph.utils.profiling import environment
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @distributed.entry_point
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    spec = spec_from_args(args)
-    try:
-        cfg = spec.config()
-    except ConfigError as err:
-        parser.error(str(err))
+    args, _, cfg = parse_run(build_parser(), argv)
     me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
     out = args.out or Path("runs/teacher") / f"{Path(args.dataset).stem}-{args.setting}-{args.teacher}-s{args.seed}"
     data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root)

@@ -103,6 +103,8 @@ def pytest_collection_modifyitems(config, items):
 def data_root() -> Path:
     root = _find_data_root()
     if root is None:
+        if os.environ.get("VQGRAPH_REQUIRE_DATA"):  # CI: missing data must fail, not skip quietly
+            pytest.fail("VQGRAPH_REQUIRE_DATA is set but the real datasets were not found: set VQGRAPH_DATA")
         pytest.skip("real datasets not found: set VQGRAPH_DATA")
     return root
 

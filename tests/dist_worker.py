@@ -18,10 +18,10 @@ import torch
 
 from vqgraph import distributed
 from vqgraph.data import make_csbm, make_split
-from vqgraph.training.distill import DistillConfig, fit_student
 from vqgraph.models import TeacherConfig
 from vqgraph.models.student import StudentConfig
 from vqgraph.training import TrainConfig, fit_teacher
+from vqgraph.training.distill import DistillConfig, fit_student
 
 
 def _flat(module: torch.nn.Module) -> torch.Tensor:

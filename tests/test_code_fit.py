@@ -6,9 +6,13 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from experiments import code_fit
 from experiments import run as run_cli
+from vqgraph.data import load_dataset, make_split
+from vqgraph.serving import Predictor
+from vqgraph.targets import TeacherTargets
 
 FAST = ["train.max_epochs=3", "student_train.max_epochs=5", "teacher.codebook_size=16", "teacher.hidden_channels=16"]
 
@@ -33,11 +37,21 @@ def test_code_fit_reads_runs_and_skips_students_without_codes(tmp_path, capsys):
                 "--cache", str(tmp_path / "cache"), "--quiet", "--wandb", "off", "--set", *FAST]
         assert run_cli.main(argv) == 0
     fit = code_fit.run_fit(grid / "vqgraph")
-    fractions = {k: v for k, v in fit.items() if k not in code_fit.COSINES}
-    assert len(fractions) == 5 and all(0.0 <= v <= 1.0 for v in fractions.values())
-    assert -1.0 <= fit["z_cosine"] <= 1.0 and 0.0 <= fit["teacher_margin"] <= 2.0
     assert fit["agreement"] <= fit["top10"]
     result = json.loads((grid / "vqgraph" / "results.json").read_text())
+    # agreement through the serving path: the saved student on raw features, codes against the teacher's
+    targets = TeacherTargets.load(result["teacher_artifact"])
+    raw = load_dataset("synthetic", seed=0)
+    split = make_split(raw, seed=0)
+    test = split.test_idx
+    served = Predictor.load(grid / "vqgraph" / "student.pt").predict(raw.x[test]).codes
+    assert fit["agreement"] == pytest.approx(float((served == targets.codes[test]).double().mean()), abs=1e-9)
+    # the teacher's margin between its two nearest codes, computed here from z and the codebook
+    cosines = F.normalize(targets.z[test], dim=-1) @ F.normalize(targets.codebook, dim=-1).t()
+    top = cosines.sort(-1, descending=True).values
+    assert fit["teacher_margin"] == pytest.approx(float((top[:, 0] - top[:, 1]).double().mean()), abs=1e-5)
+    # nodes whose codes agree get the same readout: the readouts differ by at most the disagreement
+    assert abs(fit["teacher_readout"] - fit["student_readout"]) <= 1 - fit["agreement"] + 1e-9
     # the split and normalised features are rebuilt from the run: the student's accuracy comes back exactly
     assert fit["student_acc"] == pytest.approx(result["metrics"]["test/acc"], abs=1e-9)
     with pytest.raises(ValueError, match="no codebook"):

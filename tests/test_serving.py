@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from vqgraph.targets import ArtifactMismatchError, TeacherTargets
 from vqgraph.data import FeatureTransform
 from vqgraph.losses import code_logits
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import Predictor, load_exported
+from vqgraph.targets import ArtifactMismatchError, TeacherTargets
 
 F, C, D, K = 12, 4, 6, 20
 

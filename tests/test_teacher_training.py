@@ -12,12 +12,11 @@ import pytest
 import torch
 
 import vqgraph.data.sampling
-from vqgraph.targets import ArtifactMismatchError, TeacherTargets, graph_fingerprint
 from vqgraph.data import build_graph, make_csbm, make_split
+from vqgraph.data.sampling import NeighborSampler
 from vqgraph.losses import code_logits
 from vqgraph.models import TeacherConfig, VQGraphTeacher, prepare_adjacency
-from vqgraph.data.sampling import NeighborSampler
-from vqgraph.targets import compute_targets
+from vqgraph.targets import ArtifactMismatchError, TeacherTargets, compute_targets, graph_fingerprint
 from vqgraph.training import BestCheckpoint, TrainConfig, codebook_stats, fit_teacher
 
 TIMING_KEYS = {"train_s", "epoch_s"}
@@ -94,7 +93,6 @@ def test_full_batch_loss_falls(graph, split):
     assert history[-1]["loss/commit"] > 0 and history[-1]["loss/edge_recon"] > 0
     # the teacher learned something: better than chance (3 classes) on the test nodes
     assert result.metrics["test/acc"] > 0.5
-    assert set(split.index_dict()) == {"train", "val", "test"}
 
 
 def test_mini_batch_uses_pure_torch_sampler(graph, split, pure_torch_sampler):
@@ -209,8 +207,8 @@ def test_best_epoch_is_first_argmax_of_validation_accuracy(monkeypatch, signal):
     assert result.model is models[0]
     state = result.model.state_dict()
     assert all(torch.equal(state[k], snapshots[best][k]) for k in state)
-    if best != len(history) - 1:  # the state really was rolled back
-        assert not all(torch.equal(state[k], snapshots[-1][k]) for k in state)
+    assert best < len(history) - 1, "the test needs a run whose best epoch is not its last"
+    assert not all(torch.equal(state[k], snapshots[-1][k]) for k in state)  # the state really was rolled back
     # and its validation accuracy is the recorded one
     assert result.metrics["val/acc"] == vals[best]
 

@@ -10,10 +10,10 @@ import warnings
 
 import pytest
 
-from vqgraph.data.task import DataConfig, prepare_task
 from experiments.train_teacher import main
-from vqgraph.targets import ArtifactMismatchError, TeacherTargets
 from vqgraph.config import ConfigError
+from vqgraph.data.task import DataConfig, prepare_task
+from vqgraph.targets import ArtifactMismatchError, TeacherTargets
 
 EPOCHS = 5
 EVAL_KEYS = {

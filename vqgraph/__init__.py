@@ -1,6 +1,5 @@
 """vqgraph: distil graph neural networks into graph-free MLPs through a structure-aware codebook."""
 
-from vqgraph.targets import TeacherTargets
 from vqgraph.data import (
     KNOWN_DATASETS,
     NodeSplit,
@@ -13,11 +12,6 @@ from vqgraph.data import (
     normalize_features,
     resolve_data_root,
 )
-from vqgraph.training import DistillConfig, fit_student
-from vqgraph.models import TeacherConfig, VQGraphTeacher
-from vqgraph.models.student import MLPStudent, StudentConfig
-from vqgraph.serving import Prediction, Predictor, load_exported
-from vqgraph.training import TrainConfig, fit_teacher
 from vqgraph.errors import (
     DataFormatError,
     DatasetNotFoundError,
@@ -25,6 +19,11 @@ from vqgraph.errors import (
     SplitError,
     VQGraphError,
 )
+from vqgraph.models import TeacherConfig, VQGraphTeacher
+from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.serving import Prediction, Predictor, load_exported
+from vqgraph.targets import TeacherTargets
+from vqgraph.training import DistillConfig, TrainConfig, fit_student, fit_teacher
 
 __version__ = "0.1.0"
 

@@ -22,10 +22,10 @@ from typing import Any, Dict, NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
-from vqgraph.utils.io import ArtifactMismatchError, atomic_torch_save, read_artifact
 from vqgraph.data.graph import FeatureTransform
 from vqgraph.losses import code_logits
 from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.utils.io import ArtifactMismatchError, atomic_torch_save, read_artifact
 
 STUDENT_FORMAT = "vqgraph-student"
 STUDENT_FORMAT_VERSION = 1

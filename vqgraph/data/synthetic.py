@@ -31,6 +31,32 @@ def _sample_pairs(num: int, y_sorted_nodes, class_start, class_count, y, homophi
     return src, dst
 
 
+def _check_arguments(num_nodes, num_classes, avg_degree, homophily, num_features, num_edges) -> int:
+    """Reject impossible CSBM arguments, naming them; returns the number of undirected edges."""
+    if num_nodes < 2 or not 1 <= num_classes <= num_nodes or num_features < 1:
+        raise ValueError(
+            f"make_csbm: need num_nodes >= 2, 1 <= num_classes <= num_nodes, num_features >= 1; "
+            f"got {num_nodes}, {num_classes}, {num_features}"
+        )
+    if not 0.0 <= homophily <= 1.0:
+        raise ValueError(f"make_csbm: homophily must be in [0, 1], got {homophily}")
+    if num_edges is None:
+        num_edges = int(round(avg_degree * num_nodes / 2))
+    max_edges = num_nodes * (num_nodes - 1) // 2
+    if not 0 <= num_edges <= max_edges // 2:
+        raise ValueError(f"make_csbm: num_edges must be in [0, {max_edges // 2}] for {num_nodes} nodes, got {num_edges}")
+    # homophily 0 or 1 restricts edges to cross- or same-class pairs; asking for more would loop forever
+    sizes = torch.bincount(torch.arange(num_nodes) % num_classes)
+    same_pairs = int((sizes * (sizes - 1) // 2).sum())
+    if homophily == 1.0 and num_edges > same_pairs:
+        raise ValueError(f"make_csbm: homophily=1 allows at most {same_pairs} edges here, got num_edges={num_edges}")
+    if homophily == 0.0 and num_classes > 1 and num_edges > max_edges - same_pairs:
+        raise ValueError(
+            f"make_csbm: homophily=0 allows at most {max_edges - same_pairs} edges here, got num_edges={num_edges}"
+        )
+    return num_edges
+
+
 def make_csbm(
     num_nodes: int = 10_000,
     num_classes: int = 5,
@@ -54,27 +80,7 @@ def make_csbm(
         num_edges: exact number of undirected edges E (default ``round(avg_degree * N / 2)``).
         seed: the generator's seed; the same arguments and seed give the same graph.
     """
-    if num_nodes < 2 or not 1 <= num_classes <= num_nodes or num_features < 1:
-        raise ValueError(
-            f"make_csbm: need num_nodes >= 2, 1 <= num_classes <= num_nodes, num_features >= 1; "
-            f"got {num_nodes}, {num_classes}, {num_features}"
-        )
-    if not 0.0 <= homophily <= 1.0:
-        raise ValueError(f"make_csbm: homophily must be in [0, 1], got {homophily}")
-    if num_edges is None:
-        num_edges = int(round(avg_degree * num_nodes / 2))
-    max_edges = num_nodes * (num_nodes - 1) // 2
-    if not 0 <= num_edges <= max_edges // 2:
-        raise ValueError(f"make_csbm: num_edges must be in [0, {max_edges // 2}] for {num_nodes} nodes, got {num_edges}")
-    # homophily 0 or 1 restricts edges to cross- or same-class pairs; asking for more would loop forever
-    sizes = torch.bincount(torch.arange(num_nodes) % num_classes)
-    same_pairs = int((sizes * (sizes - 1) // 2).sum())
-    if homophily == 1.0 and num_edges > same_pairs:
-        raise ValueError(f"make_csbm: homophily=1 allows at most {same_pairs} edges here, got num_edges={num_edges}")
-    if homophily == 0.0 and num_classes > 1 and num_edges > max_edges - same_pairs:
-        raise ValueError(
-            f"make_csbm: homophily=0 allows at most {max_edges - same_pairs} edges here, got num_edges={num_edges}"
-        )
+    num_edges = _check_arguments(num_nodes, num_classes, avg_degree, homophily, num_features, num_edges)
     gen = torch.Generator().manual_seed(seed)
     y = torch.randperm(num_nodes, generator=gen) % num_classes
     order = torch.argsort(y, stable=True)

@@ -57,6 +57,10 @@ class DistillConfig:
             raise ValueError("temperatures must be > 0")
         if self.code_cache_mb < 0:
             raise ValueError(f"code_cache_mb must be >= 0, got {self.code_cache_mb}")
+        weights = {"label_weight": self.label_weight, "soft_label_weight": self.soft_label_weight * self.uses_soft_labels,
+                   "soft_token_weight": self.soft_token_weight * self.uses_soft_tokens}
+        if not any(weights.values()):
+            raise ValueError(f"method {self.method!r} has no loss term with a non-zero weight: {weights}")
 
     @property
     def uses_soft_labels(self) -> bool:

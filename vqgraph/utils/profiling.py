@@ -32,8 +32,21 @@ def run_isolated(module: str, args: List[str]) -> Dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    import platform
+
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> Dict:
-    """What a measurement ran on: torch version and threads, Python, CPU, core count."""
+    """What a measurement ran on: torch version and threads, Python, CPU model, core count."""
     import platform
 
     import torch
@@ -42,6 +55,6 @@ def environment() -> Dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
     }
