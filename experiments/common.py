@@ -59,7 +59,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, method: bool = True) -> N
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="data root (default: $VQGRAPH_DATA, else ./datasets)")
     parser.add_argument("--config", default=None, help="YAML preset (default: vqgraph/presets/<dataset>.yaml)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config overrides (repeatable)")
     parser.add_argument("--device", default=None, help="torch device")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -54,6 +55,9 @@ def train(out: str) -> None:
     student_train = TrainConfig(lr=0.01, weight_decay=0.0, max_epochs=15, patience=None, batch_size=70, progress=False)
     student = fit_student(data, split, plain_result.targets, student_cfg, DistillConfig(method="glnn"), student_train)
     vq_student = fit_student(data, split, full_result.targets, student_cfg, DistillConfig(method="vqgraph"), student_train)
+    # the code term alone: no loss term reaches the classifier, which must still get its (zero) gradient
+    codes_only = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0)
+    tokens_student = fit_student(data, split, full_result.targets, student_cfg, codes_only, replace(student_train, max_epochs=3))
     # batch norm (buffers kept equal over ranks) and slices without labelled nodes (batches of ~8
     # over 2 ranks, no soft-label term: some ranks' slices carry no loss at all)
     observed = split.observed_idx.numel()  # a last batch of at least 2 rows per rank for batch norm
@@ -74,6 +78,7 @@ def train(out: str) -> None:
         "student_params": _flat(student.model).tolist(),
         "full_teacher_state": _flat(full_result.model).tolist(),
         "vq_student_params": _flat(vq_student.model).tolist(),
+        "tokens_student_params": _flat(tokens_student.model).tolist(),
         "spread": {
             "teacher": _spread(plain_result.model),
             "vq_teacher": _spread(vq_result.model),
@@ -81,6 +86,7 @@ def train(out: str) -> None:
             "student": _spread(student.model),
             "vq_student": _spread(vq_student.model),
             "bn_student": _spread(bn_student.model),
+            "tokens_student": _spread(tokens_student.model),
             "targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(vq_result.targets.z)])),
             "student_targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(full_result.targets.z)])),
         },

@@ -259,12 +259,31 @@ def test_mismatched_targets_are_refused(task, targets):
         fit_student(data, other, targets, StudentConfig(hidden_channels=8), DistillConfig(), TrainConfig(max_epochs=1))
 
 
-def test_a_method_without_a_weighted_loss_term_is_refused():
-    DistillConfig(method="glnn", label_weight=0.0)  # soft labels alone: fine
+def test_a_method_without_a_weighted_loss_term_is_refused(task, tmp_path):
+    from vqgraph.config import ConfigError, ExperimentConfig
+
+    data, split = task
+    DistillConfig(method="glnn", label_weight=0.0).check_learns()  # soft labels alone: fine
     with pytest.raises(ValueError, match="'mlp' has no loss term"):
-        DistillConfig(method="mlp", label_weight=0.0)
-    with pytest.raises(ValueError, match="'vqgraph' has no loss term"):
-        DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0, soft_token_weight=0.0)
+        fit_student(data, split, None, StudentConfig(), DistillConfig(method="mlp", label_weight=0.0))
+    with pytest.raises(ConfigError, match="'vqgraph' has no loss term"):
+        ExperimentConfig.from_preset("cora", overrides=["distill.label_weight=0", "distill.soft_label_weight=0",
+                                                        "distill.soft_token_weight=0"])
+    # the check is on the complete config: a method block may undo what the shared block set
+    preset = tmp_path / "p.yaml"
+    preset.write_text("gcn:\n  distill:\n    label_weight: 0\n  mlp:\n    distill:\n      label_weight: 1\n")
+    assert ExperimentConfig.from_preset("cora", "gcn", "mlp", preset=preset).distill.label_weight == 1
+    with pytest.raises(ConfigError, match="method must be one of"):
+        ExperimentConfig.from_preset("cora", "gcn", "mlpp")
+
+
+def test_every_student_parameter_gets_a_gradient_with_the_code_term_alone(task, targets):
+    data, split = task
+    cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0)  # the classifier is in no term
+    train = TrainConfig(max_epochs=2, patience=None, progress=False, weight_decay=0.1)
+    result = fit_student(data, split, targets, StudentConfig(hidden_channels=8), cfg, train)
+    assert all(p.grad is not None for p in result.model.parameters())  # DDP expects them; decay reaches all
+    assert result.history[0]["loss/label"] == 0.0 and result.history[0]["loss/soft_token"] > 0
 
 
 def test_student_rejects_wrong_feature_width():

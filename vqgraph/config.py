@@ -26,7 +26,7 @@ from vqgraph.data.task import DataConfig
 from vqgraph.errors import VQGraphError
 from vqgraph.models.student import StudentConfig
 from vqgraph.models.teacher import TeacherConfig
-from vqgraph.training.distill import METHODS, DistillConfig, student_train_defaults
+from vqgraph.training.distill import METHODS, DistillConfig, student_defaults, student_train_defaults
 from vqgraph.training.loop import TrainConfig
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -137,28 +137,29 @@ def _read_preset(path: Path, teacher: str, method: str) -> list:
 class ExperimentConfig:
     """Every setting of a run. Build it with :meth:`defaults` or :meth:`from_preset`.
 
-    Distilled students (``glnn``, ``vqgraph``) batch-normalise their hidden layer by default: it
-    raised GLNN's mean validation accuracy on Cora from 82.48 to 83.14 and on A-computer from
-    84.20 to 87.73 (seeds 0-4), where the label-only ``mlp`` lost (Cora seeds 0-9: 61.76 against
-    63.95) and keeps none. Student optimisation: :func:`~vqgraph.training.student_train_defaults`.
+    The student's defaults depend on the method: :func:`~vqgraph.training.distill.student_defaults`
+    (architecture) and :func:`~vqgraph.training.distill.student_train_defaults` (optimisation).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    student: StudentConfig = field(default_factory=lambda: StudentConfig(norm="batch"))
+    student: StudentConfig = field(default_factory=student_defaults)
     distill: DistillConfig = field(default_factory=DistillConfig)
     student_train: TrainConfig = field(default_factory=student_train_defaults)
 
     @classmethod
     def defaults(cls, teacher: str = "gcn", method: str = "vqgraph") -> "ExperimentConfig":
         """Every section at its default for a ``teacher`` kind and a distillation ``method``."""
-        return cls(
-            teacher=TeacherConfig(conv=teacher),
-            student=StudentConfig(norm="none" if method == "mlp" else "batch"),
-            distill=DistillConfig(method=method),
-            student_train=student_train_defaults(method),
-        )
+        try:
+            return cls(
+                teacher=TeacherConfig(conv=teacher),
+                student=student_defaults(method),
+                distill=DistillConfig(method=method),
+                student_train=student_train_defaults(method),
+            )
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
     @classmethod
     def from_preset(
@@ -170,7 +171,16 @@ class ExperimentConfig:
         path = Path(preset) if preset else preset_path(dataset)
         for origin, block, layer in _read_preset(path, teacher, method) if path is not None else []:
             config = config.updated(layer, origin, block)
-        return config.with_overrides(overrides)
+        config = config.with_overrides(overrides)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Checks across keys, on the complete config (a preset layer may be incomplete)."""
+        try:
+            self.distill.check_learns()
+        except ValueError as err:
+            raise ConfigError(f"distill: {err}") from err
 
     def with_overrides(self, overrides: Iterable[str]) -> "ExperimentConfig":
         """This config with ``["section.key=value", ...]`` applied (values parsed by type)."""
@@ -184,9 +194,8 @@ class ExperimentConfig:
         for section, values in layer.items():
             where = f"{block}.{section}" if block else section
             if section not in names:
-                raise ConfigError(
-                    f"{origin}: unknown config section {where}; known: {names} (and per-method blocks {list(METHODS)})"
-                )
+                blocks = f" (and per-method blocks {list(METHODS)})" if block else ""
+                raise ConfigError(f"{origin}: unknown config section {where!r}; known: {names}{blocks}")
             if values is not None and not isinstance(values, Mapping):
                 raise ConfigError(f"{origin}: section {where} must be a mapping")
             changes[section] = replace_checked(changes.get(section, getattr(self, section)), values or {}, where)

@@ -57,6 +57,10 @@ class DistillConfig:
             raise ValueError("temperatures must be > 0")
         if self.code_cache_mb < 0:
             raise ValueError(f"code_cache_mb must be >= 0, got {self.code_cache_mb}")
+
+    def check_learns(self) -> None:
+        """Raise ValueError if no loss term of the method has a non-zero weight (checked by
+        ``fit_student`` and by complete experiment configs, not per preset layer)."""
         weights = {"label_weight": self.label_weight, "soft_label_weight": self.soft_label_weight * self.uses_soft_labels,
                    "soft_token_weight": self.soft_token_weight * self.uses_soft_tokens}
         if not any(weights.values()):
@@ -74,6 +78,14 @@ class DistillConfig:
         return asdict(self)
 
 
+def student_defaults(method: str = "vqgraph") -> StudentConfig:
+    """The student's architecture defaults: distilled students (``glnn``, ``vqgraph``)
+    batch-normalise their hidden layer (GLNN's mean validation accuracy on Cora 82.48 -> 83.14,
+    A-computer 84.20 -> 87.73, seeds 0-4), the label-only ``mlp`` does not (Cora seeds 0-9:
+    61.76 against 63.95)."""
+    return StudentConfig(norm="none" if method == "mlp" else "batch")
+
+
 def student_train_defaults(method: str = "vqgraph") -> TrainConfig:
     """The student's optimisation defaults, for ``fit_student`` and for experiment configs.
 
@@ -89,10 +101,6 @@ class DistillLosses(NamedTuple):
     label: Tensor
     soft_label: Tensor
     soft_token: Tensor
-
-    @property
-    def total(self) -> Tensor:
-        return self.label + self.soft_label + self.soft_token
 
 
 def label_loss(logits: Tensor, y: Tensor, labelled: Tensor, share: Share, weight: float = 1.0) -> Tensor:
@@ -202,10 +210,14 @@ class DistillObjective:
         idx, share = batch
         out = net(self.x[idx])
         if self.distiller is not None:
-            return self.distiller(out, idx, self.y[idx], self.is_train[idx], share)._asdict()
-        zero = out.logits.new_zeros(())
-        label = label_loss(out.logits, self.y[idx], self.is_train[idx], share, self.label_weight)
-        return DistillLosses(label, zero, zero)._asdict()
+            losses = self.distiller(out, idx, self.y[idx], self.is_train[idx], share)
+        else:
+            zero = out.logits.new_zeros(())
+            losses = DistillLosses(label_loss(out.logits, self.y[idx], self.is_train[idx], share, self.label_weight), zero, zero)
+        # every output takes part in the backward pass even when its terms are off (e.g. the code
+        # term alone): each parameter gets a gradient, as DDP expects, and weight decay reaches all
+        anchor = 0.0 * sum(t.sum() for t in out if t is not None)
+        return DistillLosses(losses.label + anchor, losses.soft_label, losses.soft_token)._asdict()
 
     def epoch_metrics(self) -> Dict[str, float]:
         return {}
@@ -275,6 +287,7 @@ def fit_student(
     by default; ``test`` is the paper's protocol, for comparison only).
     """
     split.check_graph(data)
+    distill.check_learns()
     train = train or student_train_defaults(distill.method)
     me = distributed.init(train.device)  # torchrun: join the job; else a world of one
     code_dim = targets.z.size(1) if distill.uses_soft_tokens and targets is not None else None

@@ -3,8 +3,9 @@
 The index sets are a split's (:meth:`~vqgraph.data.NodeSplit.index_dict`: ``train``, ``val``,
 ``test`` or ``test_tran`` / ``test_ind``) or any other dict of index tensors. When both
 ``test_tran`` and ``test_ind`` are evaluated, ``test_prod/acc = 0.8 tran + 0.2 ind`` is added
-(the inductive production score). Predictions may be of all N nodes, or of one rank's block of
-rows: correct and total counts are then summed over ranks, so every rank gets the same dict.
+(the inductive production score). Predictions may be of all N nodes (a local computation), or
+of one rank's block of rows: correct and total counts are then summed over ranks (a collective
+that every rank must call), so every rank gets the same dict.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Evaluator:
 
     def __call__(self, pred: Tensor, rows: Optional[range] = None) -> Dict[str, float]:
         classes = pred.argmax(-1) if pred.dim() == 2 else pred
-        rows = range(self.y.numel()) if rows is None else rows
+        sharded, rows = rows is not None, range(self.y.numel()) if rows is None else rows
         if classes.size(0) != len(rows):
             raise ValueError(f"Evaluator: {classes.size(0)} predictions for {len(rows)} rows")
         counts = []
@@ -62,7 +63,8 @@ class Evaluator:
             mine = idx[(idx >= rows.start) & (idx < rows.stop)]
             correct = (classes[mine - rows.start] == self.y[mine].to(classes.device)).sum()
             counts.append(torch.stack([correct.double().cpu(), torch.tensor(float(mine.numel()), dtype=torch.float64)]))
-        totals = distributed.all_reduce_sum(torch.stack(counts)) if counts else torch.zeros(0, 2)
+        totals = torch.stack(counts) if counts else torch.zeros(0, 2)
+        totals = distributed.all_reduce_sum(totals) if sharded else totals
         metrics = {
             f"{name}/acc": float(c / n) if n > 0 else float("nan")
             for name, (c, n) in zip(self.index_sets, totals.tolist())

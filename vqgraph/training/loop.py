@@ -14,7 +14,9 @@ Distributed arithmetic is settled once, in the batches: every rank takes its con
 the same global batch, and the batch's :class:`Share` carries the global counts, so that an
 objective that divides a sum over its rows by the global count (:meth:`Share.mean`) makes
 DistributedDataParallel's gradient mean over ranks the gradient of the global batch. In a world
-of one process a share is the whole batch and every division is the plain mean.
+of one process a share is the whole batch and every division is the plain mean. (The teacher's
+tokenizer terms are the exception, by design: each rank's means over its own sampled subgraph;
+see docs/distributed.md.)
 """
 
 from __future__ import annotations
@@ -141,7 +143,8 @@ class FitResult(NamedTuple):
 
 
 def progress(iterable, desc: str, enabled: bool):
-    """A tqdm bar on a terminal; none when disabled or when stderr is not a terminal (logs, CI)."""
+    """A tqdm bar on a terminal; none when disabled or when stderr is not a terminal (log files,
+    CI, ``nohup``; also Jupyter, whose stderr is not a terminal)."""
     return tqdm(iterable, desc=desc, disable=True if not enabled else None, leave=False, file=sys.stderr, mininterval=1.0)
 
 
@@ -187,13 +190,16 @@ def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, objective: Objectiv
     """One pass over the objective's batches; the mean of every loss term over steps and ranks."""
     sums, steps = None, 0
     for batch in objective.batches(epoch):
-        terms = objective.losses(net, batch)
-        total = functools.reduce(operator.add, terms.values())
+        named = objective.losses(net, batch)
+        if list(named) != list(objective.terms):
+            raise ValueError(f"objective returned loss terms {list(named)}, declared {list(objective.terms)}")
+        terms = list(named.values())
+        total = functools.reduce(operator.add, terms)
         opt.zero_grad()
         total.backward()
         opt.step()
         steps += 1
-        row = torch.stack([t.detach().double().cpu() for t in (total, *terms.values())])
+        row = torch.stack([t.detach().double().cpu() for t in (total, *terms)])
         sums = row if sums is None else sums + row
     sums = distributed.all_reduce_sum(sums) / distributed.world().world_size
     keys = ["train/loss"] + [f"loss/{name}" for name in objective.terms]

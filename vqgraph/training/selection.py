@@ -42,5 +42,5 @@ def end_epoch(epoch: int, metrics: Dict[str, float], history: list, best: BestCh
     if log is not None:
         log(metrics, epoch)
     if bar is not None:
-        bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", val=f"{metrics['val/acc']:.3f}")
+        bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", **{best.monitor: f"{metrics[best.monitor]:.3f}"})
     return best.update(epoch, metrics, model)
