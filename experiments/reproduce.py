@@ -180,7 +180,8 @@ def main(argv=None) -> int:
         result = folder / "results.json"
         spec = RunSpec(dataset, setting, method, args.teacher, seed, tuple(args.set), quiet=True)
         try:
-            changes = config_changes(json.loads(result.read_text()), spec) if result.is_file() else spec.config() and []
+            spec.config()  # a bad key or value fails before any training
+            changes = config_changes(json.loads(result.read_text()), spec) if result.is_file() else []
         except ConfigError as err:
             parser.error(str(err))
         if result.is_file():  # finished: reuse it, but only if it was made with the config asked for now

@@ -171,7 +171,8 @@ def fit_teacher(
 
 
 def evaluate_targets(targets: TeacherTargets, data: Data, split: NodeSplit) -> Dict[str, float]:
-    """Accuracy of the teacher's logits on every evaluation set of ``split``, plus codebook stats."""
+    """Accuracy of the teacher's logits (all N nodes: a local computation) on every evaluation set
+    of ``split`` (inductive: ``test_prod/acc`` too), plus codebook stats."""
     metrics = Evaluator.for_split(data.y, split)(targets.logits)
     if targets.codebook is not None:
         stats = codebook_stats(targets.codes, targets.codebook.size(0))
