@@ -49,10 +49,6 @@ PUBLISHED = {
 }
 
 
-def run_dir(runs: Path, dataset: str, setting: str, method: str, teacher: str, seed: int) -> Path:
-    return runs / f"{Path(dataset).stem}-{setting}-{method}-{teacher}-s{seed}"
-
-
 def _clean_partial(folder: Path) -> None:
     """Remove temporary files a killed run left behind (results are only ever renamed into place)."""
     for tmp in folder.glob(".*.tmp"):
@@ -176,9 +172,9 @@ def main(argv=None) -> int:
     ]
     rows = []
     for dataset, setting, method, seed in progress(grid, "grid", enabled=True):
-        folder = run_dir(args.runs, dataset, setting, method, args.teacher, seed)
-        result = folder / "results.json"
         spec = RunSpec(dataset, setting, method, args.teacher, seed, tuple(args.set), quiet=True)
+        folder = args.runs / spec.name
+        result = folder / "results.json"
         try:
             spec.config()  # a bad key or value fails before any training
             changes = config_changes(json.loads(result.read_text()), spec) if result.is_file() else []

@@ -58,6 +58,9 @@ def train(out: str) -> None:
     # the code term alone: no loss term reaches the classifier, which must still get its (zero) gradient
     codes_only = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0)
     tokens_student = fit_student(data, split, full_result.targets, student_cfg, codes_only, replace(student_train, max_epochs=3))
+    # and the projection in no term (code weight 0): DDP is not told to look for unused parameters
+    no_codes = DistillConfig(method="vqgraph", soft_token_weight=0.0)
+    no_code_student = fit_student(data, split, full_result.targets, student_cfg, no_codes, replace(student_train, max_epochs=2))
     # batch norm (buffers kept equal over ranks) and slices without labelled nodes (batches of ~8
     # over 2 ranks, no soft-label term: some ranks' slices carry no loss at all)
     observed = split.observed_idx.numel()  # a last batch of at least 2 rows per rank for batch norm
@@ -79,6 +82,7 @@ def train(out: str) -> None:
         "full_teacher_state": _flat(full_result.model).tolist(),
         "vq_student_params": _flat(vq_student.model).tolist(),
         "tokens_student_params": _flat(tokens_student.model).tolist(),
+        "no_code_student_params": _flat(no_code_student.model).tolist(),
         "spread": {
             "teacher": _spread(plain_result.model),
             "vq_teacher": _spread(vq_result.model),
@@ -87,6 +91,7 @@ def train(out: str) -> None:
             "vq_student": _spread(vq_student.model),
             "bn_student": _spread(bn_student.model),
             "tokens_student": _spread(tokens_student.model),
+            "no_code_student": _spread(no_code_student.model),
             "targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(vq_result.targets.z)])),
             "student_targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(full_result.targets.z)])),
         },

@@ -76,6 +76,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(runs):
     assert _max_diff(one["full_teacher_state"], two["full_teacher_state"]) < 1e-5
     assert _max_diff(one["vq_student_params"], two["vq_student_params"]) < 1e-5
     assert _max_diff(one["tokens_student_params"], two["tokens_student_params"]) < 1e-5
+    assert _max_diff(one["no_code_student_params"], two["no_code_student_params"]) < 1e-5
     for key in ("teacher_metrics", "student_metrics", "full_teacher_metrics", "vq_student_metrics"):
         for metric, value in one[key].items():
             if metric.endswith("/acc"):  # validation all-reduced over ranks: the same selection

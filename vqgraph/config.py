@@ -198,7 +198,7 @@ class ExperimentConfig:
                 raise ConfigError(f"{origin}: unknown config section {where!r}; known: {names}{blocks}")
             if values is not None and not isinstance(values, Mapping):
                 raise ConfigError(f"{origin}: section {where} must be a mapping")
-            changes[section] = replace_checked(changes.get(section, getattr(self, section)), values or {}, where)
+            changes[section] = replace_checked(getattr(self, section), values or {}, where)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> Dict[str, Dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from torch_geometric.data import Data
@@ -20,9 +20,6 @@ class DataConfig:
     test_ind_ratio: float = 0.2  # fraction of test nodes hidden in the inductive setting
     train_per_class: int = 20  # CPF split (datasets without fixed splits)
     val_per_class: int = 30
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Task(NamedTuple):

@@ -198,8 +198,8 @@ class DistillObjective:
                 f"least {self.min_rows} ({me.world_size} process(es)); got {self.fit_idx.numel()} nodes, batch size "
                 f"{self.batch_size}"
             )
-        # a projection without the code term gets no gradient
-        self.find_unused_parameters = config.uses_soft_tokens and not config.soft_token_weight
+        # the anchor in losses() gives every parameter a gradient: DDP need not search for unused ones
+        self.find_unused_parameters = False
 
     def batches(self, epoch: int):
         order = self.fit_idx[torch.randperm(self.fit_idx.numel(), generator=self.order).to(self.device)]

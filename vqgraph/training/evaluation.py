@@ -40,6 +40,7 @@ class Evaluator:
                 raise ValueError(f"Evaluator: index set {name!r} has ids outside [0, {y.numel()})")
         self.y = y
         self.index_sets = dict(index_sets)
+        self.with_prod = set(PROD_WEIGHTS) <= set(self.index_sets)  # adds test_prod/acc
 
     @classmethod
     def for_split(cls, y: Tensor, split) -> "Evaluator":
@@ -50,7 +51,7 @@ class Evaluator:
     def keys(self):
         """The metric keys a call returns."""
         out = [f"{name}/acc" for name in self.index_sets]
-        return out + (["test_prod/acc"] if set(PROD_WEIGHTS) <= set(self.index_sets) else [])
+        return out + (["test_prod/acc"] if self.with_prod else [])
 
     def __call__(self, pred: Tensor, rows: Optional[range] = None) -> Dict[str, float]:
         classes = pred.argmax(-1) if pred.dim() == 2 else pred
@@ -69,6 +70,6 @@ class Evaluator:
             f"{name}/acc": float(c / n) if n > 0 else float("nan")
             for name, (c, n) in zip(self.index_sets, totals.tolist())
         }
-        if set(PROD_WEIGHTS) <= set(self.index_sets):
+        if self.with_prod:
             metrics["test_prod/acc"] = sum(w * metrics[f"{name}/acc"] for name, w in PROD_WEIGHTS.items())
         return metrics
