@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 from vqgraph import distributed
-from vqgraph.config import ConfigError, ExperimentConfig, to_dict
+from vqgraph.config import ConfigError, ExperimentConfig, recipe, to_dict
 from vqgraph.data.task import Task
 from vqgraph.models.encoders import CONVS
 from vqgraph.targets import TeacherTargets
@@ -54,8 +54,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, method: bool = True) -> N
     parser.add_argument("--dataset", required=True, help="dataset name or path of a CPF-format .npz")
     parser.add_argument("--setting", default="transductive", choices=["transductive", "inductive"])
     if method:
-        parser.add_argument("--method", default="vqgraph", choices=METHODS)
-    parser.add_argument("--teacher", default="gcn", choices=sorted(CONVS))
+        parser.add_argument("--method", default=None, choices=METHODS,
+                            help="distillation method (default: the preset's recipe for the setting, else vqgraph)")
+    parser.add_argument("--teacher", default=None, choices=sorted(CONVS),
+                        help="teacher kind (default: the preset's recipe for the setting, else gcn)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="data root (default: $VQGRAPH_DATA, else ./datasets)")
     parser.add_argument("--config", default=None, help="YAML preset (default: vqgraph/presets/<dataset>.yaml)")
@@ -69,9 +71,14 @@ def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Name
     """Parse ``argv`` (arguments of :func:`add_run_arguments` and the script's own) into the
     arguments, the run and its config; a bad config key or value is a usage error naming it."""
     args = parser.parse_args(argv)
-    spec = RunSpec(args.dataset, args.setting, getattr(args, "method", "vqgraph"), args.teacher, args.seed,
-                   tuple(args.set), args.config, args.device, args.quiet)
     try:
+        chosen = recipe(args.dataset, args.setting, args.config)
+        named = getattr(args, "method", None)
+        # the recipe's own overrides come with its method only; the command line's win
+        overrides = args.set if named else [*chosen["set"], *args.set]
+        spec = RunSpec(args.dataset, args.setting, named or chosen["method"], args.teacher or chosen["teacher"],
+                       args.seed, tuple(overrides), args.config, args.device, args.quiet)
+        args.recipe = not named and bool(chosen["set"])  # the run is the preset's recipe, not the plain method
         return args, spec, spec.config()
     except ConfigError as err:
         parser.error(str(err))
@@ -80,6 +87,8 @@ def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Name
 def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig) -> str:
     """Hash of everything that determines a teacher (the device and progress bar excluded)."""
     train = {k: v for k, v in to_dict(cfg.train).items() if k not in ("device", "progress")}
+    if train.get("optimizer") == "adam":  # the default, before the key existed: earlier caches stay valid
+        del train["optimizer"]
     blob = json.dumps(
         {"dataset": dataset, "setting": setting, "seed": seed, "data": to_dict(cfg.data),
          "teacher": to_dict(cfg.teacher), "train": train},

@@ -1,7 +1,11 @@
 """One distillation run: teacher (trained, or reused from the cache), then the student.
 
-    python -m experiments.run --dataset cora --setting transductive --method vqgraph --teacher gcn --seed 0 \
+    python -m experiments.run --dataset cora --setting transductive [--method vqgraph] [--teacher gcn] --seed 0 \
         [--out DIR] [--data-root DIR] [--set distill.soft_token_weight=0.5 ...] [--wandb off|offline|online]
+
+Without ``--method`` the run trains the preset's recipe for the setting (``recipe:`` in
+``vqgraph/presets/<dataset>.yaml``: teacher, method and the recipe's own overrides; its default
+folder ends in ``-recipe`` when it has overrides).
 
 Writes ``DIR/results.json`` (accuracies as fractions), ``DIR/student.pt`` and prints one line.
 Teachers are cached under ``--cache`` by a hash of everything that determines them.
@@ -56,6 +60,7 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
             return None
         m = student.metrics
         metrics = {k: v for k, v in m.items() if k.endswith("/acc")}
+        chosen = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("selected/")}  # e.g. the mlp's weight decay
         codebook = targets.codebook if spec.method == "vqgraph" else None
         meta = {"dataset": name, "setting": setting, "method": spec.method, "seed": spec.seed, "metrics": metrics, "config": config}
         Predictor(student.model, task.transform, codebook, targets.metric, meta=meta).save(out / "student.pt")
@@ -67,6 +72,7 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
             "targets": {k: v for k, v in m.items() if k.startswith("targets/")},
             "timings": {"teacher_train_s": teacher_seconds, "teacher_cached": teacher_seconds == 0.0,
                         "student_train_s": m["train_s"], "student_infer_s": m["infer_s"]},
+            "selected": chosen,
             "best_epoch": m["best_epoch"],
             "epochs": m["epochs"],
             "teacher_artifact": str(artifact),
@@ -93,7 +99,7 @@ def summary_line(results: dict, out: Path) -> str:
 @distributed.entry_point
 def main(argv=None) -> int:
     args, spec, _ = parse_run(build_parser(), argv)
-    out = args.out or Path("runs") / spec.name
+    out = args.out or Path("runs") / (spec.name + ("-recipe" if args.recipe else ""))
     results = run(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project)
     if results is not None:
         print(summary_line(results, out))

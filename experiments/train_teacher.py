@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @distributed.entry_point
 def main(argv=None) -> int:
-    args, _, cfg = parse_run(build_parser(), argv)
+    args, spec, cfg = parse_run(build_parser(), argv)
     me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
-    out = args.out or Path("runs/teacher") / f"{Path(args.dataset).stem}-{args.setting}-{args.teacher}-s{args.seed}"
+    out = args.out or Path("runs/teacher") / f"{Path(args.dataset).stem}-{args.setting}-{spec.teacher}-s{args.seed}"
     data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root)
     start = time.perf_counter()
     result = fit_teacher(data, split, cfg.teacher, cfg.train)
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     results = {
         "dataset": data.name,
         "setting": split.setting.value,
-        "teacher": args.teacher,
+        "teacher": spec.teacher,
         "seed": args.seed,
         "metrics": {key: m[key] for key in ["train/acc", *eval_keys]},
         "codebook": {
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     write_json(Path(out) / "results.json", results)
     summary = " ".join(f"{k}={v:.4f}" for k, v in results["metrics"].items())
     print(
-        f"{data.name} {split.setting.value} {args.teacher} seed={args.seed}: {summary} "
+        f"{data.name} {split.setting.value} {spec.teacher} seed={args.seed}: {summary} "
         f"codes_used={results['codebook']['used_frac']:.3f} epochs={m['epochs']} ({m['train_s']:.1f}s) -> {out}"
     )
     return 0

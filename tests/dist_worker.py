@@ -69,6 +69,10 @@ def train(out: str) -> None:
         data, split, plain_result.targets, StudentConfig(hidden_channels=32, dropout=0.0, norm="batch"),
         DistillConfig(method="glnn", soft_label_weight=0.0), TrainConfig(max_epochs=2, patience=None, batch_size=small, progress=False),
     )
+    # the optional terms: per-rank similarity pairs, a per-rank perturbation (the attack runs outside DDP)
+    extra = DistillConfig(method="glnn", similarity_weight=1.0, adversarial_weight=0.1)
+    extra_student = fit_student(data, split, plain_result.targets, StudentConfig(hidden_channels=32, norm="batch"), extra,
+                                replace(student_train, max_epochs=2))
     me = distributed.world()
     payload = {
         "world_size": me.world_size,
@@ -92,6 +96,7 @@ def train(out: str) -> None:
             "bn_student": _spread(bn_student.model),
             "tokens_student": _spread(tokens_student.model),
             "no_code_student": _spread(no_code_student.model),
+            "extra_terms_student": _spread(extra_student.model),
             "targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(vq_result.targets.z)])),
             "student_targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(full_result.targets.z)])),
         },

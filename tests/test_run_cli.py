@@ -108,3 +108,42 @@ def test_preset_method_blocks_apply_to_their_method_only(tmp_path):
     preset.write_text("gcn:\n  mlp:\n    studnet:\n      dropout: 0.6\n")
     with pytest.raises(ConfigError, match=r"gcn\.mlp\.studnet"):
         ExperimentConfig.from_preset("cora", "gcn", "mlp", preset=preset)
+
+
+def test_run_without_method_or_teacher_takes_the_presets_recipe_per_setting(tmp_path):
+    from experiments.common import parse_run
+    from vqgraph.config import DEFAULT_RECIPE, ConfigError, recipe
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("recipe:\n  inductive:\n    teacher: sage\n    method: glnn\n"
+                      "    set: [distill.adversarial_weight=0.1, student.hidden_channels=64]\n"
+                      "sage:\n  glnn:\n    student:\n      dropout: 0.2\n")
+    assert recipe("mygraph", "inductive", preset) == {
+        "teacher": "sage", "method": "glnn", "set": ["distill.adversarial_weight=0.1", "student.hidden_channels=64"]}
+    assert recipe("mygraph", "transductive", preset) == DEFAULT_RECIPE  # no block for the setting
+    assert recipe(str(tmp_path / "own.npz"), "inductive") == DEFAULT_RECIPE  # a graph without preset
+    parser = run_cli.build_parser()
+    args, spec, cfg = parse_run(parser, ["--dataset", "cora", "--setting", "inductive", "--config", str(preset)])
+    assert (spec.teacher, spec.method, cfg.teacher.conv, cfg.distill.method) == ("sage", "glnn", "sage", "glnn")
+    assert args.recipe  # its default folder is not the plain method's
+    assert cfg.student.dropout == 0.2  # the recipe's own preset block applies, then its overrides
+    assert cfg.distill.adversarial_weight == 0.1 and cfg.student.hidden_channels == 64
+    _, _, cfg = parse_run(parser, ["--dataset", "cora", "--setting", "inductive", "--config", str(preset),
+                                   "--set", "student.hidden_channels=32"])
+    assert cfg.student.hidden_channels == 32 and cfg.distill.adversarial_weight == 0.1  # the command line wins
+    _, spec, cfg = parse_run(parser, ["--dataset", "cora", "--setting", "inductive", "--config", str(preset),
+                                      "--method", "mlp"])
+    assert (spec.teacher, spec.method) == ("sage", "mlp")  # a named method wins; the teacher still comes from the recipe
+    assert cfg.distill.adversarial_weight == 0.0  # ... and the recipe's overrides stay with the recipe's method
+    # the packaged presets name a recipe per setting, each a valid config
+    for dataset in ("cora", "citeseer", "a-computer", "a-photo"):
+        for setting in ("transductive", "inductive"):
+            _, spec, _ = parse_run(parser, ["--dataset", dataset, "--setting", setting])
+            assert spec.method in ("glnn", "vqgraph")
+    preset.write_text("recipe:\n  inductive:\n    method: glnnn\n")
+    with pytest.raises(ConfigError, match="recipe.inductive.method"):
+        recipe("cora", "inductive", preset)
+    for bad in ("    teachr: gcn\n", "    set: distill.adversarial_weight=0.1\n", "    set: [adversarial_weight]\n"):
+        preset.write_text("recipe:\n  inductive:\n" + bad)
+        with pytest.raises(ConfigError, match="recipe.inductive|section.key=value"):
+            recipe("cora", "inductive", preset)

@@ -9,6 +9,8 @@ key's name.
 A preset (``vqgraph/presets/<dataset>.yaml``, or any YAML file) holds one block per teacher kind
 (``gcn:``, ``sage:``, ...) of sections; inside it, a block named after a method (``mlp:``,
 ``glnn:``, ``vqgraph:``) holds sections for that method only, applied after the shared ones.
+A ``recipe:`` block names, per setting, the teacher kind and method a run uses when none is
+named (:func:`recipe`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from vqgraph.data.task import DataConfig
 from vqgraph.errors import VQGraphError
 from vqgraph.models.student import StudentConfig
 from vqgraph.models.teacher import TeacherConfig
-from vqgraph.training.distill import METHODS, DistillConfig, student_defaults, student_train_defaults
+from vqgraph.training.distill import METHODS, DistillConfig, distill_defaults, student_defaults, student_train_defaults
 from vqgraph.training.loop import TrainConfig
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -118,6 +120,30 @@ def preset_path(dataset: str) -> Optional[Path]:
     return path if path.is_file() else None
 
 
+DEFAULT_RECIPE = {"teacher": "gcn", "method": "vqgraph", "set": []}  # for a graph without preset
+
+
+def recipe(dataset: str, setting: str = "transductive", preset=None) -> Dict[str, Any]:
+    """What a run of ``dataset`` in ``setting`` trains when no method is named: the preset's
+    ``recipe.<setting>`` block, chosen on validation (``teacher``, ``method`` and ``set``, a list
+    of ``section.key=value`` overrides of the recipe's own), else :data:`DEFAULT_RECIPE`."""
+    path = Path(preset) if preset else preset_path(dataset)
+    out = {**DEFAULT_RECIPE, "set": []}
+    if path is None:
+        return out
+    block = (yaml.safe_load(Path(path).read_text()) or {}).get("recipe") or {}
+    chosen = block.get(setting) or {} if isinstance(block, dict) else None
+    if not isinstance(chosen, dict) or set(chosen) - set(out):
+        raise ConfigError(f"{path}: recipe.{setting} must be a mapping with keys {sorted(out)}, got {chosen!r}")
+    out.update(chosen)
+    if out["method"] not in METHODS:
+        raise ConfigError(f"{path}: recipe.{setting}.method must be one of {METHODS}, got {out['method']!r}")
+    if not isinstance(out["set"], list) or not all(isinstance(item, str) for item in out["set"]):
+        raise ConfigError(f"{path}: recipe.{setting}.set must be a list of section.key=value strings")
+    parse_overrides(out["set"])  # malformed items fail here, naming themselves
+    return out
+
+
 def _read_preset(path: Path, teacher: str, method: str) -> list:
     """The layers of a preset that apply to ``teacher`` and ``method``: ``[(where, sections)]``."""
     preset = yaml.safe_load(Path(path).read_text()) or {}
@@ -138,7 +164,8 @@ class ExperimentConfig:
     """Every setting of a run. Build it with :meth:`defaults` or :meth:`from_preset`.
 
     The student's defaults depend on the method: :func:`~vqgraph.training.distill.student_defaults`
-    (architecture) and :func:`~vqgraph.training.distill.student_train_defaults` (optimisation).
+    (architecture), :func:`~vqgraph.training.distill.distill_defaults` (terms) and
+    :func:`~vqgraph.training.distill.student_train_defaults` (optimisation).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -155,7 +182,7 @@ class ExperimentConfig:
             return cls(
                 teacher=TeacherConfig(conv=teacher),
                 student=student_defaults(method),
-                distill=DistillConfig(method=method),
+                distill=distill_defaults(method),
                 student_train=student_train_defaults(method),
             )
         except ValueError as err:

@@ -16,7 +16,7 @@ from vqgraph.data.splits import NodeSplit, Setting, make_split
 class DataConfig:
     """How a graph's features are prepared and how it is split."""
 
-    feature_norm: str = "row"  # none | row | standard
+    feature_norm: str = "none"  # none | row | standard (row: Cora and Citeseer presets; see docs/results.md)
     test_ind_ratio: float = 0.2  # fraction of test nodes hidden in the inductive setting
     train_per_class: int = 20  # CPF split (datasets without fixed splits)
     val_per_class: int = 30

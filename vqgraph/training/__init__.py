@@ -8,6 +8,7 @@ from vqgraph.training.distill import (
     DistillObjective,
     StudentResult,
     fit_student,
+    distill_defaults,
     student_train_defaults,
 )
 from vqgraph.training.evaluation import Evaluator
@@ -41,6 +42,7 @@ __all__ = [
     "fit",
     "fit_student",
     "fit_teacher",
+    "distill_defaults",
     "student_train_defaults",
     "usage_stats",
 ]

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from vqgraph import distributed
 from vqgraph.training.selection import BestCheckpoint, end_epoch
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 RANK_SEED_STRIDE = 7919  # rank r > 0 of a sharded job draws its own streams from seed + 7919 r
 SAMPLE_SEED_OFFSET = 104729  # rank 0's sampling stream in a sharded job
 
@@ -49,6 +50,7 @@ class TrainConfig:
     patience: Optional[int] = 100  # epochs without a better val/acc before stopping (None: never)
     batch_size: Optional[int] = None  # None: full-batch; else seed nodes per mini-batch
     fanouts: Sequence[int] = (15, 10)  # neighbours per hop in mini-batch mode (last value repeats)
+    optimizer: str = "adam"  # adam: L2 penalty in the gradient | adamw: decoupled weight decay (feature-scale free)
     device: str = "cpu"
     seed: int = 0
     progress: bool = True  # tqdm progress bar over epochs (on a terminal only)
@@ -58,6 +60,8 @@ class TrainConfig:
             raise ValueError(f"need lr > 0 and max_epochs >= 1, got lr={self.lr}, max_epochs={self.max_epochs}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
         if not self.fanouts or not all(isinstance(f, int) and f >= -1 and f != 0 for f in self.fanouts):
             raise ValueError(f"fanouts must be a non-empty list of positive ints (or -1: all), got {self.fanouts!r}")
 
@@ -157,7 +161,7 @@ def fit(
     log: Optional[Callable[[Dict[str, float], int], None]] = None,
     desc: str = "train",
 ) -> FitResult:
-    """Train ``model`` on ``objective`` with Adam for at most ``train.max_epochs`` epochs.
+    """Train ``model`` on ``objective`` with ``train.optimizer`` for at most ``train.max_epochs`` epochs.
 
     After each epoch the metrics are the epoch's mean loss terms (``train/loss``,
     ``loss/<term>``), ``evaluate(model)`` (model in eval mode) and the objective's own epoch
@@ -167,7 +171,7 @@ def fit(
     """
     me = distributed.world()
     net = distributed.wrap_ddp(model, objective.find_unused_parameters)
-    opt = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    opt = OPTIMIZERS[train.optimizer](model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     best = BestCheckpoint(monitor, train.patience)
     history: List[Dict[str, float]] = []
     start = time.perf_counter()

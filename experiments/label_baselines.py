@@ -1,0 +1,121 @@
+"""Label-only baselines on the same labelled nodes: a tuned linear model against the ``mlp`` student.
+
+    python -m experiments.label_baselines --datasets cora citeseer a-computer a-photo --seeds 0-4 \
+        [--no-preset] [--choose] [--variants "default:" "wd5e-4:student_train.weight_decay=0.0005" ...] \
+        [--out experiments/results/label_baselines.md]
+
+The linear model is scikit-learn's multinomial logistic regression (L2 penalty, L-BFGS) on the
+training nodes, its ``C`` (10^-3 .. 10^3) and feature normalisation (none / row / standard)
+chosen on validation accuracy. The ``mlp`` student is trained by :func:`vqgraph.fit_student`, each variant being
+``NAME:OVERRIDE[;OVERRIDE...]`` on top of the run config (the dataset preset, or with
+``--no-preset`` the defaults a graph without preset gets). A label-only baseline should be at
+least as good as the tuned linear model on every graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import statistics
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from experiments.common import emit, markdown_table
+from experiments.teacher_table import parse_seeds
+from vqgraph.config import ExperimentConfig
+from vqgraph.data.datasets import load_dataset
+from vqgraph.data.graph import FEATURE_NORMS, FeatureTransform
+from vqgraph.data.splits import make_split
+from vqgraph.data.task import prepare_task
+from vqgraph.training import fit_student
+from vqgraph.utils.io import atomic_write_text
+
+C_GRID = tuple(10.0**k for k in range(-3, 4))
+
+
+def logistic_baseline(dataset: str, seed: int, data_root=None) -> Dict[str, float]:
+    """Val and test accuracy of the validation-chosen (normalisation, C) logistic regression."""
+    data = load_dataset(dataset, root=data_root, seed=seed)
+    split = make_split(data, seed=seed)
+    best = None
+    y = data.y.numpy()
+    for norm in FEATURE_NORMS:
+        x = FeatureTransform.fit(data.x, norm, split.observed_idx)(data.x).numpy()
+        for c in C_GRID:
+            model = LogisticRegression(C=c, max_iter=5000).fit(x[split.train_idx], y[split.train_idx])
+            val = model.score(x[split.val_idx], y[split.val_idx])
+            if best is None or val > best["val/acc"]:
+                best = {"val/acc": val, "test/acc": model.score(x[split.test_idx], y[split.test_idx]),
+                        "choice": f"{norm}, C={c:g}"}
+    return best
+
+
+def mlp_baseline(dataset: str, seed: int, overrides: List[str], use_preset: bool, data_root=None) -> Dict[str, float]:
+    preset = None if use_preset else "/dev/null"
+    cfg = ExperimentConfig.from_preset(dataset, "gcn", "mlp", [*overrides, f"student_train.seed={seed}",
+                                       "student_train.progress=false"], preset=preset)
+    task = prepare_task(dataset, "transductive", seed, cfg.data, data_root)
+    result = fit_student(task.data, task.split, None, cfg.student, cfg.distill, cfg.student_train)
+    return {k: result.metrics[k] for k in ("val/acc", "test/acc")}
+
+
+def mlp_row(dataset: str, name: str, runs, linear, settings: str) -> list:
+    diffs = [m["test/acc"] - r["test/acc"] for m, r in zip(runs, linear)]
+    wins = sum(d > 0 for d in diffs)
+    return [dataset, name, pct([r["val/acc"] for r in runs]), pct([r["test/acc"] for r in runs]),
+            f"{100 * statistics.mean(diffs):+.2f} ({wins}/{len(diffs)})", settings]
+
+
+def pct(values) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.label_baselines", description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", required=True)
+    parser.add_argument("--seeds", default="0-4")
+    parser.add_argument("--variants", nargs="*", default=["default:"], help="NAME:OVERRIDE[;OVERRIDE...]")
+    parser.add_argument("--no-preset", action="store_true", help="the defaults of a graph without preset")
+    parser.add_argument("--choose", action="store_true", help="add a row: per seed, the variant best on validation")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    seeds = parse_seeds(args.seeds)
+    rows, record = [], {}
+    for dataset in args.datasets:
+        linear = [logistic_baseline(dataset, s, args.data_root) for s in seeds]
+        choices = ", ".join(sorted({r["choice"] for r in linear}))
+        rows.append([dataset, "logistic regression", pct([r["val/acc"] for r in linear]),
+                     pct([r["test/acc"] for r in linear]), "", choices])
+        per_variant = []
+        record[dataset] = {"logistic regression": linear}
+        for variant in args.variants:
+            name, _, text = variant.partition(":")
+            overrides = [o for o in text.split(";") if o]
+            runs = [mlp_baseline(dataset, s, overrides, not args.no_preset, args.data_root) for s in seeds]
+            per_variant.append(runs)
+            record[dataset][name] = runs
+            rows.append(mlp_row(dataset, f"mlp {name}", runs, linear, "; ".join(overrides) or "(config as is)"))
+            print(rows[-1], flush=True)
+        if args.choose:  # per seed, the variant with the best validation accuracy (first on ties)
+            chosen = [max(runs, key=lambda r: r["val/acc"]) for runs in zip(*per_variant)]
+            rows.append(mlp_row(dataset, "mlp, variant chosen on validation", chosen, linear, "per seed"))
+    preset = "no preset (defaults)" if args.no_preset else "dataset presets"
+    text = (f"# Label-only baselines, CPF split, seeds {args.seeds}, {preset}\n\n"
+            f"`python -m experiments.label_baselines {shlex.join(argv if argv is not None else sys.argv[1:])}`\n\n")
+    text += markdown_table(["dataset", "model", "val acc", "test acc", "test - linear (wins)", "settings / choice"], rows)
+    emit(text, args.out)
+    if args.out is not None:  # per-seed figures beside the table
+        atomic_write_text(args.out.with_suffix(".json"), json.dumps({"seeds": seeds, "runs": record}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
