@@ -261,8 +261,9 @@ class DistillObjective:
 
     Trains on the features of the labelled nodes (``mlp``) or of the observed nodes (``glnn``,
     ``vqgraph``; inductively the hidden test nodes never enter training, nor, by default, the
-    validation nodes: :func:`fit_nodes`), ``batch_size`` nodes at a time. Each rank takes its slice of the same global batch; a last batch too small for batch
-    norm (two rows per rank) joins the one before.
+    validation nodes: :func:`fit_nodes`), ``batch_size`` nodes at a time. Each rank takes its
+    slice of the same global batch; a last batch too small for batch norm (two rows per rank)
+    joins the one before.
     """
 
     def __init__(self, data: Data, split: NodeSplit, distiller: Optional[CodebookDistiller], config: DistillConfig,
