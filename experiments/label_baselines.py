@@ -26,7 +26,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from experiments.common import emit, markdown_table
-from experiments.teacher_table import parse_seeds
+from experiments.teacher_table import mean_std, parse_seeds
 from vqgraph.config import ExperimentConfig
 from vqgraph.data.datasets import load_dataset
 from vqgraph.data.graph import FEATURE_NORMS, FeatureTransform
@@ -67,13 +67,8 @@ def mlp_baseline(dataset: str, seed: int, overrides: List[str], use_preset: bool
 def mlp_row(dataset: str, name: str, runs, linear, settings: str) -> list:
     diffs = [m["test/acc"] - r["test/acc"] for m, r in zip(runs, linear)]
     wins = sum(d > 0 for d in diffs)
-    return [dataset, name, pct([r["val/acc"] for r in runs]), pct([r["test/acc"] for r in runs]),
+    return [dataset, name, mean_std([r["val/acc"] for r in runs]), mean_std([r["test/acc"] for r in runs]),
             f"{100 * statistics.mean(diffs):+.2f} ({wins}/{len(diffs)})", settings]
-
-
-def pct(values) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
 
 
 def main(argv=None) -> int:
@@ -92,8 +87,8 @@ def main(argv=None) -> int:
     for dataset in args.datasets:
         linear = [logistic_baseline(dataset, s, args.data_root) for s in seeds]
         choices = ", ".join(sorted({r["choice"] for r in linear}))
-        rows.append([dataset, "logistic regression", pct([r["val/acc"] for r in linear]),
-                     pct([r["test/acc"] for r in linear]), "", choices])
+        rows.append([dataset, "logistic regression", mean_std([r["val/acc"] for r in linear]),
+                     mean_std([r["test/acc"] for r in linear]), "", choices])
         per_variant = []
         record[dataset] = {"logistic regression": linear}
         for variant in args.variants:

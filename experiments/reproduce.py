@@ -118,9 +118,8 @@ def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str =
             for key in keys if seeds else ():
                 diffs = [ours[(dataset, setting, method, s)]["metrics"][key]
                          - theirs[(dataset, setting, other, s)]["metrics"][key] for s in seeds]
-                wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
                 lines.append([dataset, setting, name, key, len(seeds), mean_std(diffs, signed=True),
-                              f"{wins} / {len(seeds) - wins - losses} / {losses}"])
+                              " / ".join(map(str, win_tie_loss(diffs)))])
     columns = ["dataset", "setting", "difference", "metric", "seeds", "mean ± std (points)", "wins / ties / losses"]
     return markdown_table(columns, lines) if lines else ""
 
@@ -137,6 +136,29 @@ def config_changes(result: Dict, spec: RunSpec) -> List[str]:
         for key, now in values.items()
         if key in recorded.get(section, {}) and recorded[section][key] != now
     ]
+
+
+def win_tie_loss(diffs: List[float]) -> tuple:
+    """How many paired differences are positive, zero and negative."""
+    wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    return wins, len(diffs) - wins - losses, losses
+
+
+def finished_run(spec: RunSpec, folder: Path, cache: Path, data_root=None) -> Dict:
+    """The results of ``spec`` in ``folder``: reused if finished, else run there (after removing
+    what a killed run left). A finished run whose recorded config differs from ``spec``'s is a
+    ConfigError naming the folder and the keys, never silently reused."""
+    result = folder / "results.json"
+    if result.is_file():
+        changes = config_changes(json.loads(result.read_text()), spec)
+        if changes:
+            raise ConfigError(f"{folder} finished with another config than this grid's ({'; '.join(changes)}): "
+                              "run the grid into another --runs folder, or delete that run")
+    else:
+        if folder.is_dir():
+            _clean_partial(folder)
+        run_cli.run(spec, folder, cache, data_root)
+    return json.loads(result.read_text())
 
 
 def load_rows(runs: Path) -> List[Dict]:
@@ -173,24 +195,11 @@ def main(argv=None) -> int:
     rows = []
     for dataset, setting, method, seed in progress(grid, "grid", enabled=True):
         spec = RunSpec(dataset, setting, method, args.teacher, seed, tuple(args.set), quiet=True)
-        folder = args.runs / spec.name
-        result = folder / "results.json"
         try:
             spec.config()  # a bad key or value fails before any training
-            changes = config_changes(json.loads(result.read_text()), spec) if result.is_file() else []
+            rows.append(finished_run(spec, args.runs / spec.name, args.cache, args.data_root))
         except ConfigError as err:
             parser.error(str(err))
-        if result.is_file():  # finished: reuse it, but only if it was made with the config asked for now
-            if changes:
-                parser.error(
-                    f"{folder} finished with another config than this grid's ({'; '.join(changes)}): "
-                    "run the grid into another --runs folder, or delete that run"
-                )
-        else:
-            if folder.is_dir():
-                _clean_partial(folder)
-            run_cli.run(spec, folder, args.cache, args.data_root)
-        rows.append(json.loads(result.read_text()))
     tables = summarise(rows, args.label)
     command = "python -m experiments.reproduce " + shlex.join(argv if argv is not None else [])
     header = f"Test accuracy (%), mean ± std over seeds {args.seeds}, teacher `{args.teacher}`.\nCommand: `{command.strip()}`\n\n"

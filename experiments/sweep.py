@@ -17,16 +17,14 @@ accuracy), read the test columns only as the outcome of that choice.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
 from pathlib import Path
 from typing import Dict, List
 
-from experiments import run as run_cli
 from experiments.common import RunSpec, emit, markdown_table
-from experiments.reproduce import _clean_partial, config_changes
+from experiments.reproduce import finished_run, win_tie_loss
 from experiments.teacher_table import mean_std, parse_seeds
 from vqgraph.config import ConfigError
 from vqgraph.training.loop import progress
@@ -39,24 +37,9 @@ def parse_variant(text: str):
     return name, tuple(o for o in overrides.split(";") if o)
 
 
-def finished_run(spec: RunSpec, folder: Path, cache: Path, data_root=None) -> Dict:
-    """The results of ``spec`` in ``folder``: reused if finished with the same config, else run."""
-    result = folder / "results.json"
-    if result.is_file():
-        changes = config_changes(json.loads(result.read_text()), spec)
-        if changes:
-            raise ConfigError(f"{folder} finished with another config ({'; '.join(changes)}): delete it or use another --runs")
-    else:
-        if folder.is_dir():
-            _clean_partial(folder)
-        run_cli.run(spec, folder, cache, data_root)
-    return json.loads(result.read_text())
-
-
 def paired_cell(values: List[float], reference: List[float]) -> str:
     diffs = [a - b for a, b in zip(values, reference)]
-    wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-    return f"{mean_std(diffs, signed=True)} ({wins}/{len(diffs) - wins - losses}/{losses})"
+    return f"{mean_std(diffs, signed=True)} ({'/'.join(map(str, win_tie_loss(diffs)))})"
 
 
 def table(results: Dict[str, List[Dict]], setting: str) -> str:

@@ -220,13 +220,8 @@ class CodebookDistiller:
         batch these rows are a slice of (default: they are the whole batch)."""
         cfg = self.config
         share = share or Share(idx.numel(), int(labelled.sum()))
-        zero = out.logits.new_zeros(())
-        label = label_loss(out.logits, y, labelled, share, cfg.label_weight) if cfg.label_weight else zero
-        soft_label = zero
-        if cfg.uses_soft_labels:
-            kl = F.kl_div(F.log_softmax(out.logits, dim=-1), self.teacher_probs(idx), reduction="sum")
-            soft_label = cfg.soft_label_weight * share.mean(kl, share.rows)
-        soft_token = zero
+        label, soft_label = self.label_terms(out.logits, idx, y, labelled, share)
+        soft_token = out.logits.new_zeros(())
         if cfg.uses_soft_tokens and cfg.soft_token_weight:
             tau = cfg.token_temperature
             t, t_log_t = self.teacher_soft_codes(idx)
@@ -235,14 +230,20 @@ class CodebookDistiller:
             soft_token = cfg.soft_token_weight * tau * tau * kl
         return DistillLosses(label, soft_label, soft_token)
 
-    def fit_loss(self, logits: Tensor, idx: Tensor, y: Tensor, labelled: Tensor, share: Share) -> Tensor:
-        """The label and soft-label terms of :meth:`__call__` alone (what the adversarial term repeats)."""
-        cfg = self.config
-        loss = label_loss(logits, y, labelled, share, cfg.label_weight) if cfg.label_weight else logits.new_zeros(())
+    def label_terms(self, logits: Tensor, idx: Tensor, y: Tensor, labelled: Tensor, share: Share):
+        """The weighted ``label`` and ``soft_label`` terms of :meth:`__call__` (0 when off)."""
+        cfg, zero = self.config, logits.new_zeros(())
+        label = label_loss(logits, y, labelled, share, cfg.label_weight) if cfg.label_weight else zero
+        soft_label = zero
         if cfg.uses_soft_labels:
             kl = F.kl_div(F.log_softmax(logits, dim=-1), self.teacher_probs(idx), reduction="sum")
-            loss = loss + cfg.soft_label_weight * share.mean(kl, share.rows)
-        return loss
+            soft_label = cfg.soft_label_weight * share.mean(kl, share.rows)
+        return label, soft_label
+
+    def fit_loss(self, logits: Tensor, idx: Tensor, y: Tensor, labelled: Tensor, share: Share) -> Tensor:
+        """The label and soft-label terms of :meth:`__call__`, summed (what the adversarial term repeats)."""
+        label, soft_label = self.label_terms(logits, idx, y, labelled, share)
+        return label + soft_label
 
     def similarity(self, student_z: Tensor, idx: Tensor) -> Tensor:
         """Mean squared difference of in-batch cosine similarities, student against teacher, over
