@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
@@ -17,7 +18,8 @@ from vqgraph.data.task import Task
 from vqgraph.models.encoders import CONVS
 from vqgraph.targets import TeacherTargets
 from vqgraph.training import METHODS, fit_teacher
-from vqgraph.utils.io import atomic_write_text
+from vqgraph.training.loop import NOT_RESULT_KEYS
+from vqgraph.utils.io import ArtifactMismatchError, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Name
 
 def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig) -> str:
     """Hash of everything that determines a teacher (the device and progress bar excluded)."""
-    train = {k: v for k, v in to_dict(cfg.train).items() if k not in ("device", "progress")}
+    train = {k: v for k, v in to_dict(cfg.train).items() if k not in NOT_RESULT_KEYS}
     if train.get("optimizer") == "adam":  # the default, before the key existed: earlier caches stay valid
         del train["optimizer"]
     blob = json.dumps(
@@ -97,18 +99,42 @@ def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig) ->
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cached_teacher(task: Task, cfg: ExperimentConfig, seed: int, cache: Path, log=None) -> Tuple[TeacherTargets, Path, float]:
+def identity(sections: Dict[str, Any], **extra) -> Dict[str, Any]:
+    """A flat ``{"section.key": value}`` of what determines a run (JSON values; the keys of
+    :data:`~vqgraph.training.loop.NOT_RESULT_KEYS` left out): a checkpoint's identity."""
+    flat = {f"{name}.{k}": v for name, values in sections.items() for k, v in values.items()
+            if k not in NOT_RESULT_KEYS}
+    return json.loads(json.dumps({**flat, **extra}))
+
+
+def cached_teacher(task: Task, cfg: ExperimentConfig, seed: int, cache: Path, log=None,
+                   fresh: bool = False) -> Tuple[TeacherTargets, Path, float]:
     """The teacher's targets from ``cache`` (by :func:`teacher_key`), else trained and saved there.
 
     Returns ``(targets, artifact path, training seconds)`` (0 for a cache hit). Rank 0 decides
-    whether the cache is hit, so that every rank takes the same path; it alone writes."""
+    whether the cache is hit, so that every rank takes the same path; it alone writes. An entry
+    that cannot be read (truncated, corrupt, not a teacher artifact) or that was made for another
+    graph or split is reported with its path and treated as missing: the teacher is retrained
+    and the entry replaced. Training checkpoints to ``checkpoint.pt`` beside the entry and resumes
+    from it (``fresh``: start over)."""
     data, split = task.data, task.split
     artifact = cache / teacher_key(data.name, split.setting.value, seed, cfg) / "teacher.pt"
-    if distributed.broadcast_object(artifact.is_file()):
-        targets = TeacherTargets.load(artifact)
-        targets.check_matches(data, split)
+    targets = None
+    if distributed.world().is_main and artifact.is_file():
+        try:
+            targets = TeacherTargets.load(artifact)
+            targets.check_matches(data, split)
+        except ArtifactMismatchError as err:
+            targets = None
+            warnings.warn(f"teacher cache entry {artifact} is unusable and will be retrained: {err}", stacklevel=2)
+    if distributed.broadcast_object(targets is not None):
+        if not distributed.world().is_main:
+            targets = TeacherTargets.load(artifact)
         return targets, artifact, 0.0
-    result = fit_teacher(data, split, cfg.teacher, cfg.train, log=log)
+    who = identity({"data": to_dict(cfg.data), "teacher": to_dict(cfg.teacher), "train": to_dict(cfg.train)},
+                   dataset=data.name, setting=split.setting.value, seed=seed)
+    checkpoint = cfg.train.checkpoint(artifact.with_name("checkpoint.pt"), who, fresh)
+    result = fit_teacher(data, split, cfg.teacher, cfg.train, log=log, checkpoint=checkpoint)
     result.targets.config["data"] = to_dict(cfg.data)
     if distributed.world().is_main:
         result.targets.save(artifact)

@@ -8,6 +8,9 @@ Without ``--method`` the run trains the preset's recipe for the setting (``recip
 folder ends in ``-recipe`` when it has overrides).
 
 Writes ``DIR/results.json`` (accuracies as fractions), ``DIR/student.pt`` and prints one line.
+Training checkpoints every 10 epochs and 10 minutes (``train.checkpoint_*``,
+``student_train.checkpoint_*``): run the same command after a crash and it resumes where it
+stopped, ending as the uninterrupted run would; ``--fresh`` starts over.
 Teachers are cached under ``--cache`` by a hash of everything that determines them.
 
 Under ``torchrun --nproc-per-node N -m experiments.run ...`` the same command trains with N
@@ -17,15 +20,19 @@ processes (see docs/distributed.md); rank 0 alone writes files and W&B runs.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Optional
 
-from experiments.common import RunSpec, add_run_arguments, cached_teacher, parse_run, write_json
+from experiments.common import RunSpec, add_run_arguments, cached_teacher, identity, parse_run, write_json
 from vqgraph import distributed
 from vqgraph.data.task import prepare_task
+from vqgraph.config import to_dict
+from vqgraph.errors import VQGraphError
 from vqgraph.serving import Predictor
 from vqgraph.training import fit_student
 from vqgraph.training.loggers import MODES, WandbLogger
+from vqgraph.utils.io import ensure_writable, remove_if_empty
 from vqgraph.utils.profiling import environment
 
 TEST_KEYS = ("test/acc", "test_tran/acc", "test_ind/acc", "test_prod/acc")
@@ -38,15 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, default=Path("runs/cache/teachers"), help="teacher cache folder")
     parser.add_argument("--wandb", default="off", choices=MODES)
     parser.add_argument("--wandb-project", default="vqgraph")
+    parser.add_argument("--fresh", action="store_true", help="ignore the checkpoints of an interrupted run: start over")
     return parser
 
 
-def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off", project: str = "vqgraph") -> Optional[dict]:
+def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off", project: str = "vqgraph",
+        fresh: bool = False) -> Optional[dict]:
     """Train (or reuse) the teacher and distil the student of ``spec``; rank 0 writes
-    ``out/student.pt`` and ``out/results.json`` (last, atomically) and returns the results."""
+    ``out/student.pt`` and ``out/results.json`` (last, atomically) and returns the results.
+
+    Teacher and student training checkpoint (``<cache>/<key>/checkpoint.pt``,
+    ``out/checkpoint.pt``; schedule ``train.checkpoint_*`` and ``student_train.checkpoint_*``):
+    the same call after a crash resumes where it stopped; ``fresh`` starts over."""
     cfg = spec.config()
     me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
     task = prepare_task(spec.dataset, spec.setting, spec.seed, cfg.data, data_root)
+    if me.is_main:  # before any training: an unwritable folder is reported now, not after an hour
+        ensure_writable(out, "output folder")
+        ensure_writable(cache, "teacher cache folder")
     name, setting = task.data.name, task.split.setting.value
     config = {**cfg.to_dict(), "dataset": name, "setting": setting, "method": spec.method,
               "teacher_kind": spec.teacher, "seed": spec.seed}  # the run's identity beside its sections
@@ -54,8 +70,14 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
                          job_type="distill", name=f"{name}-{setting}-{spec.method}-{spec.teacher}-s{spec.seed}",
                          config=config, dir=out, tags=[name, setting, spec.method, spec.teacher])
     with logger:
-        targets, artifact, teacher_seconds = cached_teacher(task, cfg, spec.seed, cache, log=logger.stage("teacher/"))
-        student = fit_student(task.data, task.split, targets, cfg.student, cfg.distill, cfg.student_train, log=logger)
+        targets, artifact, teacher_seconds = cached_teacher(task, cfg, spec.seed, cache, log=logger.stage("teacher/"),
+                                                            fresh=fresh)
+        who = identity({"student": to_dict(cfg.student), "distill": to_dict(cfg.distill),
+                        "student_train": to_dict(cfg.student_train)},
+                       dataset=name, setting=setting, seed=spec.seed, teacher=artifact.parent.name)
+        checkpoint = cfg.student_train.checkpoint(out / "checkpoint.pt", who, fresh)
+        student = fit_student(task.data, task.split, targets, cfg.student, cfg.distill, cfg.student_train, log=logger,
+                              checkpoint=checkpoint)
         if not me.is_main:  # every rank holds the same student; rank 0 writes it
             return None
         m = student.metrics
@@ -100,7 +122,12 @@ def summary_line(results: dict, out: Path) -> str:
 def main(argv=None) -> int:
     args, spec, _ = parse_run(build_parser(), argv)
     out = args.out or Path("runs") / (spec.name + ("-recipe" if args.recipe else ""))
-    results = run(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project)
+    try:
+        results = run(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project, args.fresh)
+    except VQGraphError as err:  # a data, split, training or output problem: one line, no traceback
+        remove_if_empty(out)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if results is not None:
         print(summary_line(results, out))
     return 0

@@ -10,14 +10,17 @@ Settings come from the dataclass defaults, then ``vqgraph/presets/<dataset>.yaml
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from experiments.common import add_run_arguments, parse_run, write_json
+from experiments.common import add_run_arguments, identity, parse_run, write_json
 from vqgraph import distributed
 from vqgraph.config import to_dict
 from vqgraph.data.task import prepare_task
+from vqgraph.errors import VQGraphError
 from vqgraph.training import fit_teacher
+from vqgraph.utils.io import ensure_writable, remove_if_empty
 from vqgraph.utils.profiling import environment
 
 
@@ -25,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.train_teacher", description=__doc__.splitlines()[0])
     add_run_arguments(parser, method=False)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/teacher/<dataset>-...)")
+    parser.add_argument("--fresh", action="store_true", help="ignore the checkpoint of an interrupted run: start over")
     return parser
 
 
@@ -33,9 +37,19 @@ def main(argv=None) -> int:
     args, spec, cfg = parse_run(build_parser(), argv)
     me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
     out = args.out or Path("runs/teacher") / f"{Path(args.dataset).stem}-{args.setting}-{spec.teacher}-s{args.seed}"
-    data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root)
-    start = time.perf_counter()
-    result = fit_teacher(data, split, cfg.teacher, cfg.train)
+    try:
+        data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root)
+        start = time.perf_counter()
+        if me.is_main:  # before any training: an unwritable folder is reported now
+            ensure_writable(out, "output folder")
+        who = identity({"data": to_dict(cfg.data), "teacher": to_dict(cfg.teacher), "train": to_dict(cfg.train)},
+                       dataset=data.name, setting=split.setting.value, seed=args.seed)
+        checkpoint = cfg.train.checkpoint(Path(out) / "checkpoint.pt", who, args.fresh)
+        result = fit_teacher(data, split, cfg.teacher, cfg.train, checkpoint=checkpoint)
+    except VQGraphError as err:  # a clear line, no traceback; nothing was written
+        remove_if_empty(out)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - start
     if not me.is_main:  # every rank holds the same teacher; rank 0 writes it
         return 0

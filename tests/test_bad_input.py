@@ -233,9 +233,10 @@ def test_npz_inconsistent_sizes(tmp_path):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(KeyError) as err:  # a KeyError, and one of ours, printed without quotes
         load_dataset("coraa")
     msg = err.value.args[0]
+    assert isinstance(err.value, VQGraphError) and str(err.value) == msg
     assert "unknown dataset 'coraa'" in msg
     for name in KNOWN_DATASETS:
         assert name in msg

@@ -15,6 +15,7 @@ from vqgraph.data import (
 from vqgraph.errors import (
     DataFormatError,
     DatasetNotFoundError,
+    DivergenceError,
     GraphValidationError,
     SplitError,
     VQGraphError,
@@ -44,6 +45,7 @@ __all__ = [
     "normalize_features",
     "DataFormatError",
     "DatasetNotFoundError",
+    "DivergenceError",
     "GraphValidationError",
     "NodeSplit",
     "Setting",

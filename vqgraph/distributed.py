@@ -141,6 +141,21 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def gather_objects(obj) -> list:
+    """Every rank's ``obj``, in rank order, on every rank (pickled; for small objects)."""
+    if world().world_size == 1:
+        return [obj]
+    out = [None] * world().world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing in a world of one)."""
+    if world().world_size > 1:
+        dist.barrier()
+
+
 def all_gather_rows(block: Tensor, sizes: Sequence[int]) -> Tensor:
     """Concatenate every rank's ``block`` along dim 0 (rank order); ``sizes[r]`` is rank r's
     number of rows (blocks are padded to the largest, as gloo needs equal sizes)."""

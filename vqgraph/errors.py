@@ -9,6 +9,13 @@ class DatasetNotFoundError(VQGraphError, FileNotFoundError):
     """A dataset's files are in none of the folders searched (and could not be downloaded)."""
 
 
+class UnknownDatasetError(VQGraphError, KeyError):
+    """A dataset name that is neither a known dataset nor a path (a ``KeyError``, printed unquoted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class DataFormatError(VQGraphError, ValueError):
     """A data file exists but is corrupt, truncated or not in the expected layout."""
 
@@ -19,3 +26,7 @@ class GraphValidationError(VQGraphError, ValueError):
 
 class SplitError(VQGraphError, ValueError):
     """A split cannot be made or does not fit the graph it is used with."""
+
+
+class DivergenceError(VQGraphError, RuntimeError):
+    """Training produced a non-finite loss term or parameter; nothing of the run is kept."""

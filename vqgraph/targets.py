@@ -107,7 +107,10 @@ class TeacherTargets:
         version = payload.get("format_version")
         if version != FORMAT_VERSION:
             raise ArtifactMismatchError(f"{path}: format version {version!r}, this vqgraph reads {FORMAT_VERSION}")
-        return cls(**payload["tensors"], **payload["meta"])
+        try:
+            return cls(**payload["tensors"], **payload["meta"])
+        except (KeyError, TypeError) as err:
+            raise ArtifactMismatchError(f"{path}: not a teacher artifact (tensors or meta missing or unexpected: {err})") from err
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from vqgraph.data.cpf import load_cpf_npz
 from vqgraph.data.heterophilic import load_heterophilic_npz
 from vqgraph.data.ogb import download_ogb, load_ogb, ogb_dir_name, ogb_expected_files
 from vqgraph.data.synthetic import make_csbm
-from vqgraph.errors import DatasetNotFoundError
+from vqgraph.errors import DatasetNotFoundError, UnknownDatasetError
 
 DATA_ENV = "VQGRAPH_DATA"
 DEFAULT_ROOT = "datasets"
@@ -131,7 +131,7 @@ def get_spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` of ``name`` (or of one of its aliases, case-insensitive)."""
     key = _ALIASES.get(name.lower())
     if key is None:
-        raise KeyError(
+        raise UnknownDatasetError(
             f"unknown dataset {name!r}; known datasets: {', '.join(KNOWN_DATASETS)} "
             f"(or pass the path of a CPF-format .npz file)"
         )

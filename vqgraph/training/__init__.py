@@ -12,7 +12,7 @@ from vqgraph.training.distill import (
     student_train_defaults,
 )
 from vqgraph.training.evaluation import Evaluator
-from vqgraph.training.loop import FitResult, Share, TrainConfig, fit
+from vqgraph.training.loop import DivergenceError, FitResult, Share, TrainConfig, fit
 from vqgraph.training.selection import BestCheckpoint
 from vqgraph.training.teacher import (
     TeacherObjective,
@@ -30,6 +30,7 @@ __all__ = [
     "DistillConfig",
     "DistillLosses",
     "DistillObjective",
+    "DivergenceError",
     "Evaluator",
     "FitResult",
     "Share",

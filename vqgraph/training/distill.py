@@ -45,6 +45,7 @@ from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.targets import TeacherTargets
 from vqgraph.training import loop
 from vqgraph.training.evaluation import Evaluator
+from vqgraph.training.checkpoint import Checkpoint
 from vqgraph.training.loop import Share, TrainConfig
 
 METHODS = ("mlp", "glnn", "vqgraph")
@@ -411,6 +412,7 @@ def fit_student(
     distill: DistillConfig = DistillConfig(),
     train: Optional[TrainConfig] = None,
     log: Optional[Callable[[Dict[str, float], int], None]] = None,
+    checkpoint: Optional[Checkpoint] = None,
 ) -> StudentResult:
     """Train an MLP student on ``data`` with ``split`` (either setting).
 
@@ -423,15 +425,18 @@ def fit_student(
     by default; ``test`` is the paper's protocol, for comparison only), of the epoch and, given
     ``distill.weight_decays``, of the weight decay (one student each, from the same seed; the
     first wins ties; ``metrics["selected/weight_decay"]`` names it, ``log`` sees its epochs).
+    ``checkpoint``: save the training state there and resume from it (with a weight-decay grid,
+    one file per candidate; a candidate that finished before a crash is trained again, identically).
     """
     split.check_graph(data)
     distill.check_learns()
     train = train or student_train_defaults(distill.method)
     if not distill.weight_decays:
-        return _fit_once(data, split, targets, student, distill, train, log)
+        return _fit_once(data, split, targets, student, distill, train, log, checkpoint)
     best, seconds = None, 0.0
     for weight_decay in distill.weight_decays:
-        result = _fit_once(data, split, targets, student, distill, replace(train, weight_decay=weight_decay))
+        own = checkpoint.for_candidate(f"wd{weight_decay:g}") if checkpoint is not None else None
+        result = _fit_once(data, split, targets, student, distill, replace(train, weight_decay=weight_decay), None, own)
         seconds += result.metrics["train_s"]
         monitor = result.metrics["selected_by"]
         if best is None or result.metrics[monitor] > best.metrics[monitor]:
@@ -443,7 +448,7 @@ def fit_student(
     return best
 
 
-def _fit_once(data, split, targets, student, distill, train, log=None) -> StudentResult:
+def _fit_once(data, split, targets, student, distill, train, log=None, checkpoint=None) -> StudentResult:
     """One student of :func:`fit_student`, with ``train.weight_decay``."""
     me = distributed.init(train.device)  # torchrun: join the job; else a world of one
     code_dim = targets.z.size(1) if distill.uses_projection and targets is not None else None
@@ -455,7 +460,8 @@ def _fit_once(data, split, targets, student, distill, train, log=None) -> Studen
     test_key = "test/acc" if split.setting is Setting.TRANSDUCTIVE else "test_tran/acc"
     monitor = "val/acc" if distill.select_by == "val" else test_key
     evaluate = lambda m: evaluator(predict_rows(m, objective.x, eval_rows), eval_rows)  # noqa: E731
-    fitted = loop.fit(model, objective, evaluate, train, monitor, log, desc=f"student {distill.method}")
+    fitted = loop.fit(model, objective, evaluate, train, monitor, log, desc=f"student {distill.method}",
+                      checkpoint=checkpoint, streams=streams)
     start = time.perf_counter()
     logits = predict_rows(model, objective.x, eval_rows)
     infer_seconds = distributed.all_reduce_max(time.perf_counter() - start)

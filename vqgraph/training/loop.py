@@ -33,6 +33,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from vqgraph import distributed
+from vqgraph.errors import DivergenceError
+from vqgraph.training.checkpoint import Checkpoint, kill_hook
 from vqgraph.training.selection import BestCheckpoint, end_epoch
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -54,6 +56,8 @@ class TrainConfig:
     device: str = "cpu"
     seed: int = 0
     progress: bool = True  # tqdm progress bar over epochs (on a terminal only)
+    checkpoint_epochs: int = 10  # when a checkpoint path is given: save every this many epochs (0: by time only)
+    checkpoint_minutes: float = 10.0  # ... and at least this often (0: by epochs only)
 
     def __post_init__(self):
         if self.lr <= 0 or self.max_epochs < 1:
@@ -62,6 +66,9 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.checkpoint_epochs < 0 or self.checkpoint_minutes < 0:
+            raise ValueError(f"checkpoint_epochs and checkpoint_minutes must be >= 0, got {self.checkpoint_epochs}, "
+                             f"{self.checkpoint_minutes}")
         if not self.fanouts or not all(isinstance(f, int) and f >= -1 and f != 0 for f in self.fanouts):
             raise ValueError(f"fanouts must be a non-empty list of positive ints (or -1: all), got {self.fanouts!r}")
 
@@ -69,6 +76,14 @@ class TrainConfig:
         out = asdict(self)
         out["fanouts"] = list(self.fanouts)
         return out
+
+    def checkpoint(self, path, identity: Dict[str, Any], fresh: bool = False) -> Checkpoint:
+        """A :class:`Checkpoint` at ``path`` on this config's schedule."""
+        return Checkpoint(path, identity, self.checkpoint_epochs, self.checkpoint_minutes, fresh)
+
+
+# TrainConfig keys that do not change what a run computes (left out of cache keys and checkpoint identities)
+NOT_RESULT_KEYS = ("device", "progress", "checkpoint_epochs", "checkpoint_minutes")
 
 
 class Share(NamedTuple):
@@ -140,6 +155,24 @@ class Objective(Protocol):
     def epoch_metrics(self) -> Dict[str, float]: ...
 
 
+def check_finite(epoch: int, metrics: Dict[str, float], history: List[Dict[str, float]], model: nn.Module,
+                 first: Optional[str] = None) -> None:
+    """Raise :class:`DivergenceError` if an epoch's mean loss terms (already reduced over ranks,
+    so every rank agrees) or the model's parameters are not finite, naming the epoch, the term
+    (``first``, the first to break within the epoch, when given) and its last finite value."""
+    bad = [k for k, v in metrics.items() if not torch.isfinite(torch.tensor(v))]
+    if bad:
+        key = first if first in bad else next((k for k in bad if k != "train/loss"), bad[0])  # a term, not the sum
+        last = next(((e, h[key]) for e, h in reversed(list(enumerate(history))) if key in h), None)
+        before = f"last finite value {last[1]:.6g} at epoch {last[0]}" if last else "no finite value before it"
+        raise DivergenceError(f"training diverged at epoch {epoch}: {key} = {metrics[key]} ({before}); "
+                              "lower the learning rate or that term's weight")
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise DivergenceError(f"training diverged at epoch {epoch}: parameter {name!r} is not finite after the "
+                                  f"epoch's steps (train/loss {metrics.get('train/loss')}); lower the learning rate")
+
+
 class FitResult(NamedTuple):
     best_epoch: int
     history: List[Dict[str, float]]
@@ -160,6 +193,8 @@ def fit(
     monitor: str = "val/acc",
     log: Optional[Callable[[Dict[str, float], int], None]] = None,
     desc: str = "train",
+    checkpoint: Optional[Checkpoint] = None,
+    streams: Optional[Streams] = None,
 ) -> FitResult:
     """Train ``model`` on ``objective`` with ``train.optimizer`` for at most ``train.max_epochs`` epochs.
 
@@ -167,32 +202,51 @@ def fit(
     ``loss/<term>``), ``evaluate(model)`` (model in eval mode) and the objective's own epoch
     metrics; the state with the best ``monitor`` value is kept and restored at the end, and
     training stops after ``train.patience`` epochs without improvement. ``log(metrics, epoch)``
-    is called on rank 0 after every epoch.
+    is called on rank 0 after every epoch. A non-finite loss term or parameter raises
+    :class:`DivergenceError` at the end of its epoch.
+
+    With ``checkpoint`` (:class:`~vqgraph.training.checkpoint.Checkpoint`), the loop saves its
+    whole state (with the random ``streams`` of :func:`build`) on the checkpoint's schedule,
+    resumes from a saved state of the same configuration, and removes the file at the end: a
+    killed run, run again, ends as the uninterrupted one would have.
     """
     me = distributed.world()
     net = distributed.wrap_ddp(model, objective.find_unused_parameters)
     opt = OPTIMIZERS[train.optimizer](model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     best = BestCheckpoint(monitor, train.patience)
     history: List[Dict[str, float]] = []
+    first = 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        first, history = checkpoint.restore(saved, model, opt, best, streams)
     start = time.perf_counter()
-    bar = progress(range(train.max_epochs), desc, train.progress and me.is_main)
+    bar = progress(range(first, train.max_epochs), desc, train.progress and me.is_main)
     for epoch in bar:
         net.train()
-        metrics = _train_epoch(net, opt, objective, epoch)
+        metrics, first_bad = _train_epoch(net, opt, objective, epoch)
+        check_finite(epoch, metrics, history, model, first_bad)
         distributed.broadcast_buffers(model)  # rank 0's codebook and running statistics everywhere
         model.eval()
         metrics.update(evaluate(model))
         metrics.update(objective.epoch_metrics())
-        if end_epoch(epoch, metrics, history, best, model, log if me.is_main else None, bar):
+        stop = end_epoch(epoch, metrics, history, best, model, log if me.is_main else None, bar)
+        if checkpoint is not None and not stop and epoch + 1 < train.max_epochs and checkpoint.due(epoch):
+            checkpoint.save(epoch, model, opt, best, history, streams)
+        kill_hook(desc, epoch)
+        if stop:
             break
     seconds = time.perf_counter() - start
     model.load_state_dict(best.best_state)
+    if checkpoint is not None:
+        checkpoint.remove()
     return FitResult(best.best_epoch, history, seconds)
 
 
-def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, objective: Objective, epoch: int) -> Dict[str, float]:
-    """One pass over the objective's batches; the mean of every loss term over steps and ranks."""
-    sums, steps = None, 0
+def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, objective: Objective, epoch: int) -> tuple:
+    """One pass over the objective's batches: the mean of every loss term over steps and ranks,
+    and the name of the first term that was not finite on this rank (None if all were)."""
+    keys = ["train/loss"] + [f"loss/{name}" for name in objective.terms]
+    sums, steps, first_bad = None, 0, None
     for batch in objective.batches(epoch):
         named = objective.losses(net, batch)
         if list(named) != list(objective.terms):
@@ -204,7 +258,8 @@ def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, objective: Objectiv
         opt.step()
         steps += 1
         row = torch.stack([t.detach().double().cpu() for t in (total, *terms)])
+        if first_bad is None and not torch.isfinite(row).all():
+            first_bad = next((k for k, finite in zip(keys[1:], torch.isfinite(row[1:])) if not finite), keys[0])
         sums = row if sums is None else sums + row
     sums = distributed.all_reduce_sum(sums) / distributed.world().world_size
-    keys = ["train/loss"] + [f"loss/{name}" for name in objective.terms]
-    return {key: float(value) / steps for key, value in zip(keys, sums)}
+    return {key: float(value) / steps for key, value in zip(keys, sums)}, first_bad

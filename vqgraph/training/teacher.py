@@ -26,6 +26,7 @@ from vqgraph.models.teacher import TeacherConfig, VQGraphTeacher
 from vqgraph.targets import TeacherTargets, compute_targets
 from vqgraph.training import loop
 from vqgraph.training.evaluation import Evaluator
+from vqgraph.training.checkpoint import Checkpoint
 from vqgraph.training.loop import Share, Streams, TrainConfig
 
 
@@ -130,11 +131,14 @@ def fit_teacher(
     config: TeacherConfig = TeacherConfig(),
     train: TrainConfig = TrainConfig(),
     log: Optional[Callable[[Dict[str, float], int], None]] = None,
+    checkpoint: Optional[Checkpoint] = None,
 ) -> TeacherResult:
     """Train a teacher on ``data`` with ``split`` (either setting) and compute its targets.
 
     Args:
         log: called as ``log(metrics, epoch)`` after every epoch (e.g. a W&B logger).
+        checkpoint: save the training state there on its schedule and resume from it
+            (:class:`~vqgraph.training.checkpoint.Checkpoint`; ``train.checkpoint(path, identity)``).
 
     Returns:
         TeacherResult(model with the best-validation state, targets for all N nodes by global
@@ -159,7 +163,8 @@ def fit_teacher(
         out = distributed.infer_layerwise(model, objective.x, objective.adj, skip_tokenizer=True, all_rows=False)
         return evaluator(out.logits, eval_rows)
 
-    fitted = loop.fit(model, objective, evaluate, train, log=log, desc=f"teacher {config.conv}")
+    fitted = loop.fit(model, objective, evaluate, train, log=log, desc=f"teacher {config.conv}", checkpoint=checkpoint,
+                      streams=streams)
     targets = compute_targets(model, data, split)
     metrics = evaluate_targets(targets, data, split)
     metrics.update(best_epoch=fitted.best_epoch, epochs=len(fitted.history), train_s=fitted.train_seconds)

@@ -15,6 +15,32 @@ class ArtifactMismatchError(VQGraphError, ValueError):
     """A saved artifact does not match the graph, split or format it is used with."""
 
 
+class NotWritableError(VQGraphError, OSError):
+    """An output or cache folder cannot be created or written to."""
+
+
+def ensure_writable(folder, what: str) -> Path:
+    """Create ``folder`` if needed and check that a file can be written in it, so that a run
+    fails before training, not after it; raises :class:`NotWritableError` naming ``what``."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise NotWritableError(f"{what} {folder} cannot be written: {err.strerror or err}") from err
+    return folder
+
+
+def remove_if_empty(folder) -> None:
+    """Remove ``folder`` if it exists and holds nothing (what a failed run's checks created)."""
+    try:
+        Path(folder).rmdir()
+    except OSError:
+        pass
+
+
 def read_artifact(path: Path, kind: str) -> dict:
     """The payload of a vqgraph artifact (a dict of tensors and plain containers), read with
     ``torch.load(weights_only=True)``; clear errors for a missing or unreadable file."""
