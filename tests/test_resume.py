@@ -108,3 +108,30 @@ def test_two_processes_resume_from_rank_zeros_checkpoint(tmp_path):
     again = _run(tmp_path / "run", tmp_path / "cache", extra, nproc=2)
     assert again.returncode == 0, again.stderr[-3000:]
     _assert_same_run(tmp_path / "run", tmp_path / "ref")
+
+
+@pytest.mark.realdata
+def test_two_threads_give_the_same_teacher_and_student_twice(data_root):
+    from vqgraph import fit_student, fit_teacher
+    from vqgraph.config import ExperimentConfig
+    from vqgraph.data.task import prepare_task
+
+    cfg = ExperimentConfig.from_preset("cora", "gcn", "vqgraph", [
+        "train.max_epochs=8", "train.patience=none", "train.progress=false", "student_train.max_epochs=8",
+        "student_train.progress=false", "distill.adversarial_weight=0.1"])
+    task = prepare_task("cora", "inductive", 0, cfg.data, data_root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = []
+        for _ in range(2):
+            teacher = fit_teacher(task.data, task.split, cfg.teacher, cfg.train)
+            student = fit_student(task.data, task.split, teacher.targets, cfg.student, cfg.distill, cfg.student_train)
+            runs.append((teacher.targets, student))
+    finally:
+        torch.set_num_threads(threads)
+    (ta, sa), (tb, sb) = runs
+    assert torch.equal(ta.logits, tb.logits) and torch.equal(ta.codebook, tb.codebook) and torch.equal(ta.z, tb.z)
+    assert sa.metrics == {**sb.metrics, "train_s": sa.metrics["train_s"], "infer_s": sa.metrics["infer_s"]}
+    assert all(torch.equal(x, y) for x, y in zip(sa.model.state_dict().values(), sb.model.state_dict().values()))
+    assert not torch.are_deterministic_algorithms_enabled()  # the mode is training's only

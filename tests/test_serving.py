@@ -109,6 +109,19 @@ def test_load_rejects_missing_corrupt_and_foreign_files(tmp_path):
         Predictor.load(tmp_path / "teacher.pt")
 
 
+def test_load_rejects_a_damaged_student_artifact_by_name(tmp_path):
+    predictor, _ = _predictor()
+    predictor.save(tmp_path / "student.pt")
+    payload = torch.load(tmp_path / "student.pt", weights_only=True)
+    for name, damage in {"no-transform": lambda p: p.pop("transform"),
+                         "wrong-width": lambda p: p.update(in_channels=F + 1)}.items():
+        broken = dict(payload)
+        damage(broken)
+        torch.save(broken, tmp_path / f"{name}.pt")
+        with pytest.raises(ArtifactMismatchError, match=f"{name}.pt: a damaged student artifact"):
+            Predictor.load(tmp_path / f"{name}.pt")
+
+
 def test_codebook_width_must_match_the_projection():
     model = MLPStudent(F, C, StudentConfig(hidden_channels=16), D)
     with pytest.raises(ValueError, match="codebook width 5"):

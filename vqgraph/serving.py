@@ -193,16 +193,20 @@ class Predictor:
                 f"{path}: student format version {payload.get('format_version')!r}, "
                 f"this vqgraph reads {STUDENT_FORMAT_VERSION}"
             )
-        model = MLPStudent(
-            payload["in_channels"], payload["num_classes"], StudentConfig(**payload["student"]), payload["code_dim"]
-        )
-        model.load_state_dict(payload["state_dict"])
+        try:
+            model = MLPStudent(
+                payload["in_channels"], payload["num_classes"], StudentConfig(**payload["student"]), payload["code_dim"]
+            )
+            model.load_state_dict(payload["state_dict"])
+            t = payload["transform"]
+            transform = FeatureTransform(t["kind"], t["mean"], t["std"])
+            codebook, metric, meta = payload["codebook"], payload["metric"], payload["meta"]
+        except (KeyError, TypeError, RuntimeError) as err:  # a key missing, or weights of another shape
+            raise ArtifactMismatchError(f"{path}: a damaged student artifact ({type(err).__name__}: {err})") from err
         model.eval()
-        t = payload["transform"]
-        transform = FeatureTransform(t["kind"], t["mean"], t["std"])
         if device is not None:
             model = model.to(device)
-        return cls(model, transform, payload["codebook"], payload["metric"], device=device, meta=payload["meta"])
+        return cls(model, transform, codebook, metric, device=device, meta=meta)
 
     # -- export -----------------------------------------------------------------------------
 

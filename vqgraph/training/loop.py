@@ -21,6 +21,7 @@ see docs/distributed.md.)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 import sys
@@ -58,6 +59,7 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar over epochs (on a terminal only)
     checkpoint_epochs: int = 10  # when a checkpoint path is given: save every this many epochs (0: by time only)
     checkpoint_minutes: float = 10.0  # ... and at least this often (0: by epochs only)
+    deterministic: bool = True  # deterministic kernels while training: the same result at any CPU thread count
 
     def __post_init__(self):
         if self.lr <= 0 or self.max_epochs < 1:
@@ -83,7 +85,7 @@ class TrainConfig:
 
 
 # TrainConfig keys that do not change what a run computes (left out of cache keys and checkpoint identities)
-NOT_RESULT_KEYS = ("device", "progress", "checkpoint_epochs", "checkpoint_minutes")
+NOT_RESULT_KEYS = ("device", "progress", "checkpoint_epochs", "checkpoint_minutes", "deterministic")
 
 
 class Share(NamedTuple):
@@ -210,6 +212,34 @@ def fit(
     resumes from a saved state of the same configuration, and removes the file at the end: a
     killed run, run again, ends as the uninterrupted one would have.
     """
+    with deterministic_algorithms(train.deterministic):
+        return _fit(model, objective, evaluate, train, monitor, log, desc, checkpoint, streams)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool = True):
+    """Within the block, torch uses deterministic kernels (``warn_only``: an op without one warns
+    rather than fails, as some do on GPUs); the previous mode comes back after it.
+
+    On CPU with two threads, one forward and backward pass of the Cora GCN teacher twice from the
+    same seed gives identical outputs but gradients that differ (the first layer's weight by 4e-9,
+    the structure decoder's by 1e-10): kernels of the backward pass reduce in an order that depends
+    on scheduling. Over epochs that grew to 2e-7 in the logits, enough to move a student by
+    points. In this mode the two passes agree bit for bit; at one thread the results are the same
+    as without it (docs/design.md, "Determinism").
+    """
+    if not enabled:
+        yield
+        return
+    before, before_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=before_warn)
+
+
+def _fit(model, objective, evaluate, train, monitor, log, desc, checkpoint, streams) -> FitResult:
     me = distributed.world()
     net = distributed.wrap_ddp(model, objective.find_unused_parameters)
     opt = OPTIMIZERS[train.optimizer](model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
