@@ -20,6 +20,7 @@ processes (see docs/distributed.md); rank 0 alone writes files and W&B runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,7 @@ from vqgraph.data.task import prepare_task
 from vqgraph.config import to_dict
 from vqgraph.errors import VQGraphError
 from vqgraph.serving import Predictor
+from vqgraph.targets import ensemble_targets
 from vqgraph.training import fit_student
 from vqgraph.training.loggers import MODES, WandbLogger
 from vqgraph.utils.io import ensure_writable, remove_if_empty
@@ -72,6 +74,9 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
     with logger:
         targets, artifact, teacher_seconds = cached_teacher(task, cfg, spec.seed, cache, log=logger.stage("teacher/"),
                                                             fresh=fresh)
+        if cfg.distill.teachers > 1:
+            targets, more_seconds = ensemble(task, cfg, spec.seed, cache, targets, logger, fresh)
+            teacher_seconds += more_seconds
         who = identity({"student": to_dict(cfg.student), "distill": to_dict(cfg.distill),
                         "student_train": to_dict(cfg.student_train)},
                        dataset=name, setting=setting, seed=spec.seed, teacher=artifact.parent.name)
@@ -107,6 +112,19 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
         logger.log_artifact(artifact, f"teacher-{artifact.parent.name}", "teacher", {"metrics": results["teacher_metrics"]})
         logger.log_artifact(out / "student.pt", f"student-{name}-{spec.method}-s{spec.seed}", "student")
     return results
+
+
+def ensemble(task, cfg, seed: int, cache: Path, first, logger, fresh: bool = False):
+    """``distill.teachers`` teachers' targets averaged (:func:`vqgraph.targets.ensemble_targets`):
+    ``first`` and teachers of the same config trained with ``train.seed = seed + 1000 m``
+    (m = 1, 2, ...), each cached as any teacher. Returns the targets and the extra training seconds."""
+    members, seconds = [first], 0.0
+    for m in range(1, cfg.distill.teachers):
+        member_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed + 1000 * m))
+        targets, _, spent = cached_teacher(task, member_cfg, seed, cache, log=logger.stage(f"teacher{m}/"), fresh=fresh)
+        members.append(targets)
+        seconds += spent
+    return ensemble_targets(members, task.data, task.split), seconds
 
 
 def summary_line(results: dict, out: Path) -> str:

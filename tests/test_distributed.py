@@ -112,7 +112,7 @@ def test_a_failing_rank_ends_the_job_with_its_error(tmp_path):
 def test_run_cli_under_torchrun_writes_once_from_rank_zero(tmp_path, data_root):
     """``experiments.run`` unchanged under torchrun: sharded mini-batch teacher, DDP student."""
     out = tmp_path / "run"
-    args = ["-m", "experiments.run", "--dataset", "cora", "--data-root", str(data_root), "--seed", "0"]
+    args = ["-m", "experiments.run", "--dataset", "cora", "--data-root", str(data_root), "--method", "vqgraph", "--seed", "0"]
     args += ["--out", str(out), "--cache", str(tmp_path / "cache"), "--quiet", "--wandb", "offline"]
     args += ["--set", "train.max_epochs=3", "train.batch_size=64", "student_train.max_epochs=3", "teacher.codebook_size=64"]
     proc = _torchrun(2, *args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -11,6 +12,8 @@ from wandb_files import read_offline_run
 from experiments import run as run_cli
 from vqgraph.data import load_dataset, make_split
 from vqgraph.serving import Predictor
+from vqgraph.training import DistillConfig
+from vqgraph.utils.io import ArtifactMismatchError
 
 FAST = ["train.max_epochs=4", "student_train.max_epochs=4", "teacher.codebook_size=64"]
 
@@ -147,3 +150,37 @@ def test_run_without_method_or_teacher_takes_the_presets_recipe_per_setting(tmp_
         preset.write_text("recipe:\n  inductive:\n" + bad)
         with pytest.raises(ConfigError, match="recipe.inductive|section.key=value"):
             recipe("cora", "inductive", preset)
+
+
+def test_a_teacher_ensemble_averages_soft_labels_and_keeps_the_first_teachers_codes(tmp_path, data_root):
+    import torch
+
+    from vqgraph.targets import TeacherTargets, ensemble_targets
+    from vqgraph.training.evaluation import Evaluator
+
+    single = _run(tmp_path, data_root, out="one")
+    both = _run(tmp_path, data_root, "distill.teachers=3", out="three")
+    assert both["timings"]["teacher_cached"] is False  # the first member is the cached teacher, two more train
+    assert both["teacher_artifact"] == single["teacher_artifact"]
+    entries = sorted(p.parent.name for p in (tmp_path / "cache").glob("*/teacher.pt"))
+    assert len(entries) == 3  # each member cached as any teacher (train.seed = seed + 1000 m)
+    members = [TeacherTargets.load(p) for p in sorted((tmp_path / "cache").glob("*/teacher.pt"))]
+    first = TeacherTargets.load(single["teacher_artifact"])
+    assert sorted(m.config["train"]["seed"] for m in members) == [0, 1000, 2000]
+    ordered = sorted(members, key=lambda m: m.config["train"]["seed"])
+    raw = load_dataset("cora", root=data_root)
+    split = make_split(raw, seed=0)
+    combined = ensemble_targets(ordered, raw, split)
+    mean = torch.stack([m.logits.softmax(-1) for m in ordered]).mean(0)
+    assert torch.allclose(combined.logits.exp(), mean, atol=1e-6)
+    assert torch.equal(combined.codes, first.codes) and torch.equal(combined.z, first.z)
+    assert combined.metrics["members"] == 3
+    expected = Evaluator.for_split(raw.y, split)(mean)["test/acc"]
+    assert both["teacher_metrics"]["test/acc"] == pytest.approx(expected)  # the ensemble's own accuracy
+    assert both["config"]["distill"]["teachers"] == 3
+    other = make_split(raw, seed=1)
+    moved = dataclasses.replace(ordered[1], split_fingerprint=other.fingerprint())
+    with pytest.raises(ArtifactMismatchError, match="teacher 1 was made for another graph or split"):
+        ensemble_targets([ordered[0], moved])
+    with pytest.raises(ValueError, match="teachers must be >= 1"):
+        DistillConfig(teachers=0)

@@ -23,7 +23,7 @@ from vqgraph.errors import (
 from vqgraph.models import TeacherConfig, VQGraphTeacher
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import Prediction, Predictor, load_exported
-from vqgraph.targets import TeacherTargets
+from vqgraph.targets import TeacherTargets, ensemble_targets
 from vqgraph.training import DistillConfig, TrainConfig, fit_student, fit_teacher
 
 __version__ = "0.1.0"
@@ -40,6 +40,7 @@ __all__ = [
     "TeacherTargets",
     "TrainConfig",
     "VQGraphTeacher",
+    "ensemble_targets",
     "fit_student",
     "fit_teacher",
     "normalize_features",

@@ -10,10 +10,11 @@ plain containers only: nothing is unpickled), written atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -145,3 +146,36 @@ def compute_targets(model: VQGraphTeacher, data: Data, split: NodeSplit) -> Teac
         split_fingerprint=split.fingerprint(),
         setting=split.setting.value,
     )
+
+
+def ensemble_targets(members: Sequence[TeacherTargets], data: Optional[Data] = None,
+                     split: Optional["NodeSplit"] = None) -> TeacherTargets:
+    """One set of targets from several teachers of the same graph and split: the soft labels are
+    the members' mean class probabilities (stored as their log, so a temperature still applies);
+    ``z``, the codes and the codebook are the first member's (the tokenizer the student's code
+    term matches). With ``data`` and ``split``, the ensemble's own accuracy is its metrics.
+
+    Raises:
+        ArtifactMismatchError: the members are of different graphs, splits or class counts.
+    """
+    if not members:
+        raise ValueError("ensemble_targets: no teachers given")
+    first = members[0]
+    for i, other in enumerate(members[1:], start=1):
+        if other.logits.shape != first.logits.shape:
+            raise ArtifactMismatchError(f"ensemble_targets: teacher {i} has logits {tuple(other.logits.shape)}, "
+                                        f"teacher 0 {tuple(first.logits.shape)}")
+        for key in ("graph_fingerprint", "split_fingerprint"):
+            if getattr(other, key) != getattr(first, key):
+                raise ArtifactMismatchError(f"ensemble_targets: teacher {i} was made for another graph or split "
+                                            f"({key} {getattr(other, key)!r}, teacher 0 {getattr(first, key)!r})")
+    if len(members) == 1:
+        return first
+    probs = torch.stack([m.logits.float().softmax(-1) for m in members]).mean(0)
+    logits = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+    metrics: Dict[str, Any] = {"members": len(members)}
+    if data is not None and split is not None:
+        from vqgraph.training.evaluation import Evaluator
+
+        metrics.update(Evaluator.for_split(data.y, split)(logits))
+    return dataclasses.replace(first, logits=logits, config={**first.config, "ensemble": len(members)}, metrics=metrics)

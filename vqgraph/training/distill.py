@@ -71,6 +71,7 @@ class DistillConfig:
     adversarial_eps: float = 0.1  # L-inf radius, in units of the features' root mean square
     adversarial_steps: int = 3  # projected gradient ascent steps per batch
     weight_decays: Tuple[float, ...] = ()  # one student each, the best on select_by kept; (): student_train's
+    teachers: int = 1  # soft labels averaged over this many teachers (experiments: train.seed + 1000 m); codes: the first's
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -89,6 +90,8 @@ class DistillConfig:
         if self.similarity_rows < 2 or self.adversarial_steps < 1:
             raise ValueError(f"need similarity_rows >= 2 and adversarial_steps >= 1, got {self.similarity_rows}, "
                              f"{self.adversarial_steps}")
+        if self.teachers < 1:
+            raise ValueError(f"teachers must be >= 1, got {self.teachers}")
         if any(wd < 0 for wd in self.weight_decays):
             raise ValueError(f"weight_decays must be >= 0, got {self.weight_decays}")
         if self.similarity_weight and self.method == "mlp":
