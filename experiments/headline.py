@@ -48,6 +48,7 @@ from experiments.common import RunSpec, markdown_table
 from experiments.reproduce import finished_run, win_tie_loss
 from experiments.teacher_table import mean_std, parse_seeds
 from vqgraph.config import ConfigError, recipe
+from vqgraph.training.distill import METHODS
 from vqgraph.training.loop import progress
 from vqgraph.utils.io import atomic_write_text
 
@@ -98,9 +99,9 @@ def parse_candidate(text: str) -> Variant:
     """``LABEL=METHOD[,SECTION.KEY=VALUE...]``: an extra row, paired against the recipe."""
     label, sep, body = text.partition("=")
     method, *overrides = [p.strip() for p in body.split(",")] if sep else [""]
-    if not label.strip() or method not in ("mlp", "glnn", "vqgraph"):
+    if not label.strip() or method not in METHODS:
         raise ConfigError(f"--candidate {text!r}: expected LABEL=METHOD[,section.key=value...] with METHOD "
-                          "one of mlp, glnn, vqgraph")
+                          f"one of {', '.join(METHODS)}")
     return Variant(label.strip(), method, tuple(o for o in overrides if o))
 
 
@@ -196,15 +197,15 @@ def code_term_verdict(code_pairs: Dict[Tuple[str, str], Tuple[Dict, Dict, str]],
     lines = []
     for setting in dict.fromkeys(s for _, s in code_pairs):
         key = main_keys(setting)[0]
-        held = []
+        held, met = [], 0
         for (dataset, s), (a, b, how) in code_pairs.items():
             if s != setting:
                 continue
             diffs = _diffs(a, b, key, seeds)
             wins = win_tie_loss(diffs)[0]
             ok = bool(diffs) and statistics.mean(diffs) >= 0.003 and wins >= 0.6 * len(diffs)
+            met += ok
             held.append(f"{dataset} {_mean(diffs, signed=True)} ({wins}/{len(diffs)} won; {how}){' met' if ok else ''}")
-        met = sum(h.endswith(" met") for h in held)
         lines.append(f"- {setting}, `{key}`: the code term is worth at least +0.30 with 60% of seeds won on "
                      f"{met} dataset(s): " + "; ".join(held) + ".")
     return "\n".join(lines)

@@ -56,10 +56,11 @@ def table(results: Dict[str, List[Dict]], setting: str) -> str:
                paired_cell(metric("val/acc"), [r["metrics"]["val/acc"] for r in reference])]
         for key in keys:
             row += [mean_std(metric(key)), paired_cell(metric(key), [r["metrics"][key] for r in reference])]
-        rows.append(row)
+        rows.append(row + [mean_std([r["teacher_metrics"][keys[0]] for r in runs])])
     columns = ["variant", "seeds", "val", "val - ref (w/t/l)"]
     for key in keys:
         columns += [key, f"{key} - ref (w/t/l)"]
+    columns.append(f"teacher {keys[0]}")  # a variant may change the teacher (or average several)
     return markdown_table(columns, rows)
 
 

@@ -184,3 +184,7 @@ def test_a_teacher_ensemble_averages_soft_labels_and_keeps_the_first_teachers_co
         ensemble_targets([ordered[0], moved])
     with pytest.raises(ValueError, match="teachers must be >= 1"):
         DistillConfig(teachers=0)
+    from vqgraph import fit_student
+
+    with pytest.raises(ValueError, match="distill.teachers=3 but the targets come from 1 teacher"):
+        fit_student(raw, split, first, distill=DistillConfig(method="glnn", teachers=3))

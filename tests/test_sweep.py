@@ -37,6 +37,10 @@ def test_sweep_pairs_variants_by_seed_and_reuses_finished_runs(tmp_path, capsys)
     assert all(w["config"]["student"]["hidden_channels"] == 256 for w in wide.values())
     diffs = [wide[k]["metrics"]["val/acc"] - ref[k]["metrics"]["val/acc"] for k in ("transductive0", "transductive1")]
     assert f"{100 * sum(diffs) / 2:+.2f}" in table.split("## synthetic, inductive")[0]
+    # the last column is the teacher's accuracy, from the runs' teacher_metrics
+    teacher = [ref[f"transductive{s}"]["teacher_metrics"]["test/acc"] for s in (0, 1)]
+    ref_row = next(x for x in table.split("## synthetic, inductive")[0].splitlines() if x.startswith("| ref"))
+    assert ref_row.endswith(f"| {sweep.mean_std(teacher)} |")
     # the teacher is shared by the variants of a seed
     assert ref["transductive0"]["teacher_artifact"] == wide["transductive0"]["teacher_artifact"]
     stamps = {p: p.stat().st_mtime_ns for p in _results(runs, "*")}

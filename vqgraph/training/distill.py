@@ -71,7 +71,7 @@ class DistillConfig:
     adversarial_eps: float = 0.1  # L-inf radius, in units of the features' root mean square
     adversarial_steps: int = 3  # projected gradient ascent steps per batch
     weight_decays: Tuple[float, ...] = ()  # one student each, the best on select_by kept; (): student_train's
-    teachers: int = 1  # soft labels averaged over this many teachers (experiments: train.seed + 1000 m); codes: the first's
+    teachers: int = 1  # teachers whose soft labels the targets average (ensemble_targets; experiments.run trains them)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -433,6 +433,10 @@ def fit_student(
     """
     split.check_graph(data)
     distill.check_learns()
+    made_by = targets.config.get("ensemble", 1) if targets is not None else distill.teachers
+    if made_by != distill.teachers:
+        raise ValueError(f"distill.teachers={distill.teachers} but the targets come from {made_by} teacher(s): "
+                         "average several with vqgraph.ensemble_targets")
     train = train or student_train_defaults(distill.method)
     if not distill.weight_decays:
         return _fit_once(data, split, targets, student, distill, train, log, checkpoint)
