@@ -86,14 +86,20 @@ def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Name
         parser.error(str(err))
 
 
+LATER_KEYS = {"train": {"optimizer": "adam"}, "teacher": {"deep_weight_decay": None}}  # key: the default it had before
+
+
 def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig) -> str:
     """Hash of everything that determines a teacher (the device and progress bar excluded)."""
     train = {k: v for k, v in to_dict(cfg.train).items() if k not in NOT_RESULT_KEYS}
-    if train.get("optimizer") == "adam":  # the default, before the key existed: earlier caches stay valid
-        del train["optimizer"]
+    teacher = to_dict(cfg.teacher)
+    for section, values in (("train", train), ("teacher", teacher)):  # keys added later, at their default,
+        for key, default in LATER_KEYS[section].items():              # are left out: earlier caches stay valid
+            if key in values and values[key] == default:
+                del values[key]
     blob = json.dumps(
         {"dataset": dataset, "setting": setting, "seed": seed, "data": to_dict(cfg.data),
-         "teacher": to_dict(cfg.teacher), "train": train},
+         "teacher": teacher, "train": train},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shlex
 import statistics
 import sys
@@ -63,7 +64,9 @@ ANCHORS = {
         "GLNN, published, `prod`": {"cora": 78.28, "citeseer": 69.27, "a-computer": 82.29, "a-photo": 92.38},
     },
 }
-TERM_PREFIXES = {"adversarial term": "distill.adversarial_", "similarity term": "distill.similarity_"}
+# components of a recipe that take several overrides, each removed as a whole by its ablation
+TERM_PREFIXES = {"adversarial term": ("distill.adversarial_",), "similarity term": ("distill.similarity_",),
+                 "teacher ensemble": ("distill.teachers=", "distill.teacher_kinds=")}
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,8 @@ def main_keys(setting: str) -> List[str]:
 def parse_candidate(text: str) -> Variant:
     """``LABEL=METHOD[,SECTION.KEY=VALUE...]``: an extra row, paired against the recipe."""
     label, sep, body = text.partition("=")
-    method, *overrides = [p.strip() for p in body.split(",")] if sep else [""]
+    # commas part overrides; a comma inside a list value (teacher_kinds=appnp,sage) does not
+    method, *overrides = [p.strip() for p in re.split(r",(?=\s*\w+\.\w+=)", body)] if sep else [""]
     if not label.strip() or method not in METHODS:
         raise ConfigError(f"--candidate {text!r}: expected LABEL=METHOD[,section.key=value...] with METHOD "
                           f"one of {', '.join(METHODS)}")

@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
 from experiments.common import RunSpec, add_run_arguments, cached_teacher, identity, parse_run, write_json
 from vqgraph import distributed
 from vqgraph.data.task import prepare_task
-from vqgraph.config import to_dict
+from vqgraph.config import preset_blocks, to_dict
 from vqgraph.errors import VQGraphError
 from vqgraph.serving import Predictor
 from vqgraph.targets import ensemble_targets
@@ -75,7 +76,7 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
         targets, artifact, teacher_seconds = cached_teacher(task, cfg, spec.seed, cache, log=logger.stage("teacher/"),
                                                             fresh=fresh)
         if cfg.distill.teachers > 1:
-            targets, more_seconds = ensemble(task, cfg, spec.seed, cache, targets, logger, fresh)
+            targets, more_seconds = ensemble(spec, task, cfg, cache, targets, logger, fresh)
             teacher_seconds += more_seconds
         who = identity({"student": to_dict(cfg.student), "distill": to_dict(cfg.distill),
                         "student_train": to_dict(cfg.student_train)},
@@ -114,14 +115,27 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
     return results
 
 
-def ensemble(task, cfg, seed: int, cache: Path, first, logger, fresh: bool = False):
+def ensemble(spec: RunSpec, task, cfg, cache: Path, first, logger, fresh: bool = False):
     """``distill.teachers`` teachers' targets averaged (:func:`vqgraph.targets.ensemble_targets`):
-    ``first`` and teachers of the same config trained with ``train.seed = seed + 1000 m``
-    (m = 1, 2, ...), each cached as any teacher. Returns the targets and the extra training seconds."""
+    ``first`` and teachers m = 1, 2, ... trained with ``train.seed = seed + 1000 m``, each cached
+    as any teacher. Teacher m is of kind ``distill.teacher_kinds[m - 1]`` (default: the first's):
+    a member of another kind takes that kind's ``teacher`` and ``train`` sections (defaults <
+    its preset block < the run's overrides, which apply to every teacher); the graph, its
+    features and the split stay the run's. Returns the targets and the extra training seconds."""
     members, seconds = [first], 0.0
-    for m in range(1, cfg.distill.teachers):
-        member_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed + 1000 * m))
-        targets, _, spent = cached_teacher(task, member_cfg, seed, cache, log=logger.stage(f"teacher{m}/"), fresh=fresh)
+    kinds = cfg.distill.teacher_kinds or (spec.teacher,) * (cfg.distill.teachers - 1)
+    for m, kind in enumerate(kinds, start=1):
+        base = cfg
+        if kind != spec.teacher:
+            if kind not in preset_blocks(spec.dataset, spec.preset):
+                warnings.warn(f"teacher {m + 1} of the ensemble ({kind!r}) has no block in the preset of "
+                              f"{spec.dataset!r}: it trains with the package defaults for {kind!r} and the run's "
+                              "overrides", stacklevel=2)
+            own = dataclasses.replace(spec, teacher=kind).config()
+            base = dataclasses.replace(cfg, teacher=own.teacher, train=dataclasses.replace(own.train, device=cfg.train.device))
+        member_cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=spec.seed + 1000 * m))
+        targets, _, spent = cached_teacher(task, member_cfg, spec.seed, cache, log=logger.stage(f"teacher{m}/"),
+                                           fresh=fresh)
         members.append(targets)
         seconds += spent
     return ensemble_targets(members, task.data, task.split), seconds

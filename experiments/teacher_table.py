@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
             )
     lines = [
         f"Teacher `{args.teacher}`, {args.setting}, seeds {args.seeds}; accuracy in % (mean ± std), "
-        f"selected on validation. Command: `python -m experiments.teacher_table {' '.join(argv or [])}`".rstrip(),
+        f"selected on validation. Command: `python -m experiments.teacher_table {shlex.join(argv or [])}`".rstrip(),
         "",
     ]
     columns = ["dataset", "variant", "overrides", "test acc", "val acc", "codes used", "s/epoch", "seeds"]

@@ -185,7 +185,7 @@ def test_sharded_batches_give_every_rank_seeds(monkeypatch):
         list(TeacherObjective(data, seeds[:1], config, train, streams).batches(0))
 
 
-@pytest.mark.parametrize("kind", ["gcn", "sage", "sage_gcn", "gat", "appnp"])
+@pytest.mark.parametrize("kind", ["gcn", "sage", "sage_gcn", "gat", "appnp", "gcnii"])
 def test_layerwise_inference_in_a_world_of_one_is_the_full_forward(kind):
     from vqgraph.data import make_csbm
     from vqgraph.models import TeacherConfig, VQGraphTeacher
@@ -227,3 +227,39 @@ def test_a_layer_over_row_blocks_equals_the_layer_over_all_rows(kind):
             for rows in distributed.row_ranges(data.num_nodes, 3)
         ]
     assert torch.allclose(torch.cat(blocks), full, atol=1e-6)
+
+
+def test_a_deep_teacher_over_row_blocks_equals_its_layers_over_all_rows():
+    """GCNII's layers read the first layer's output at their rows (initial residual): a rank
+    that holds only a block of rows must get each layer's rows as the whole-graph pass does."""
+    from vqgraph.data import make_csbm
+    from vqgraph.models import TeacherConfig, VQGraphTeacher
+    from vqgraph.models.encoders import adjacency_rows, prepare_adjacency
+
+    data = make_csbm(num_nodes=150, num_edges=600, num_classes=3, num_features=6, seed=2)
+    torch.manual_seed(0)
+    model = VQGraphTeacher(6, 3, TeacherConfig(conv="gcnii", hidden_channels=8, num_layers=4, codebook_size=16)).eval()
+    adj = prepare_adjacency("gcnii", data.edge_index, data.num_nodes)
+    everything = range(data.num_nodes)
+    outputs, h = [], data.x
+    for i in range(model.num_graph_layers - 1):  # the whole graph, layer by layer
+        h = model.inference_per_layer(i, h, adj, everything, None)
+        outputs.append(h)
+    for rows in distributed.row_ranges(data.num_nodes, 3):  # one "rank" at a time, as on its own process
+        adj_rows = adjacency_rows("gcnii", adj, rows)
+        inputs = [data.x] + outputs[:-1]
+        for i, (x_in, want) in enumerate(zip(inputs, outputs)):
+            got = model.inference_per_layer(i, x_in, adj_rows, rows, None)
+            assert torch.allclose(got, want[rows.start : rows.stop], atol=1e-5), f"layer {i}, rows {rows}"
+
+
+def test_a_deep_teacher_refuses_mini_batches():
+    from vqgraph.data import make_csbm
+    from vqgraph.models import TeacherConfig
+    from vqgraph.training.loop import Streams, TrainConfig
+    from vqgraph.training.teacher import TeacherObjective
+
+    data = make_csbm(num_nodes=60, num_edges=200, num_classes=3, num_features=4, seed=0)
+    config, train = TeacherConfig(conv="gcnii", num_layers=8), TrainConfig(batch_size=16)
+    with pytest.raises(ValueError, match="gcnii.*full-batch only.*batch_size"):
+        TeacherObjective(data, torch.arange(10), config, train, Streams(torch.Generator(), torch.Generator()))

@@ -86,6 +86,16 @@ def test_candidates_are_paired_with_the_recipe_and_a_recipe_without_codes_says_s
     for bad in ["adv", "=vqgraph", "x=gcn,teacher.dropout=0.1"]:
         with pytest.raises(headline.ConfigError, match="--candidate"):
             headline.parse_candidate(bad)
+    # a list value keeps its commas; the ensemble's two overrides are one component
+    mixed = headline.parse_candidate("mix=glnn,distill.teachers=3,distill.teacher_kinds=appnp,sage, student.dropout=0.2")
+    assert mixed.overrides == ("distill.teachers=3", "distill.teacher_kinds=appnp,sage", "student.dropout=0.2")
+    preset.write_text("recipe:\n  transductive:\n    teacher: gcn\n    method: glnn\n"
+                      "    set: [distill.teachers=2, distill.teacher_kinds=appnp, distill.teacher_temperature=2.0]\n")
+    _, _, ensemble_ablations = headline.variants("synthetic", "transductive", preset)
+    assert [(c, v.overrides) for c, v in ensemble_ablations] == [
+        ("teacher ensemble", ("distill.teacher_temperature=2.0",)),
+        ("distill.teacher_temperature=2.0", ("distill.teachers=2", "distill.teacher_kinds=appnp"))]
+    preset.write_text("recipe:\n  transductive: {teacher: gcn, method: glnn}\n")
     # vqgraph beats glnn by 0.5 on 7 of 10 seeds: the verdict reports it as not in the recipe
     gain = {"mlp": -0.1, "glnn": 0.0, "vqgraph": 0.005, "adv": 0.01}
     blocks = {("synthetic", "transductive"): {}}

@@ -188,3 +188,35 @@ def test_a_teacher_ensemble_averages_soft_labels_and_keeps_the_first_teachers_co
 
     with pytest.raises(ValueError, match="distill.teachers=3 but the targets come from 1 teacher"):
         fit_student(raw, split, first, distill=DistillConfig(method="glnn", teachers=3))
+
+
+def test_an_ensemble_of_other_encoder_kinds_trains_each_with_its_own_settings(tmp_path, data_root):
+    """``distill.teacher_kinds`` names the kinds of teachers 2..N: each is trained with its own
+    encoder and preset block on the run's graph (the first teacher's features), and the targets
+    average all of them while the codes stay the first teacher's."""
+    from vqgraph.targets import TeacherTargets
+
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("gcn:\n  data:\n    feature_norm: row\nappnp:\n  teacher:\n    hidden_channels: 16\n")
+    argv = ["--dataset", "cora", "--data-root", str(data_root), "--method", "glnn", "--seed", "0", "--config",
+            str(preset), "--out", str(tmp_path / "mixed"), "--cache", str(tmp_path / "cache"), "--quiet",
+            "--set", *FAST, "distill.teachers=3", "distill.teacher_kinds=[appnp, gcnii]", "teacher.num_layers=2"]
+    with pytest.warns(UserWarning, match="teacher 3 of the ensemble \\('gcnii'\\) has no block in the preset"):
+        assert run_cli.main(argv) == 0
+    results = json.loads((tmp_path / "mixed" / "results.json").read_text())
+    members = {m.config["teacher"]["conv"]: m for m in map(TeacherTargets.load, (tmp_path / "cache").glob("*/teacher.pt"))}
+    assert sorted(members) == ["appnp", "gcn", "gcnii"]
+    assert members["appnp"].config["teacher"]["hidden_channels"] == 16  # its own preset block
+    assert members["gcn"].config["teacher"]["hidden_channels"] == 64
+    assert all(m.config["teacher"]["num_layers"] == 2 for m in members.values())  # the run's overrides: every teacher
+    assert all(m.config["train"]["max_epochs"] == 4 for m in members.values())
+    assert [members[k].config["train"]["seed"] for k in ("gcn", "appnp", "gcnii")] == [0, 1000, 2000]
+    assert all(m.config["data"]["feature_norm"] == "row" for m in members.values())  # the run's features
+    assert TeacherTargets.load(results["teacher_artifact"]).config["teacher"]["conv"] == "gcn"  # the first teacher's codes
+    assert results["config"]["distill"]["teacher_kinds"] == ["appnp", "gcnii"]
+    with pytest.raises(ValueError, match="teacher_kinds names 1 kind.*set teachers=2"):
+        DistillConfig(teacher_kinds=("appnp",))
+    with pytest.raises(ValueError, match="could not resolve encoder 'gcm'"):
+        DistillConfig(teachers=2, teacher_kinds=("gcm",))
+    with pytest.raises(SystemExit):  # a usage error naming the key
+        run_cli.main(argv[:-3] + ["distill.teachers=2", "distill.teacher_kinds=[gcm]"])

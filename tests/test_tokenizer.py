@@ -189,7 +189,7 @@ def test_unknown_conv_lists_choices():
         TeacherConfig(conv="transformer")
     message = str(err.value)
     assert "transformer" in message
-    for name in ("appnp", "gat", "gcn", "sage", "sage_gcn"):
+    for name in ("appnp", "gat", "gcn", "gcnii", "sage", "sage_gcn"):
         assert name in message
 
 
@@ -389,3 +389,38 @@ def test_structure_loss_inside_teacher(graph, kind, monkeypatch):
         assert float(model(graph.x, adj, graph.edge_index).losses.edge_recon) == 0.0
     model.train()
     assert float(model(graph.x, adj, None).losses.edge_recon.detach()) == 0.0
+
+
+def test_gcnii_encoder_is_gcn2conv_message_passing_along_edges(graph):
+    """The GCNII encoder on the package's sparse adjacency gives what PyG's GCN2Conv computes
+    from ``edge_index`` with its own normalisation: a linear input layer, then GCN2Conv layers
+    of growing depth, each mixing in the first layer's output (initial residual)."""
+    from torch_geometric.nn import GCN2Conv
+
+    from vqgraph.models.encoders import GNNEncoder, NodeLinear
+
+    torch.manual_seed(0)
+    encoder = GNNEncoder("gcnii", NUM_FEATURES, 8, num_layers=3).eval()
+    assert type(encoder.convs[0]) is NodeLinear and all(type(c) is GCN2Conv for c in encoder.convs[1:])
+    assert len(encoder.convs) == 4 and encoder.convs[1].beta > encoder.convs[3].beta  # identity weight grows with depth
+    with torch.no_grad():
+        got = encoder(graph.x, prepare_adjacency("gcnii", graph.edge_index, graph.num_nodes))
+        first = h = torch.relu(encoder.convs[0].lin(graph.x))
+        for i, conv in enumerate(encoder.convs[1:], start=1):
+            reference = GCN2Conv(8, conv.alpha, layer=i, theta=0.5, normalize=True)
+            reference.load_state_dict(conv.state_dict())
+            h = reference(h, first, graph.edge_index)
+            h = torch.relu(h) if i < 3 else h
+    assert torch.allclose(got, h, atol=1e-5)
+
+
+def test_gcnii_deep_layers_take_their_own_weight_decay(graph):
+    model, _ = make_teacher(graph, conv="gcnii", num_layers=3, deep_weight_decay=0.01)
+    deep, rest = model.param_groups(5e-4)
+    assert deep["weight_decay"] == 0.01 and rest["weight_decay"] == 5e-4
+    assert len(deep["params"]) == 3  # one shared weight per GCN2Conv layer
+    assert len(deep["params"]) + len(rest["params"]) == len(list(model.parameters()))
+    plain, _ = make_teacher(graph, conv="gcn", deep_weight_decay=0.01)  # only gcnii has deep layers
+    assert [g["weight_decay"] for g in plain.param_groups(5e-4)] == [5e-4]
+    with pytest.raises(ValueError, match="deep_weight_decay must be >= 0"):
+        TeacherConfig(deep_weight_decay=-1.0)

@@ -51,8 +51,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], where)
     if origin in (tuple, list, collections.abc.Sequence) or annotation in (tuple, list):
-        if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
+        if isinstance(value, str):  # "a,b" or "[a, b]"
+            value = [v for v in value.replace(" ", "").removeprefix("[").removesuffix("]").split(",") if v]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         item = args[0] if args else str
@@ -142,6 +142,16 @@ def recipe(dataset: str, setting: str = "transductive", preset=None) -> Dict[str
         raise ConfigError(f"{path}: recipe.{setting}.set must be a list of section.key=value strings")
     parse_overrides(out["set"])  # malformed items fail here, naming themselves
     return out
+
+
+def preset_blocks(dataset: str, preset=None) -> set:
+    """The top-level blocks (teacher kinds, ``recipe``) of ``preset``, else of the dataset's
+    packaged preset; empty when there is none."""
+    path = Path(preset) if preset else preset_path(dataset)
+    if path is None:
+        return set()
+    loaded = yaml.safe_load(Path(path).read_text()) or {}
+    return set(loaded) if isinstance(loaded, dict) else set()
 
 
 def _read_preset(path: Path, teacher: str, method: str) -> list:

@@ -4,17 +4,22 @@ Each encoder kind is a :class:`ConvSpec`: how to build one layer and how its adj
 prepared (:func:`prepare_adjacency`). Full-batch runs pass a ``torch.sparse_csr`` adjacency,
 so message passing is a sparse matrix product whose memory is O(E + N * width) and never
 materialises one message per edge; GAT needs per-edge attention and takes ``edge_index``.
+
+``gcnii`` (GCNII, Chen et al. 2020) is a deep encoder: a linear map of the features, then
+``num_layers`` ``GCN2Conv`` layers, each mixing the propagated representation with that first
+one (initial residual, weight ``alpha``) and its own weight with the identity (``theta / l``);
+its classifier is linear.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import APPNP, GATConv, GCNConv, SAGEConv
+from torch_geometric.nn import APPNP, GATConv, GCN2Conv, GCNConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import add_self_loops, remove_self_loops, to_torch_csr_tensor
 
@@ -34,6 +39,29 @@ class APPNPLayer(nn.Module):
 
     def forward(self, x: Tensor, adj: Adjacency) -> Tensor:
         return self.prop(self.lin(x), adj)
+
+
+class NodeLinear(nn.Module):
+    """A per-node linear map called as a graph layer (``layer(x, adj)``, ``adj`` unused): GCNII's
+    input and output layers."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.lin = nn.Linear(in_channels, out_channels)
+
+    def reset_parameters(self):
+        self.lin.reset_parameters()
+
+    def forward(self, x: Tensor, adj: Optional[Adjacency] = None) -> Tensor:
+        return self.lin(x)
+
+
+GCNII_ALPHA, GCNII_THETA = 0.1, 0.5  # initial-residual weight and identity-mapping strength (the paper's Cora values)
+
+
+def _gcnii_layers(hidden_channels: int, num_layers: int) -> List[nn.Module]:
+    return [GCN2Conv(hidden_channels, GCNII_ALPHA, GCNII_THETA, layer=layer, shared_weights=True, normalize=False)
+            for layer in range(1, num_layers + 1)]
 
 
 @dataclass(frozen=True)
@@ -65,7 +93,12 @@ CONVS: Dict[str, ConvSpec] = {
     "sage_gcn": ConvSpec(lambda i, o: SAGEConv(i, o, aggr="mean", root_weight=False), "self_loops"),
     "gat": ConvSpec(_gat, "edge_index"),
     "appnp": ConvSpec(APPNPLayer, "gcn_norm"),
+    # GCNII: ``build`` makes its linear input and output layers; the GCN2Conv stack between them
+    # is added by GNNEncoder (each layer needs its depth and the first layer's output)
+    "gcnii": ConvSpec(NodeLinear, "gcn_norm"),
 }
+
+DEEP = ("gcnii",)  # encoder kinds whose layers after the first also read the first layer's output
 
 NORMS: Dict[str, Callable[[int], nn.Module]] = {
     "none": lambda c: nn.Identity(),
@@ -103,7 +136,7 @@ def prepare_adjacency(kind: str, edge_index: Tensor, num_nodes: int) -> Adjacenc
 
 class GNNEncoder(nn.Module):
     """``num_layers`` graph layers of width ``hidden_channels``: dropout, layer, norm (and ReLU
-    between layers).
+    between layers). For ``gcnii``: a linear input layer, then ``num_layers`` GCN2Conv layers.
 
     The first layer's dropout is ``input_dropout`` (on the features). The output is the last
     layer's pre-activation, not dropped out: the quantizer that follows sees clean vectors
@@ -130,9 +163,13 @@ class GNNEncoder(nn.Module):
         spec = resolve_conv(conv)
         self.kind = conv.lower()
         make_norm = _resolve(NORMS, norm, "norm")
-        dims = [in_channels] + [hidden_channels] * num_layers
-        self.convs = nn.ModuleList(spec.build(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.norms = nn.ModuleList(make_norm(hidden_channels) for _ in range(num_layers))
+        if self.kind in DEEP:
+            layers = [spec.build(in_channels, hidden_channels), *_gcnii_layers(hidden_channels, num_layers)]
+        else:
+            dims = [in_channels] + [hidden_channels] * num_layers
+            layers = [spec.build(a, b) for a, b in zip(dims[:-1], dims[1:])]
+        self.convs = nn.ModuleList(layers)
+        self.norms = nn.ModuleList(make_norm(hidden_channels) for _ in layers)
         self.dropout = nn.Dropout(dropout)
         self.input_dropout = nn.Dropout(input_dropout)
 
@@ -142,12 +179,14 @@ class GNNEncoder(nn.Module):
                 module.reset_parameters()
 
     def forward(self, x: Tensor, adj: Adjacency) -> Tensor:
-        last = len(self.convs) - 1
+        last, first = len(self.convs) - 1, None
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             x = self.input_dropout(x) if i == 0 else self.dropout(x)
-            x = norm(conv(x, adj))
+            x = norm(conv(x, first, adj) if isinstance(conv, GCN2Conv) else conv(x, adj))
             if i < last:
                 x = torch.relu(x)
+            if i == 0:
+                first = x
         return x
 
 
@@ -171,13 +210,21 @@ def adjacency_rows(kind: str, adj: Adjacency, rows: range) -> Adjacency:
         )
 
 
-def layer_rows(layer: nn.Module, kind: str, h: Tensor, adj_rows: Adjacency, rows: range, gather) -> Tensor:
+def layer_rows(layer: nn.Module, kind: str, h: Tensor, adj_rows: Adjacency, rows: range, gather,
+               first_rows: Optional[Tensor] = None) -> Tensor:
     """One graph layer's output at the target ``rows`` only, from the inputs ``h`` of all N nodes.
 
     ``gather(block)`` concatenates every rank's row block (identity in a world of size 1): APPNP
-    propagates K times and needs the whole vector between steps.
+    propagates K times and needs the whole vector between steps. ``first_rows``: the encoder's
+    first-layer output at ``rows`` (GCNII's initial residual).
     """
     h_rows = h[rows.start : rows.stop]
+    if isinstance(layer, NodeLinear):
+        return layer(h_rows)
+    if isinstance(layer, GCN2Conv):
+        if first_rows is None:
+            raise ValueError("a GCN2Conv layer needs the first layer's output at the rows (first_rows)")
+        return layer(h, first_rows, adj_rows)
     if isinstance(layer, SAGEConv):
         return layer((h, h_rows), adj_rows)
     if isinstance(layer, GATConv):

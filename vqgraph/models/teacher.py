@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from vector_quantize_pytorch import VectorQuantize
 
 from vqgraph.losses import code_logits, edge_recon_dense, edge_recon_sampled
-from vqgraph.models.encoders import NORMS, GNNEncoder, layer_rows, resolve_conv
+from vqgraph.models.encoders import DEEP, NORMS, GNNEncoder, layer_rows, resolve_conv
 
 EDGE_RECON = ("sampled", "dense")
 DENSE_MAX_NODES = 50_000  # the dense structure loss is for small graphs (paper parity) only
@@ -32,7 +32,7 @@ DENSE_MAX_NODES = 50_000  # the dense structure loss is for small graphs (paper 
 class TeacherConfig:
     """Teacher architecture and tokenizer settings (flat, each with its default)."""
 
-    conv: str = "gcn"  # encoder kind: gcn | sage | gat | appnp
+    conv: str = "gcn"  # encoder kind: gcn | sage | sage_gcn | gat | appnp | gcnii
     hidden_channels: int = 64  # width of every graph layer
     num_layers: int = 1  # graph layers before the quantizer (one more follows it)
     dropout: float = 0.5  # dropout before every graph layer after the first
@@ -51,6 +51,7 @@ class TeacherConfig:
     edge_recon_samples: Optional[int] = 100_000  # positive edges per step for "sampled" (None: all)
     quantize_chunk: int = 65_536  # nodes per quantizer call: bounds its N x K similarity memory
     classify_from: str = "continuous"  # continuous: classifier reads h; quantized: reads decoded codes (paper)
+    deep_weight_decay: Optional[float] = None  # weight decay of gcnii's GCN2Conv layers (None: train.weight_decay)
 
     def __post_init__(self):
         resolve_conv(self.conv)
@@ -60,6 +61,8 @@ class TeacherConfig:
             raise ValueError(f"classify_from must be 'quantized' or 'continuous', got {self.classify_from!r}")
         if self.edge_recon not in EDGE_RECON:
             raise ValueError(f"edge_recon must be one of {EDGE_RECON}, got {self.edge_recon!r}")
+        if self.deep_weight_decay is not None and self.deep_weight_decay < 0:
+            raise ValueError(f"deep_weight_decay must be >= 0, got {self.deep_weight_decay}")
         for key in ("hidden_channels", "num_layers", "codebook_size", "quantize_chunk"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -138,6 +141,18 @@ class VQGraphTeacher(nn.Module):
         # the classifier: one more graph layer straight to class scores (its weight is the linear head)
         self.head_conv = resolve_conv(config.conv).build(hidden, num_classes)
         self.dropout = nn.Dropout(config.dropout)
+        self._first_rows: Optional[Tensor] = None  # layer-wise inference of a deep encoder: layer 0's rows
+
+    def param_groups(self, weight_decay: float) -> list:
+        """The optimiser's parameter groups: every parameter with ``weight_decay``, except that
+        with ``deep_weight_decay`` set, the GCN2Conv layers of a ``gcnii`` encoder take that
+        (GCNII regularises its deep layers more strongly than its linear input and output)."""
+        deep = self.config.deep_weight_decay
+        if deep is None or self.config.conv not in DEEP:
+            return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
+        inner = {id(p) for conv in self.encoder.convs[1:] for p in conv.parameters()}
+        return [{"params": [p for p in self.parameters() if id(p) in inner], "weight_decay": deep},
+                {"params": [p for p in self.parameters() if id(p) not in inner], "weight_decay": weight_decay}]
 
     @property
     def codebook(self) -> Tensor:
@@ -227,8 +242,12 @@ class VQGraphTeacher(nn.Module):
         kind = self.config.conv
         if i == len(self.encoder.convs):
             return layer_rows(self.head_conv, kind, h, adj_rows, rows, gather)
-        out = self.encoder.norms[i](layer_rows(self.encoder.convs[i], kind, h, adj_rows, rows, gather))
-        return torch.relu(out) if i < len(self.encoder.convs) - 1 else out
+        first = None if i == 0 else self._first_rows  # GCNII's initial residual, kept from layer 0 of this pass
+        out = self.encoder.norms[i](layer_rows(self.encoder.convs[i], kind, h, adj_rows, rows, gather, first))
+        out = torch.relu(out) if i < len(self.encoder.convs) - 1 else out
+        if i == 0 and kind in DEEP:
+            self._first_rows = out
+        return out
 
     @torch.no_grad()
     def tokenize_rows(self, h: Tensor, skip_tokenizer: bool = False):

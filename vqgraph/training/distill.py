@@ -41,6 +41,7 @@ from torch_geometric.data import Data
 from vqgraph import distributed
 from vqgraph.data.splits import NodeSplit, Setting
 from vqgraph.losses import calibrate_temperature, code_logits, entropy
+from vqgraph.models.encoders import resolve_conv
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.targets import TeacherTargets
 from vqgraph.training import loop
@@ -72,6 +73,7 @@ class DistillConfig:
     adversarial_steps: int = 3  # projected gradient ascent steps per batch
     weight_decays: Tuple[float, ...] = ()  # one student each, the best on select_by kept; (): student_train's
     teachers: int = 1  # teachers whose soft labels the targets average (ensemble_targets; experiments.run trains them)
+    teacher_kinds: Tuple[str, ...] = ()  # encoder kinds of teachers 2..N (each with its preset block); (): the first's
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -92,6 +94,11 @@ class DistillConfig:
                              f"{self.adversarial_steps}")
         if self.teachers < 1:
             raise ValueError(f"teachers must be >= 1, got {self.teachers}")
+        if self.teacher_kinds and len(self.teacher_kinds) != self.teachers - 1:
+            raise ValueError(f"teacher_kinds names {len(self.teacher_kinds)} kind(s) for teachers 2..N: set "
+                             f"teachers={len(self.teacher_kinds) + 1} (it is {self.teachers})")
+        for kind in self.teacher_kinds:
+            resolve_conv(kind)
         if any(wd < 0 for wd in self.weight_decays):
             raise ValueError(f"weight_decays must be >= 0, got {self.weight_decays}")
         if self.similarity_weight and self.method == "mlp":

@@ -242,7 +242,8 @@ def deterministic_algorithms(enabled: bool = True):
 def _fit(model, objective, evaluate, train, monitor, log, desc, checkpoint, streams) -> FitResult:
     me = distributed.world()
     net = distributed.wrap_ddp(model, objective.find_unused_parameters)
-    opt = OPTIMIZERS[train.optimizer](model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    params = model.param_groups(train.weight_decay) if hasattr(model, "param_groups") else model.parameters()
+    opt = OPTIMIZERS[train.optimizer](params, lr=train.lr, weight_decay=train.weight_decay)
     best = BestCheckpoint(monitor, train.patience)
     history: List[Dict[str, float]] = []
     first = 0

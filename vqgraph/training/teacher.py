@@ -21,7 +21,7 @@ from torch_geometric.data import Data
 from vqgraph import distributed
 from vqgraph.data.sampling import NeighborBatcher
 from vqgraph.data.splits import NodeSplit
-from vqgraph.models.encoders import prepare_adjacency
+from vqgraph.models.encoders import DEEP, prepare_adjacency
 from vqgraph.models.teacher import TeacherConfig, VQGraphTeacher
 from vqgraph.targets import TeacherTargets, compute_targets
 from vqgraph.training import loop
@@ -86,6 +86,9 @@ class TeacherObjective:
         self.find_unused_parameters = config.use_tokenizer and not (config.feature_recon_weight and config.edge_recon_weight)
         self.batcher = None
         if train.batch_size is not None:
+            if config.conv in DEEP:
+                raise ValueError(f"teacher.conv={config.conv!r} trains full-batch only (its {config.num_layers + 1} "
+                                 "hops would sample most of the graph): leave train.batch_size unset")
             hops, fanouts = config.num_layers + 1, list(train.fanouts)
             self.batcher = NeighborBatcher(graph, fanouts[:hops] + [fanouts[-1]] * max(0, hops - len(fanouts)), train.batch_size)
         self._codes: List[Tensor] = []
