@@ -125,15 +125,13 @@ def ensemble(spec: RunSpec, task, cfg, cache: Path, first, logger, fresh: bool =
     members, seconds = [first], 0.0
     kinds = cfg.distill.teacher_kinds or (spec.teacher,) * (cfg.distill.teachers - 1)
     for m, kind in enumerate(kinds, start=1):
-        base = cfg
-        if kind != spec.teacher:
-            if kind not in preset_blocks(spec.dataset, spec.preset):
-                warnings.warn(f"teacher {m + 1} of the ensemble ({kind!r}) has no block in the preset of "
-                              f"{spec.dataset!r}: it trains with the package defaults for {kind!r} and the run's "
-                              "overrides", stacklevel=2)
-            own = dataclasses.replace(spec, teacher=kind).config()
-            base = dataclasses.replace(cfg, teacher=own.teacher, train=dataclasses.replace(own.train, device=cfg.train.device))
-        member_cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=spec.seed + 1000 * m))
+        if kind != spec.teacher and kind not in preset_blocks(spec.dataset, spec.preset):
+            warnings.warn(f"teacher {m + 1} of the ensemble ({kind!r}) has no block in the preset of "
+                          f"{spec.dataset!r}: it trains with the package defaults for {kind!r} and the run's "
+                          "overrides", stacklevel=2)
+        own = dataclasses.replace(spec, teacher=kind).config()  # the first's kind: the run's own sections
+        member_cfg = dataclasses.replace(cfg, teacher=own.teacher,
+                                         train=dataclasses.replace(own.train, seed=spec.seed + 1000 * m))
         targets, _, spent = cached_teacher(task, member_cfg, spec.seed, cache, log=logger.stage(f"teacher{m}/"),
                                            fresh=fresh)
         members.append(targets)

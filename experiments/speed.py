@@ -41,7 +41,7 @@ from experiments.common import markdown_table
 from vqgraph.config import ExperimentConfig
 from vqgraph.data import FeatureTransform, load_dataset, make_csbm, num_undirected_edges
 from vqgraph.data.sampling import NeighborSampler
-from vqgraph.models.encoders import DEEP, prepare_adjacency, resolve_conv
+from vqgraph.models.encoders import prepare_adjacency, resolve_conv
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import ServingModule
 from vqgraph.utils.io import atomic_write_text
@@ -71,8 +71,6 @@ class LayerStack(nn.Module):
 
     def __init__(self, kind: str, in_channels: int, hidden: int, num_classes: int, num_layers: int):
         super().__init__()
-        if kind in DEEP:
-            raise ValueError(f"LayerStack builds one layer kind per layer; {kind!r} is a deep encoder (use GNNEncoder)")
         build = resolve_conv(kind).build
         dims = [in_channels] + [hidden] * (num_layers - 1) + [num_classes]
         self.convs = nn.ModuleList(build(a, b) for a, b in zip(dims[:-1], dims[1:]))

@@ -243,13 +243,14 @@ def test_a_deep_teacher_over_row_blocks_equals_its_layers_over_all_rows():
     everything = range(data.num_nodes)
     outputs, h = [], data.x
     for i in range(model.num_graph_layers - 1):  # the whole graph, layer by layer
-        h = model.inference_per_layer(i, h, adj, everything, None)
+        h = model.inference_per_layer(i, h, adj, everything, None, outputs[0] if outputs else None)
         outputs.append(h)
     for rows in distributed.row_ranges(data.num_nodes, 3):  # one "rank" at a time, as on its own process
         adj_rows = adjacency_rows("gcnii", adj, rows)
         inputs = [data.x] + outputs[:-1]
         for i, (x_in, want) in enumerate(zip(inputs, outputs)):
-            got = model.inference_per_layer(i, x_in, adj_rows, rows, None)
+            first = outputs[0][rows.start : rows.stop] if i else None  # this rank's rows of layer 0
+            got = model.inference_per_layer(i, x_in, adj_rows, rows, None, first)
             assert torch.allclose(got, want[rows.start : rows.stop], atol=1e-5), f"layer {i}, rows {rows}"
 
 

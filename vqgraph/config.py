@@ -131,7 +131,7 @@ def recipe(dataset: str, setting: str = "transductive", preset=None) -> Dict[str
     out = {**DEFAULT_RECIPE, "set": []}
     if path is None:
         return out
-    block = (yaml.safe_load(Path(path).read_text()) or {}).get("recipe") or {}
+    block = _load_preset(path).get("recipe") or {}
     chosen = block.get(setting) or {} if isinstance(block, dict) else None
     if not isinstance(chosen, dict) or set(chosen) - set(out):
         raise ConfigError(f"{path}: recipe.{setting} must be a mapping with keys {sorted(out)}, got {chosen!r}")
@@ -148,17 +148,19 @@ def preset_blocks(dataset: str, preset=None) -> set:
     """The top-level blocks (teacher kinds, ``recipe``) of ``preset``, else of the dataset's
     packaged preset; empty when there is none."""
     path = Path(preset) if preset else preset_path(dataset)
-    if path is None:
-        return set()
-    loaded = yaml.safe_load(Path(path).read_text()) or {}
-    return set(loaded) if isinstance(loaded, dict) else set()
+    return set(_load_preset(path)) if path is not None else set()
+
+
+def _load_preset(path: Path) -> dict:
+    preset = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(preset, dict):
+        raise ConfigError(f"{path}: expected a mapping of teacher kinds to sections")
+    return preset
 
 
 def _read_preset(path: Path, teacher: str, method: str) -> list:
     """The layers of a preset that apply to ``teacher`` and ``method``: ``[(where, sections)]``."""
-    preset = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(preset, dict):
-        raise ConfigError(f"{path}: expected a mapping of teacher kinds to sections")
+    preset = _load_preset(path)
     block = preset.get(teacher, {}) or {}
     if not isinstance(block, dict):
         raise ConfigError(f"{path}: block {teacher!r} must be a mapping of sections")

@@ -255,9 +255,10 @@ def infer_layerwise(model, x: Tensor, adj, skip_tokenizer: bool = False, all_row
     rows, sizes = blocks[me.rank], [len(b) for b in blocks]
     gather = functools.partial(all_gather_rows, sizes=sizes)
     adj_rows = adj if len(rows) == x.size(0) else adjacency_rows(model.config.conv, adj, rows)
-    h, last = x, model.num_graph_layers - 1
+    h, last, first = x, model.num_graph_layers - 1, None
     for i in range(last):
-        out = model.inference_per_layer(i, h, adj_rows, rows, gather)
+        out = model.inference_per_layer(i, h, adj_rows, rows, gather, first)
+        first = out if i == 0 else first  # layer 0's rows: the initial residual of a deep encoder's layers
         h = gather(out) if i < last - 1 else None
     z, codes, head_input = model.tokenize_rows(out, skip_tokenizer)
     logits = model.inference_per_layer(last, gather(head_input), adj_rows, rows, gather)

@@ -141,7 +141,6 @@ class VQGraphTeacher(nn.Module):
         # the classifier: one more graph layer straight to class scores (its weight is the linear head)
         self.head_conv = resolve_conv(config.conv).build(hidden, num_classes)
         self.dropout = nn.Dropout(config.dropout)
-        self._first_rows: Optional[Tensor] = None  # layer-wise inference of a deep encoder: layer 0's rows
 
     def param_groups(self, weight_decay: float) -> list:
         """The optimiser's parameter groups: every parameter with ``weight_decay``, except that
@@ -230,24 +229,22 @@ class VQGraphTeacher(nn.Module):
         return len(self.encoder.convs) + 1
 
     @torch.no_grad()
-    def inference_per_layer(self, i: int, h: Tensor, adj_rows, rows: range, gather) -> Tensor:
+    def inference_per_layer(self, i: int, h: Tensor, adj_rows, rows: range, gather,
+                            first_rows: Optional[Tensor] = None) -> Tensor:
         """Evaluation-mode output of graph layer ``i`` at the target ``rows`` from the inputs ``h``
         of all N nodes (every neighbour; PyG's ``BasicGNN.inference_per_layer`` pattern).
 
         Encoder layers return their normalised output (after the ReLU between layers); the last
         layer (``i == num_graph_layers - 1``) is the classifier and returns logits. ``adj_rows``
         is the adjacency into ``rows`` (:func:`~vqgraph.models.encoders.adjacency_rows`);
-        ``gather`` concatenates every rank's row block (identity in one process).
+        ``gather`` concatenates every rank's row block (identity in one process). ``first_rows``:
+        layer 0's output at ``rows``, which the layers of a deep encoder (``gcnii``) also read.
         """
         kind = self.config.conv
         if i == len(self.encoder.convs):
             return layer_rows(self.head_conv, kind, h, adj_rows, rows, gather)
-        first = None if i == 0 else self._first_rows  # GCNII's initial residual, kept from layer 0 of this pass
-        out = self.encoder.norms[i](layer_rows(self.encoder.convs[i], kind, h, adj_rows, rows, gather, first))
-        out = torch.relu(out) if i < len(self.encoder.convs) - 1 else out
-        if i == 0 and kind in DEEP:
-            self._first_rows = out
-        return out
+        out = self.encoder.norms[i](layer_rows(self.encoder.convs[i], kind, h, adj_rows, rows, gather, first_rows))
+        return torch.relu(out) if i < len(self.encoder.convs) - 1 else out
 
     @torch.no_grad()
     def tokenize_rows(self, h: Tensor, skip_tokenizer: bool = False):
