@@ -2,7 +2,7 @@
 
     python -m experiments.bench_distributed [--nprocs 1 2] [--jobs teacher student] [--epochs 2] [--threads T]
                                             [--out FILE.json]
-    python -m experiments.bench_distributed --profile-step [--out FILE.json]
+    python -m experiments.bench_distributed --profile-step [--out FILE.json]   (teacher.tokenize all against inner)
 
 Two jobs, each launched once per process count with ``torch.distributed.run --standalone``:
 
@@ -56,7 +56,10 @@ def _teacher_job(epochs: int) -> dict:
 
 def _profile_step(repeats: int = 3) -> list:
     """Where one teacher step of the ``teacher`` job goes, for a rank's share of 1,024 seeds
-    (all of them with one rank, 512 with two): sampling, encoder, full forward, backward."""
+    (all of them with one rank, 512 with two): sampling, encoder, the rest of the forward pass
+    (tokenizer and classifier), backward and optimiser step. Each sampled batch is stepped once
+    by a teacher of each ``teacher.tokenize`` form (the same initial weights), so the forms are
+    compared on the same subgraphs in one run."""
     import torch
     import torch.nn.functional as F
 
@@ -64,10 +67,15 @@ def _profile_step(repeats: int = 3) -> list:
     from vqgraph.data.sampling import NeighborBatcher
     from vqgraph.models import TeacherConfig, VQGraphTeacher
     from vqgraph.models.encoders import prepare_adjacency
+    from vqgraph.training.teacher import inner_rows
 
     data = make_csbm(num_nodes=1_000_000, num_edges=10_000_000, num_classes=10, num_features=128, seed=0)
-    model = VQGraphTeacher(128, 10, TeacherConfig(conv="sage", hidden_channels=128, edge_recon_samples=20_000))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    models = {}
+    for form in TOKENIZE_FORMS:
+        torch.manual_seed(0)
+        model = VQGraphTeacher(128, 10, TeacherConfig(conv="sage", hidden_channels=128, edge_recon_samples=20_000,
+                                                      tokenize=form))
+        models[form] = (model, torch.optim.Adam(model.parameters(), lr=0.01))
     batcher = NeighborBatcher(data, [15, 10], 1024, use_pyg=False)
     gen = torch.Generator().manual_seed(0)
     rows = []
@@ -76,19 +84,37 @@ def _profile_step(repeats: int = 3) -> list:
             t0 = time.perf_counter()
             b = batcher.sample(torch.randperm(data.num_nodes, generator=gen)[:seeds], gen)
             adj = prepare_adjacency("sage", b.edge_index, b.num_nodes)
-            t1 = time.perf_counter()
-            model.encoder(b.x, adj)
-            t2 = time.perf_counter()
-            out = model(b.x, adj, b.edge_index, b.batch_size)
-            t3 = time.perf_counter()
-            total = F.cross_entropy(out.logits, b.y[: b.batch_size]) + sum(out.losses)
-            opt.zero_grad()
-            total.backward()
-            opt.step()
-            t4 = time.perf_counter()
-            rows.append({"seeds": seeds, "sampled_nodes": b.num_nodes, "sample_s": t1 - t0, "encoder_s": t2 - t1,
-                         "forward_s": t3 - t2, "tokenizer_s": (t3 - t2) - (t2 - t1), "backward_step_s": t4 - t3})
+            sample_s = time.perf_counter() - t0
+            for form, (model, opt) in models.items():
+                t1 = time.perf_counter()
+                model.encoder(b.x, adj)
+                t2 = time.perf_counter()
+                tokenized = inner_rows(b) if form == "inner" else None
+                out = model(b.x, adj, b.edge_index, b.batch_size, num_tokenized=tokenized)
+                t3 = time.perf_counter()
+                total = F.cross_entropy(out.logits, b.y[: b.batch_size]) + sum(out.losses)
+                opt.zero_grad()
+                total.backward()
+                opt.step()
+                t4 = time.perf_counter()
+                rows.append({"tokenize": form, "seeds": seeds, "sampled_nodes": b.num_nodes,
+                             "tokenized_nodes": tokenized or b.num_nodes, "sample_s": sample_s, "encoder_s": t2 - t1,
+                             "forward_s": t3 - t2, "tokenizer_s": (t3 - t2) - (t2 - t1), "backward_step_s": t4 - t3,
+                             "step_s": sample_s + (t3 - t2) + (t4 - t3)})
     return rows
+
+
+TOKENIZE_FORMS = ("all", "inner")
+
+
+def step_speedups(steps: list) -> dict:
+    """Mean step seconds of each form per seed count, and the ``all`` / ``inner`` ratio."""
+    out = {}
+    for seeds in sorted({r["seeds"] for r in steps}, reverse=True):
+        mean = {form: sum(r["step_s"] for r in steps if r["seeds"] == seeds and r["tokenize"] == form)
+                / sum(1 for r in steps if r["seeds"] == seeds and r["tokenize"] == form) for form in TOKENIZE_FORMS}
+        out[str(seeds)] = {**{f"{form}_step_s": v for form, v in mean.items()}, "speedup": mean["all"] / mean["inner"]}
+    return out
 
 
 def _student_job(epochs: int) -> dict:
@@ -160,14 +186,20 @@ def main(argv=None) -> int:
     from vqgraph.utils.profiling import environment
 
     if args.profile_step:
-        print(f"{'seeds':>5} {'nodes':>7} {'sample':>7} {'encoder':>8} {'tokenizer':>9} {'backward':>9}")
+        print(f"{'tokenize':>8} {'seeds':>5} {'nodes':>7} {'tokenized':>9} {'sample':>7} {'encoder':>8} "
+              f"{'tokenizer':>9} {'backward':>9} {'step':>6}")
         steps = _profile_step()
         for r in steps:
-            print(f"{r['seeds']:>5} {r['sampled_nodes']:>7} {r['sample_s']:>7.2f} {r['encoder_s']:>8.2f} "
-                  f"{r['tokenizer_s']:>9.2f} {r['backward_step_s']:>9.2f}")
+            print(f"{r['tokenize']:>8} {r['seeds']:>5} {r['sampled_nodes']:>7} {r['tokenized_nodes']:>9} "
+                  f"{r['sample_s']:>7.2f} {r['encoder_s']:>8.2f} {r['tokenizer_s']:>9.2f} {r['backward_step_s']:>9.2f} "
+                  f"{r['step_s']:>6.2f}")
+        speedups = step_speedups(steps)
+        for seeds, row in speedups.items():
+            print(f"{seeds} seeds: step {row['all_step_s']:.2f} s (tokenize=all) -> {row['inner_step_s']:.2f} s "
+                  f"(tokenize=inner), {row['speedup']:.1f}x")
         if args.out:
-            write_json(args.out, {"environment": environment(), "steps": steps})
-        print(json.dumps(steps))
+            write_json(args.out, {"environment": environment(), "steps": steps, "speedup": speedups})
+        print(json.dumps({"steps": steps, "speedup": speedups}))
         return 0
 
     results = {"environment": environment(), "runs": []}

@@ -91,7 +91,7 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
         chosen = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("selected/")}  # e.g. the mlp's weight decay
         codebook = targets.codebook if spec.method == "vqgraph" else None
         meta = {"dataset": name, "setting": setting, "method": spec.method, "seed": spec.seed, "metrics": metrics, "config": config}
-        Predictor(student.model, task.transform, codebook, targets.metric, meta=meta).save(out / "student.pt")
+        Predictor(student.model, task.transform, codebook, targets.metric, meta=meta, backend="eager").save(out / "student.pt")
         results = {
             "dataset": name, "setting": setting, "method": spec.method, "teacher": spec.teacher, "seed": spec.seed,
             "selected_by": m["selected_by"],

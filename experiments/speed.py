@@ -1,6 +1,6 @@
 """Inference cost of graph-free students against GNN teachers: latency and throughput.
 
-    python -m experiments.speed [--graphs cora citeseer a-computer a-photo arxiv-like] \
+    python -m experiments.speed [--graphs cora citeseer a-computer a-photo arxiv-like arxiv-csbm] \
         [--nodes 10] [--repeats 50] [--results runs/reproduce] [--out experiments/results/speed]
 
 Latency follows GLNN's protocol: ``--nodes`` random nodes are treated as new (inductive) and
@@ -11,13 +11,20 @@ graph. Students: gather the nodes' features and run the MLP. Each request is tim
 after warm-up; the median and the 10th-90th percentile spread are reported, with the split of
 the teacher's time between gathering and computing.
 
+The width-256 student is also timed through :class:`vqgraph.serving.Predictor`'s lean backends
+(``fused``: folded weights, one addmm per layer; ``onnxruntime`` when installed), each called
+directly and through ``Predictor.predict`` (with its input checks), against the eager module,
+interleaved request by request ("MLP eager (interleaved)" is that run's eager figure).
+
 Throughput: student predictions per second over all nodes (batched), and the teachers'
 full-graph inference (every node, whole graph per layer) per second.
 
-Graphs: the real datasets found under the data root, ``arxiv-like`` (a CSBM of ogbn-arxiv's
-size: 169,343 nodes, 1,166,243 undirected edges, 128 features, 40 classes) and
-``products-like`` (ogbn-products' size: 2,449,029 nodes, 61,859,140 edges, 100 features, 47
-classes). Models carry random weights: their cost does not depend on the values. With
+Graphs: the real datasets found under the data root; ``arxiv-like`` (ogbn-arxiv's size:
+169,343 nodes, 1,166,243 undirected edges, 128 features, 40 classes) and ``products-like``
+(ogbn-products' size: 2,449,029 nodes, 61,859,140 edges, 100 features, 47 classes), degree-
+corrected CSBMs with heavy-tailed degrees (:func:`vqgraph.data.make_dcsbm`, exponent 2.4);
+``arxiv-csbm`` and ``products-csbm``, the same sizes with near-uniform degrees (:func:`make_csbm`);
+``csbm:NODES:EDGES``. Each graph's degree mean, maximum and Gini coefficient are reported. Models carry random weights: their cost does not depend on the values. With
 ``--results`` (distillation runs from ``experiments.reproduce``) a plot of test accuracy
 against latency per method is saved as PNG, timing each method with the architecture of its
 runs. Figures go to stdout, ``<out>.json`` and ``<out>.png``, with threads, torch version and
@@ -39,23 +46,29 @@ from torch import Tensor, nn
 
 from experiments.common import markdown_table
 from vqgraph.config import ExperimentConfig
-from vqgraph.data import FeatureTransform, load_dataset, make_csbm, num_undirected_edges
+from vqgraph.data import FeatureTransform, degree_stats, load_dataset, make_csbm, make_dcsbm, num_undirected_edges
 from vqgraph.data.sampling import NeighborSampler
 from vqgraph.models.encoders import prepare_adjacency, resolve_conv
 from vqgraph.models.student import MLPStudent, StudentConfig
-from vqgraph.serving import ServingModule
+from vqgraph.serving import Predictor, ServingModule
 from vqgraph.utils.io import atomic_write_text
 from vqgraph.utils.profiling import environment, peak_rss_gib
 
-SYNTHETIC = {
-    "arxiv-like": dict(num_nodes=169_343, num_edges=1_166_243, num_features=128, num_classes=40),
-    "products-like": dict(num_nodes=2_449_029, num_edges=61_859_140, num_features=100, num_classes=47),
+ARXIV = dict(num_nodes=169_343, num_edges=1_166_243, num_features=128, num_classes=40)
+PRODUCTS = dict(num_nodes=2_449_029, num_edges=61_859_140, num_features=100, num_classes=47)
+DEGREE_EXPONENT = 2.4  # degree Gini 0.54 at arxiv's size, as A-computer's 0.55 (docs/speed.md)
+SYNTHETIC = {  # name: (generator, arguments): heavy-tailed degrees (*-like) and near-uniform ones (*-csbm)
+    "arxiv-like": (make_dcsbm, dict(ARXIV, degree_exponent=DEGREE_EXPONENT)),
+    "arxiv-csbm": (make_csbm, ARXIV),
+    "products-like": (make_dcsbm, dict(PRODUCTS, degree_exponent=DEGREE_EXPONENT)),
+    "products-csbm": (make_csbm, PRODUCTS),
 }
 
 
 def load_graph(name: str, root=None):
     if name in SYNTHETIC:
-        return make_csbm(**SYNTHETIC[name], seed=0, name=name)
+        generate, kwargs = SYNTHETIC[name]
+        return generate(**kwargs, seed=0, name=name)
     if name.startswith("csbm:"):  # csbm:NODES:UNDIRECTED_EDGES, 128 features, 10 classes
         nodes, edges = (int(v) for v in name.split(":")[1:3])
         return make_csbm(num_nodes=nodes, num_edges=edges, num_classes=10, seed=0, name=name)
@@ -158,6 +171,29 @@ def time_requests(fn: Callable[[Tensor], object], num_nodes: int, k: int, repeat
     return out
 
 
+def time_interleaved(fns: Dict[str, Callable[[Tensor], object]], num_nodes: int, k: int, repeats: int, warmup: int,
+                     seed: int) -> Dict[str, Dict[str, float]]:
+    """:func:`time_requests` for several functions at once: each request's ``k`` node ids go to
+    every function, in an order that rotates from request to request."""
+    gen, names = torch.Generator().manual_seed(seed), list(fns)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for r in range(warmup + repeats):
+            idx = torch.randperm(num_nodes, generator=gen)[:k]
+            for j in range(len(names)):
+                name = names[(r + j) % len(names)]
+                t0 = time.perf_counter()
+                fns[name](idx)
+                if r >= warmup:
+                    times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=10) if len(ts) >= 2 else [ts[0]] * 9
+        out[name] = {"median_ms": 1e3 * statistics.median(ts), "p10_ms": 1e3 * q[0], "p90_ms": 1e3 * q[-1],
+                     "repeats": repeats}
+    return out
+
+
 def time_call(fn: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``fn()`` over ``repeats`` calls after one warm-up, seconds."""
     with torch.inference_mode():
@@ -168,6 +204,9 @@ def time_call(fn: Callable[[], object], repeats: int) -> float:
             fn()
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+LEAN_BACKENDS = ("fused", "onnxruntime")
 
 
 def student_module(in_channels: int, num_classes: int, hidden: int, layers: int) -> ServingModule:
@@ -182,7 +221,7 @@ def bench_graph(name: str, args) -> Dict:
     n, f, c = data.num_nodes, data.num_features, int(data.y.max()) + 1
     torch.manual_seed(0)
     row: Dict = {"graph": name, "nodes": n, "edges": num_undirected_edges(data), "features": f, "classes": c,
-                 "load_s": round(load_s, 2)}
+                 "load_s": round(load_s, 2), "degrees": degree_stats(data.edge_index, n)}
     k, reps, warm = args.nodes, args.repeats, args.warmup
     lat: Dict[str, Dict] = {}
     sage = SAGE(f, args.hidden, c, args.layers).eval()
@@ -199,6 +238,19 @@ def bench_graph(name: str, args) -> Dict:
         students[label] = student_module(f, c, args.hidden * mult, args.student_layers).eval()
         module = students[label]
         lat[label] = time_requests(lambda idx, m=module: m(data.x[idx]), n, k, reps * 10, warm * 10, 4)
+    # the width-256 student's serving paths against the eager module, interleaved request by
+    # request (the same nodes, the order rotating) so that drift of a noisy machine hits all alike:
+    # the predictor's lean backends called directly, and Predictor.predict (input checks too)
+    base = students["MLP"]
+    paths = {"MLP eager (interleaved)": lambda idx: base(data.x[idx])}
+    for backend in LEAN_BACKENDS:
+        predictor = Predictor(base.student, backend=backend)
+        if predictor.backend != backend:  # onnxruntime not installed
+            continue
+        students[f"MLP {backend}"] = predictor._run
+        paths[f"MLP {backend}"] = lambda idx, r=predictor._run: r(data.x[idx])
+        paths[f"MLP {backend}, Predictor.predict"] = lambda idx, p=predictor: p.predict(data.x[idx])
+    lat.update(time_interleaved(paths, n, k, reps * 10, warm * 10, 5))
     row["latency"] = lat
     base = lat["MLP"]["median_ms"]
     row["speedup_vs_MLP"] = {key: v["median_ms"] / base for key, v in lat.items()}
@@ -288,9 +340,10 @@ LATENCY_COLUMNS = ["model", "latency ms (median)", "p10-p90 ms", "x MLP", "gathe
 def print_table(rows: List[Dict]) -> str:
     lines = []
     for row in rows:
+        deg = row["degrees"]
         lines.append(
             f"\n{row['graph']}: {row['nodes']:,} nodes, {row['edges']:,} undirected edges, {row['features']} features, "
-            f"{row['classes']} classes"
+            f"{row['classes']} classes; degree mean {deg['mean']:.1f}, max {deg['max']:,}, Gini {deg['gini']:.2f}"
         )
         cells = []
         for key, v in row["latency"].items():
@@ -307,7 +360,7 @@ def print_table(rows: List[Dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.speed", description=__doc__.splitlines()[0])
-    parser.add_argument("--graphs", nargs="+", default=["cora", "citeseer", "a-computer", "a-photo", "arxiv-like"])
+    parser.add_argument("--graphs", nargs="+", default=["cora", "citeseer", "a-computer", "a-photo", "arxiv-like", "arxiv-csbm"])
     parser.add_argument("--nodes", type=int, default=10, help="new nodes per request (GLNN: 10)")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)

@@ -14,6 +14,7 @@ from vqgraph.data import make_csbm, make_split
 from vqgraph.losses import calibrate_temperature, code_logits
 from vqgraph.models import TeacherConfig
 from vqgraph.models.student import MLPStudent, StudentConfig, StudentOutput
+from vqgraph.training.distill import make_distiller
 from vqgraph.training import BestCheckpoint, CodebookDistiller, DistillConfig, TrainConfig, fit_student, fit_teacher
 
 
@@ -67,6 +68,57 @@ def test_precomputed_and_per_batch_soft_codes_give_the_same_loss(targets):
     t = torch.softmax(code_logits(targets.z[idx], targets.codebook) / tau, -1)
     log_s = torch.log_softmax(code_logits(out.z, targets.codebook) / tau, -1)
     assert torch.allclose(a, tau * tau * torch.nn.functional.kl_div(log_s, t, reduction="batchmean"), atol=1e-6)
+
+
+def test_index_code_target_is_the_cross_entropy_to_the_teachers_code(targets):
+    cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0, code_target="index",
+                        soft_token_weight=2.0)
+    distiller = CodebookDistiller(targets, cfg)
+    assert distiller._codes_cache is None  # no soft assignments needed
+    idx = torch.tensor([7, 3, 250, 3])
+    out = StudentOutput(torch.zeros(4, targets.logits.size(1)), torch.randn(4, targets.z.size(1)))
+    args = (idx, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool))
+    tau = cfg.token_temperature
+    log_s = torch.log_softmax(code_logits(out.z, targets.codebook) / tau, -1)
+    expected = 2.0 * tau * tau * torch.nn.functional.nll_loss(log_s, targets.codes[idx])
+    assert torch.allclose(distiller(out, *args).soft_token, expected, atol=1e-6)
+    # the student's own code is favoured over any other: its codeword scores lower than a wrong one
+    own = StudentOutput(out.logits, targets.codebook[targets.codes[idx]])
+    wrong = StudentOutput(out.logits, targets.codebook[(targets.codes[idx] + 1) % targets.codebook.size(0)])
+    assert float(distiller(own, *args).soft_token) < float(distiller(wrong, *args).soft_token)
+
+
+def test_class_code_target_is_the_kl_to_the_class_mix_of_the_teachers_code(targets):
+    cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0, code_target="class")
+    with pytest.raises(ValueError, match="fit_idx"):
+        CodebookDistiller(targets, cfg)
+    fit = torch.arange(0, targets.num_nodes, 2)  # half the nodes form the mixes
+    distiller = CodebookDistiller(targets, cfg, teacher_temperature=0.7, fit_idx=fit)
+    mix = distiller.code_classes
+    k, c = targets.codebook.size(0), targets.logits.size(1)
+    assert mix.shape == (k, c) and torch.allclose(mix.sum(1), torch.ones(k), atol=1e-5)
+    # by hand: one code's mean soft label over its fit nodes, with one pseudo-node of the overall mean
+    probs = torch.softmax(targets.logits[fit] / 0.7, -1)
+    code = int(targets.codes[fit].mode().values)
+    mine = probs[targets.codes[fit] == code]
+    expected = (mine.sum(0) + probs.mean(0)) / (mine.size(0) + 1)
+    assert torch.allclose(mix[code], expected, atol=1e-5)
+    unused = torch.ones(k, dtype=torch.bool)
+    unused[targets.codes[fit]] = False
+    if unused.any():  # a code no fit node holds carries the overall mean
+        assert torch.allclose(mix[unused.nonzero()[0, 0]], probs.mean(0), atol=1e-5)
+    # a student predicting each node's mix has no loss; uniform predictions do
+    idx = torch.arange(1, 60, 3)  # nodes outside fit too: every node has a teacher code
+    args = (idx, torch.zeros(idx.numel(), dtype=torch.long), torch.zeros(idx.numel(), dtype=torch.bool))
+    exact = StudentOutput(mix[targets.codes[idx]].log(), torch.zeros(idx.numel(), targets.z.size(1)))
+    assert float(distiller(exact, *args).soft_token) == pytest.approx(0.0, abs=1e-5)
+    flat = StudentOutput(torch.zeros(idx.numel(), c), exact.z)
+    assert float(distiller(flat, *args).soft_token) > 1e-3
+
+
+def test_unknown_code_target_is_refused():
+    with pytest.raises(ValueError, match="code_target must be one of"):
+        DistillConfig(code_target="hard")
 
 
 def test_soft_label_loss_is_the_weighted_kl_to_the_tempered_teacher(targets):
@@ -125,6 +177,27 @@ def test_fit_student_runs_and_is_reproducible(task, targets, method):
     for key in ("val/acc", "test/acc"):  # the reported metrics are the selected epoch's
         assert first.metrics[key] == first.history[best][key]
     assert first.history[-1]["train/loss"] < 0.9 * first.history[0]["train/loss"]  # it trains
+
+
+@pytest.mark.parametrize("code_target", ["index", "class"])
+def test_code_targets_train_and_class_mixes_see_only_training_nodes(task, targets, code_target):
+    data, _ = task
+    split = make_split(data, seed=0, setting="inductive", train_per_class=10, val_per_class=10)
+    ind_targets = copy.copy(targets)
+    ind_targets.split_fingerprint = ""  # the transductive teacher's outputs, as fixed targets
+    cfg = DistillConfig(method="vqgraph", code_target=code_target)
+    train = TrainConfig(max_epochs=15, patience=None, progress=False, lr=0.01, weight_decay=0.0)
+    result = fit_student(data, split, ind_targets, StudentConfig(hidden_channels=16), cfg, train)
+    soft_token = [row["loss/soft_token"] for row in result.history]
+    assert soft_token[-1] < soft_token[0]  # the code term itself goes down
+    if code_target == "class":  # hidden test nodes' and validation nodes' teacher outputs play no part
+        cfg = replace(cfg, teacher_temperature=1.0)  # (the calibrated one is fitted on validation nodes)
+        changed = copy.copy(ind_targets)
+        changed.logits = ind_targets.logits.clone()
+        unseen = torch.cat([split.test_ind_idx, split.val_idx])
+        changed.logits[unseen] = torch.randn(unseen.numel(), changed.logits.size(1)) * 5
+        mixes = [make_distiller(data, split, t, cfg, "cpu").code_classes for t in (ind_targets, changed)]
+        assert torch.equal(mixes[0], mixes[1])
 
 
 @pytest.mark.parametrize("method", ["mlp", "vqgraph"])

@@ -220,3 +220,16 @@ def test_an_ensemble_of_other_encoder_kinds_trains_each_with_its_own_settings(tm
         DistillConfig(teachers=2, teacher_kinds=("gcm",))
     with pytest.raises(SystemExit):  # a usage error naming the key
         run_cli.main(argv[:-3] + ["distill.teachers=2", "distill.teacher_kinds=[gcm]"])
+
+
+def test_teacher_cache_key_follows_the_tokenize_form_only_where_it_acts():
+    from experiments.common import teacher_key
+    from vqgraph.config import ExperimentConfig
+
+    def key(overrides):
+        return teacher_key("a-computer", "transductive", 0, ExperimentConfig.from_preset("a-computer", "gcn", "glnn", overrides))
+
+    # full batch: the tokenizer sees every node in either form, so the cached teacher is the same
+    assert key(["teacher.tokenize=inner"]) == key(["teacher.tokenize=all"])
+    mini = ["train.batch_size=200"]
+    assert key(mini + ["teacher.tokenize=inner"]) != key(mini + ["teacher.tokenize=all"])

@@ -57,6 +57,61 @@ def test_student_without_codebook_reports_code_minus_one():
     assert (out.codes == -1).all() and out.probs.shape == (raw.size(0), C)
 
 
+def _trained_like_student(norm: str, codes: bool, metric: str):
+    """A student whose batch-norm statistics and affine weights are not the identity (what folding must honour)."""
+    torch.manual_seed(1)
+    model = MLPStudent(F, C, StudentConfig(hidden_channels=16, num_layers=3, norm=norm), D if codes else None)
+    with torch.no_grad():
+        for layer_norm in model.norms:
+            for name in ("weight", "bias"):
+                if hasattr(layer_norm, name):
+                    getattr(layer_norm, name).copy_(torch.randn_like(getattr(layer_norm, name)))
+            if hasattr(layer_norm, "running_var"):  # statistics of the scale of the inputs' (row-normalised ones are small)
+                layer_norm.running_mean.copy_(torch.randn_like(layer_norm.running_mean) * 0.01)
+                layer_norm.running_var.copy_(torch.rand_like(layer_norm.running_var) * 0.01 + 0.001)
+    return model.eval(), (torch.randn(K, D) * 0.3 if codes else None)
+
+
+@pytest.mark.parametrize("backend", ["fused", "onnxruntime"])
+@pytest.mark.parametrize("norm,transform,codes,metric", [
+    ("batch", "standard", True, "cosine"), ("batch", "row", True, "euclidean"), ("layer", "row", False, "cosine"),
+    ("none", "none", True, "cosine"), ("layer", "standard", True, "euclidean"),
+])
+def test_lean_backends_equal_the_eager_module(backend, norm, transform, codes, metric, monkeypatch):
+    import vqgraph.serving as serving
+
+    # the 300 rows take onnxruntime's many-thread session, the chunks of 1 and 7 its one-thread one
+    monkeypatch.setattr(serving, "SMALL_BATCH", 8)
+    model, codebook = _trained_like_student(norm, codes, metric)
+    raw = torch.randn(300, F) * 3
+    fitted = FeatureTransform.fit(raw, transform)
+    eager = Predictor(model, fitted, codebook, metric, backend="eager").predict(raw)
+    lean = Predictor(model, fitted, codebook, metric, backend=backend)
+    assert lean.backend == backend
+    out = lean.predict(raw)
+    assert torch.allclose(out.probs, eager.probs, atol=1e-5) and out.probs.dtype == torch.float32
+    assert torch.equal(out.labels, eager.labels) and torch.equal(out.codes, eager.codes)
+    assert out.labels.dtype == out.codes.dtype == torch.long
+    if codes:
+        assert out.codes.unique().numel() > 1  # codes of several kinds: the folded scores rank them as the eager ones do
+    for batch_size in (1, 7):  # one-row and ragged chunks, of a tensor that requires grad
+        part = lean.predict(raw[:20].clone().requires_grad_(True), batch_size=batch_size)
+        assert torch.equal(part.labels, eager.labels[:20]) and torch.equal(part.codes, eager.codes[:20])
+
+
+def test_backend_choice_and_errors(monkeypatch):
+    predictor, raw = _predictor()
+    assert predictor.backend == "onnxruntime"  # installed here (the test extras): auto takes it
+    with pytest.raises(ValueError, match="unknown backend 'tvm'"):
+        Predictor(predictor.model, backend="tvm")
+    import vqgraph.serving as serving
+
+    monkeypatch.setattr(serving, "onnx_session", lambda fused, threads=None: None)  # as without onnxruntime
+    assert Predictor(predictor.model, predictor.transform, predictor.codebook).backend == "fused"
+    with pytest.raises(ImportError, match="pip install onnx onnxruntime"):
+        Predictor(predictor.model, predictor.transform, predictor.codebook, backend="onnxruntime")
+
+
 def test_artifact_roundtrip_and_numpy_input(tmp_path):
     predictor, raw = _predictor()
     path = predictor.save(tmp_path / "student.pt")

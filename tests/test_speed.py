@@ -56,3 +56,22 @@ def test_benchmark_writes_json_and_accuracy_plot(tmp_path, capsys):
     assert methods["vqgraph"]["accuracy"] == 0.75 and "teacher (gcn, whole graph)" in methods
     assert (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"
     assert "SAGE full neighbourhood" in capsys.readouterr().out
+
+
+def test_memory_benchmark_measures_each_size_in_its_own_process(tmp_path, capsys):
+    from experiments import bench_memory
+
+    out = tmp_path / "mem.json"
+    assert bench_memory.main(["--sizes", "3000:12000", "6000:24000", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    small, large = payload["sizes"]
+    assert (small["nodes"], large["edges"]) == (3000, 24000)
+    for row in (small, large):
+        rss = row["rss_gib"]
+        assert 0 < rss["graph"] <= rss["peak"] and rss["teacher_peak"] <= rss["peak"]
+        # features 128 float32 + both directions of every edge (int64) + labels
+        assert row["graph_tensors_gib"] * 2**30 == row["nodes"] * (128 * 4 + 8) + 2 * row["edges"] * 16
+    assert payload["peak_ratio"] == large["rss_gib"]["peak"] / small["rss_gib"]["peak"]
+    assert "peak ratio 6000:24000 / 3000:12000" in capsys.readouterr().out
+    assert bench_memory.main(["--sizes", "3000"]) == 2  # NODES:EDGES only
+    assert "--sizes takes NODES:UNDIRECTED_EDGES (positive integers), got '3000'" in capsys.readouterr().err

@@ -1,11 +1,11 @@
-"""The seeded CSBM generator."""
+"""The seeded CSBM generators: near-uniform degrees (make_csbm) and heavy-tailed ones (make_dcsbm)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vqgraph.data import load_dataset, make_csbm, make_split, num_undirected_edges
+from vqgraph.data import degree_stats, load_dataset, make_csbm, make_dcsbm, make_split, num_undirected_edges
 
 
 def edge_homophily(data) -> float:
@@ -102,3 +102,49 @@ def test_feasible_extremes_do_not_hang():
     assert num_undirected_edges(data) == 5 and edge_homophily(data) == 1.0
     data = make_csbm(num_nodes=10, num_classes=2, num_edges=22, homophily=0.0, num_features=2)
     assert num_undirected_edges(data) == 22 and edge_homophily(data) == 0.0
+
+
+# ---- degree-corrected ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def heavy():
+    return make_dcsbm(num_nodes=20_000, num_classes=5, avg_degree=10, homophily=0.7, num_features=8, seed=1)
+
+
+def test_degree_corrected_graph_is_canonical_seeded_and_heavy_tailed(heavy, assert_canonical):
+    assert_canonical(heavy, num_nodes=20_000, num_edges=100_000, num_features=8, num_classes=5)
+    assert heavy.name == "dcsbm-n20000-e100000-h0.7-g2.5-s1"
+    again = make_dcsbm(num_nodes=20_000, num_classes=5, avg_degree=10, homophily=0.7, num_features=8, seed=1)
+    assert torch.equal(again.edge_index, heavy.edge_index) and torch.equal(again.x, heavy.x)
+    uniform = make_csbm(num_nodes=20_000, num_classes=5, avg_degree=10, homophily=0.7, num_features=8, seed=1)
+    h, u = degree_stats(heavy.edge_index, 20_000), degree_stats(uniform.edge_index, 20_000)
+    assert h["mean"] == pytest.approx(10.0) and u["mean"] == pytest.approx(10.0)
+    assert h["gini"] > 0.4 > 0.2 > u["gini"]  # Pareto propensities at exponent 2.5: Gini near 0.5; Poisson: ~0.18
+    assert h["max"] > 20 * h["mean"] and u["max"] < 3 * u["mean"]
+    # the same controls: class balance, homophily and the feature signal are make_csbm's
+    assert torch.bincount(heavy.y).tolist() == [4000] * 5
+    assert abs(edge_homophily(heavy) - 0.7) <= 0.03
+    assert torch.equal(heavy.y, uniform.y)
+
+
+def test_degree_exponent_sets_the_tail():
+    kwargs = dict(num_nodes=20_000, num_classes=4, avg_degree=10, num_features=2, seed=0)
+    ginis = [degree_stats(make_dcsbm(**kwargs, degree_exponent=g).edge_index, 20_000)["gini"] for g in (2.2, 2.5, 3.5)]
+    assert ginis[0] > ginis[1] > ginis[2]  # a smaller exponent, a heavier tail
+
+
+def test_degree_stats_by_hand():
+    # a star of 4 leaves: degrees 4, 1, 1, 1, 1 (each edge stored both ways)
+    leaves = torch.arange(1, 5)
+    edge_index = torch.cat([torch.stack([torch.zeros(4, dtype=torch.long), leaves]),
+                            torch.stack([leaves, torch.zeros(4, dtype=torch.long)])], 1)
+    stats = degree_stats(edge_index, 5)
+    assert stats["mean"] == pytest.approx(1.6) and stats["max"] == 4
+    # Gini = sum |d_i - d_j| / (2 n^2 mean) = (2 * 4 * 3) / (2 * 25 * 1.6)
+    assert stats["gini"] == pytest.approx(24 / 80)
+    assert degree_stats(torch.empty(2, 0, dtype=torch.long), 3)["gini"] == 0.0
+
+
+@pytest.mark.parametrize("exponent", [2.0, 1.5, float("nan")])
+def test_degree_exponent_must_give_a_finite_mean(exponent):
+    with pytest.raises(ValueError, match="degree_exponent must be > 2"):
+        make_dcsbm(num_nodes=100, num_features=2, degree_exponent=exponent)

@@ -18,6 +18,7 @@ from vqgraph.losses import code_logits
 from vqgraph.models import TeacherConfig, VQGraphTeacher, prepare_adjacency
 from vqgraph.targets import ArtifactMismatchError, TeacherTargets, compute_targets, graph_fingerprint
 from vqgraph.training import BestCheckpoint, TrainConfig, codebook_stats, fit_teacher
+from vqgraph.training.teacher import inner_rows
 
 TIMING_KEYS = {"train_s", "epoch_s"}
 
@@ -74,9 +75,9 @@ def pure_torch_sampler(monkeypatch):
     calls = []
     original = NeighborSampler.sample
 
-    def spy(self, seeds, generator=None):
+    def spy(self, seeds, generator=None, **kwargs):
         calls.append(seeds.numel())
-        return original(self, seeds, generator)
+        return original(self, seeds, generator, **kwargs)
 
     monkeypatch.setattr(NeighborSampler, "sample", spy)
     return calls
@@ -108,6 +109,53 @@ def test_mini_batch_uses_pure_torch_sampler(graph, split, pure_torch_sampler):
     assert history[0]["train/loss"] > history[-1]["train/loss"]
     assert result.metrics["test/acc"] > 0.5
     assert result.targets.num_nodes == graph.num_nodes
+
+
+def test_inner_tokenizer_gives_the_seeds_the_same_logits_and_codes(graph):
+    # evaluation mode, classifier on the decoded codes: the seeds read only their 1-hop rows, so
+    # tokenizing the seeds and their sampled 1-hop neighbours alone changes nothing at the seeds
+    batcher = vqgraph.data.sampling.NeighborBatcher(graph, [4, 3], 16, use_pyg=False)
+    b = batcher.sample(torch.arange(16), torch.Generator().manual_seed(0))
+    inner = inner_rows(b)
+    assert b.num_sampled_nodes[0] == 16 and 16 < inner < b.num_nodes  # a third group exists to leave out
+    torch.manual_seed(0)
+    model = VQGraphTeacher(graph.num_features, 3, teacher_config(conv="sage", classify_from="quantized")).eval()
+    adj = prepare_adjacency("sage", b.edge_index, b.num_nodes)
+    full = model(b.x, adj, b.edge_index, b.batch_size)
+    part = model(b.x, adj, b.edge_index, b.batch_size, num_tokenized=inner)
+    assert torch.allclose(full.logits, part.logits, atol=1e-6)
+    assert torch.equal(full.codes, part.codes) and torch.allclose(full.z, part.z, atol=1e-6)
+    everything = model(b.x, adj, b.edge_index)  # all rows out: the left-out rows carry no code
+    some = model(b.x, adj, b.edge_index, num_tokenized=inner)
+    assert (some.codes[inner:] == -1).all() and torch.equal(some.codes[:inner], everything.codes[:inner])
+
+
+def test_inner_tokenizer_trains_on_the_inner_rows_only(graph, split, monkeypatch):
+    import vqgraph.models.teacher as teacher_module
+
+    seen = []
+    original = teacher_module.edge_recon_sampled
+
+    def spy(s, edge_index, num_nodes, *args):
+        seen.append((s.size(0), num_nodes, int(edge_index.max()) if edge_index.numel() else -1))
+        return original(s, edge_index, num_nodes, *args)
+
+    monkeypatch.setattr(teacher_module, "edge_recon_sampled", spy)
+    train = train_config(max_epochs=6, batch_size=32, fanouts=(5, 5))
+    inner = fit_teacher(graph, split, teacher_config(conv="sage", tokenize="inner"), train)
+    assert seen and all(rows == n and top < n for rows, n, top in seen)  # decoded rows = the pairs' node range
+    inner_sizes, seen[:] = [n for _, n, _ in seen], []
+    every = fit_teacher(graph, split, teacher_config(conv="sage"), train)
+    assert all(a < b for a, b in zip(inner_sizes, (n for _, n, _ in seen)))  # fewer rows than the whole subgraph
+    assert inner.history[-1]["train/loss"] < inner.history[0]["train/loss"]
+    assert inner.history != every.history  # the option acts in mini-batch training ...
+    full = [fit_teacher(graph, split, teacher_config(tokenize=form), train_config(max_epochs=4)) for form in ("inner", "all")]
+    assert full[0].history == full[1].history  # ... and full-batch training is unchanged
+
+
+def test_unknown_tokenize_form_is_refused():
+    with pytest.raises(ValueError, match="tokenize must be one of"):
+        TeacherConfig(tokenize="seeds")
 
 
 # ---- inductive isolation ------------------------------------------------------------------------

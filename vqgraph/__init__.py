@@ -8,6 +8,7 @@ from vqgraph.data import (
     dataset_info,
     load_dataset,
     make_csbm,
+    make_dcsbm,
     make_split,
     normalize_features,
     resolve_data_root,
@@ -56,6 +57,7 @@ __all__ = [
     "dataset_info",
     "load_dataset",
     "make_csbm",
+    "make_dcsbm",
     "make_split",
     "resolve_data_root",
 ]

@@ -19,7 +19,7 @@ from vqgraph.data.graph import (
     num_undirected_edges,
 )
 from vqgraph.data.splits import NodeSplit, Setting, cpf_split, make_split
-from vqgraph.data.synthetic import make_csbm
+from vqgraph.data.synthetic import degree_stats, make_csbm, make_dcsbm
 
 __all__ = [
     "DATA_ENV",
@@ -37,6 +37,8 @@ __all__ = [
     "get_spec",
     "load_dataset",
     "make_csbm",
+    "make_dcsbm",
+    "degree_stats",
     "make_split",
     "normalize_features",
     "num_undirected_edges",

@@ -115,5 +115,6 @@ class NeighborBatcher:
                 self._loader = NeighborLoader(data, num_neighbors=self.fanouts, batch_size=self.batch_size)
             out = self._loader.collate_fn(seeds)  # input_nodes=None: index i is node i
             return out if isinstance(out, Data) else self._loader.filter_fn(out)
-        n_id, edge_index = self.sampler.sample(seeds, generator)
-        return Data(x=data.x[n_id], y=data.y[n_id], edge_index=edge_index, n_id=n_id, batch_size=seeds.numel())
+        n_id, edge_index, counts = self.sampler.sample(seeds, generator, return_counts=True)
+        return Data(x=data.x[n_id], y=data.y[n_id], edge_index=edge_index, n_id=n_id, batch_size=seeds.numel(),
+                    num_sampled_nodes=counts)

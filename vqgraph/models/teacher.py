@@ -25,6 +25,7 @@ from vqgraph.losses import code_logits, edge_recon_dense, edge_recon_sampled
 from vqgraph.models.encoders import DEEP, NORMS, GNNEncoder, layer_rows, resolve_conv
 
 EDGE_RECON = ("sampled", "dense")
+TOKENIZE = ("inner", "all")
 DENSE_MAX_NODES = 50_000  # the dense structure loss is for small graphs (paper parity) only
 
 
@@ -51,6 +52,7 @@ class TeacherConfig:
     edge_recon_samples: Optional[int] = 100_000  # positive edges per step for "sampled" (None: all)
     quantize_chunk: int = 65_536  # nodes per quantizer call: bounds its N x K similarity memory
     classify_from: str = "continuous"  # continuous: classifier reads h; quantized: reads decoded codes (paper)
+    tokenize: str = "all"  # mini-batch: all sampled nodes | inner: the seeds and their sampled 1-hop neighbours
     deep_weight_decay: Optional[float] = None  # weight decay of gcnii's GCN2Conv layers (None: train.weight_decay)
 
     def __post_init__(self):
@@ -61,6 +63,8 @@ class TeacherConfig:
             raise ValueError(f"classify_from must be 'quantized' or 'continuous', got {self.classify_from!r}")
         if self.edge_recon not in EDGE_RECON:
             raise ValueError(f"edge_recon must be one of {EDGE_RECON}, got {self.edge_recon!r}")
+        if self.tokenize not in TOKENIZE:
+            raise ValueError(f"tokenize must be one of {TOKENIZE}, got {self.tokenize!r}")
         if self.deep_weight_decay is not None and self.deep_weight_decay < 0:
             raise ValueError(f"deep_weight_decay must be >= 0, got {self.deep_weight_decay}")
         for key in ("hidden_channels", "num_layers", "codebook_size", "quantize_chunk"):
@@ -96,9 +100,11 @@ class VQGraphTeacher(nn.Module):
 
     ``adj`` comes from :func:`vqgraph.models.encoders.prepare_adjacency`; ``edge_index`` are the
     (directed, both directions) edges the structure loss reconstructs; ``num_targets`` restricts
-    the output to the first rows (seed nodes of a sampled subgraph); ``skip_tokenizer`` skips the
-    quantizer when the logits do not depend on it (``classify_from="continuous"``), e.g. for a
-    validation pass (``codes`` are then -1).
+    the output to the first rows (seed nodes of a sampled subgraph); ``num_tokenized`` restricts
+    the tokenizer (quantizer, decoders and their losses) to the first rows (a sampled subgraph's
+    seeds and 1-hop neighbours: the rows the classifier reads at the seeds; the others' codes are
+    -1 and their decoded codes 0); ``skip_tokenizer`` skips the quantizer when the logits do not
+    depend on it (``classify_from="continuous"``), e.g. for a validation pass (``codes`` are then -1).
     """
 
     uses_graph = True
@@ -171,6 +177,7 @@ class VQGraphTeacher(nn.Module):
         edge_index: Optional[Tensor] = None,
         num_targets: Optional[int] = None,
         skip_tokenizer: bool = False,
+        num_tokenized: Optional[int] = None,
     ) -> TeacherOutput:
         if self.config.edge_recon == "dense" and self.training and x.size(0) > DENSE_MAX_NODES:
             raise ValueError(
@@ -183,20 +190,30 @@ class VQGraphTeacher(nn.Module):
             no_codes = torch.full((h.size(0),), -1, dtype=torch.long, device=h.device)
             z, codes, losses, s = h, no_codes, TeacherLosses(zero, zero, zero), h
         else:
-            centred = self.center(h)
+            n = h.size(0) if num_tokenized is None else num_tokenized
+            inner = h[:n]
+            centred = self.center(inner)
             z = self.quantizer.project_in(centred)
             q, codes, commitment = self._quantize(centred)
-            feature = F.mse_loss(self.feature_decoder(q), x) if self.config.feature_recon_weight else zero
+            feature = F.mse_loss(self.feature_decoder(q), x[:n]) if self.config.feature_recon_weight else zero
             s = self.edge_decoder(q)
             edge = zero
             if self.config.edge_recon_weight and edge_index is not None and self.training:
+                if n < h.size(0):  # the pairs among the tokenized rows
+                    edge_index = edge_index[:, (edge_index < n).all(0)]
                 if self.config.edge_recon == "dense":
-                    edge = edge_recon_dense(s, edge_index, h.size(0))
+                    edge = edge_recon_dense(s, edge_index, n)
                 else:
-                    edge = edge_recon_sampled(s, edge_index, h.size(0), self.config.edge_recon_samples)
+                    edge = edge_recon_sampled(s, edge_index, n, self.config.edge_recon_samples)
             losses = TeacherLosses(
                 commitment, self.config.feature_recon_weight * feature, self.config.edge_recon_weight * edge
             )
+            if n < h.size(0):  # the rest: no code; the classifier reads zeros there (no seed does)
+                rest = h.size(0) - n
+                z = torch.cat([z, z.new_zeros(rest, z.size(1))])
+                codes = torch.cat([codes, codes.new_full((rest,), -1)])
+                if self.config.classify_from == "quantized":
+                    s = torch.cat([s, s.new_zeros(rest, s.size(1))])
         if self.config.classify_from == "continuous":
             s = h
         logits = self.head_conv(self.dropout(torch.relu(s)), adj)

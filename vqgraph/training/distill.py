@@ -6,10 +6,17 @@ Per batch of global node ids ``idx``:
 * ``soft_label``: KL(teacher soft labels || student), teacher logits divided by
   ``teacher_temperature``, by default the temperature that calibrates the teacher on validation
   nodes (temperature scaling): a flat target transfers little, and the entropy is logged;
-* ``soft_token`` (``vqgraph`` only): ``tau^2 * KL(softmax(t/tau) || softmax(s/tau))`` where
-  ``t = code_logits(teacher z[idx], codebook)`` and ``s = code_logits(student z, codebook)``:
-  the same similarity on both sides, the frozen teacher codebook, rows aligned by global id.
-  Nothing of size N x K is ever built.
+* ``soft_token`` (``vqgraph`` only), by ``code_target``:
+
+  - ``soft`` (the paper's): ``tau^2 * KL(softmax(t/tau) || softmax(s/tau))`` where
+    ``t = code_logits(teacher z[idx], codebook)`` and ``s = code_logits(student z, codebook)``:
+    the same similarity on both sides, the frozen teacher codebook, rows aligned by global id.
+    Nothing of size N x K is ever built.
+  - ``index``: ``tau^2 * CE(softmax(s/tau), teacher code)``, the teacher's nearest code as a
+    hard target (its soft assignment is nearly flat: the nearest codes are almost tied).
+  - ``class``: ``KL(P[teacher code] || softmax(student logits))``, where ``P[k]`` is the mean
+    teacher soft label of the training nodes the teacher assigns to code ``k`` (smoothed towards
+    their overall mean by one node's weight): what the codebook knows of classes, as a target.
 
 Optional terms, off by default (weight 0), for any distilled method (training only: inference
 stays graph-free):
@@ -51,6 +58,7 @@ from vqgraph.training.loop import Share, TrainConfig
 
 METHODS = ("mlp", "glnn", "vqgraph")
 VAL_TARGETS = ("auto", "fit", "held_out")
+CODE_TARGETS = ("soft", "index", "class")
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class DistillConfig:
     teacher_temperature: Optional[float] = None  # divides teacher logits; None: calibrated on val nodes
     soft_token_weight: float = 1.0  # beta: weight of the soft code-assignment KL (vqgraph)
     token_temperature: float = 0.1  # tau of the code-assignment softmaxes (cosine scores in [-1, 1])
+    code_target: str = "soft"  # soft: KL over soft code assignments | index: CE to the teacher's code | class: its class mix
     select_by: str = "val"  # val: validation-selected (honest) | test: the paper's protocol, for comparison only
     code_cache_mb: float = 1024.0  # teacher soft codes (N x K floats) are precomputed once if they fit, else per batch
     val_targets: str = "auto"  # fit | held_out: train on validation nodes' targets? (auto: held_out inductively)
@@ -86,6 +95,8 @@ class DistillConfig:
             raise ValueError(f"code_cache_mb must be >= 0, got {self.code_cache_mb}")
         if self.val_targets not in VAL_TARGETS:
             raise ValueError(f"val_targets must be one of {VAL_TARGETS}, got {self.val_targets!r}")
+        if self.code_target not in CODE_TARGETS:
+            raise ValueError(f"code_target must be one of {CODE_TARGETS}, got {self.code_target!r}")
         for key in ("similarity_weight", "adversarial_weight", "adversarial_eps"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
@@ -190,7 +201,8 @@ def label_loss(logits: Tensor, y: Tensor, labelled: Tensor, share: Share, weight
 class CodebookDistiller:
     """Computes :class:`DistillLosses` for a batch of global node ids against teacher targets."""
 
-    def __init__(self, targets: TeacherTargets, config: DistillConfig, device="cpu", teacher_temperature: float = 1.0):
+    def __init__(self, targets: TeacherTargets, config: DistillConfig, device="cpu", teacher_temperature: float = 1.0,
+                 fit_idx: Optional[Tensor] = None):
         if config.uses_soft_tokens and targets.codebook is None:
             raise ValueError("method 'vqgraph' needs a teacher with a tokenizer (its targets have no codebook)")
         self.config = config
@@ -200,11 +212,29 @@ class CodebookDistiller:
         self.codebook = targets.codebook.to(device) if targets.codebook is not None else None
         self.metric = targets.metric
         self._codes_cache = None
-        if config.uses_soft_tokens and config.soft_token_weight:
+        code_term = config.uses_soft_tokens and config.soft_token_weight
+        if code_term and config.code_target != "soft":
+            self.teacher_codes = targets.codes.to(device)
+        if code_term and config.code_target == "class":
+            if fit_idx is None:
+                raise ValueError("code_target 'class' needs the training nodes (fit_idx) to form each code's class mix")
+            self.code_classes = self._code_class_mix(fit_idx.to(device))
+        if code_term and config.code_target == "soft":
             n, k = targets.num_nodes, targets.codebook.size(0)
             if 4 * n * k <= config.code_cache_mb * 2**20:  # teacher targets are fixed: compute them once
                 parts = [self._soft_codes(chunk) for chunk in torch.arange(n, device=self.teacher_z.device).split(8192)]
                 self._codes_cache = tuple(torch.cat(p) for p in zip(*parts))
+
+    @torch.no_grad()
+    def _code_class_mix(self, fit_idx: Tensor) -> Tensor:
+        """[K, C]: per code, the mean teacher soft label of the ``fit_idx`` nodes assigned to it,
+        with one pseudo-node of their overall mean (a code no training node uses gets that mean)."""
+        probs = torch.cat([self.teacher_probs(part) for part in fit_idx.split(65_536)])
+        codes = self.teacher_codes[fit_idx]
+        k = self.codebook.size(0)
+        totals = probs.new_zeros(k, probs.size(1)).index_add_(0, codes, probs)
+        counts = torch.bincount(codes, minlength=k).to(probs.dtype)
+        return (totals + probs.mean(0)) / (counts + 1.0).unsqueeze(1)
 
     def teacher_probs(self, idx: Tensor) -> Tensor:
         return F.softmax(self.teacher_logits[idx] / self.temperature, dim=-1)
@@ -234,12 +264,22 @@ class CodebookDistiller:
         label, soft_label = self.label_terms(out.logits, idx, y, labelled, share)
         soft_token = out.logits.new_zeros(())
         if cfg.uses_soft_tokens and cfg.soft_token_weight:
-            tau = cfg.token_temperature
-            t, t_log_t = self.teacher_soft_codes(idx)
-            log_s = F.log_softmax(code_logits(out.z, self.codebook, self.metric, 1.0 / tau), dim=-1)
-            kl = share.mean((t_log_t - (t * log_s).sum(-1)).sum(), share.rows)  # KL(t || s), batch mean
-            soft_token = cfg.soft_token_weight * tau * tau * kl
+            soft_token = cfg.soft_token_weight * self.code_term(out, idx, share)
         return DistillLosses(label, soft_label, soft_token)
+
+    def code_term(self, out, idx: Tensor, share: Share) -> Tensor:
+        """The unweighted code term of ``config.code_target`` (batch mean over the global batch)."""
+        tau = self.config.token_temperature
+        if self.config.code_target == "class":
+            kl = F.kl_div(F.log_softmax(out.logits, dim=-1), self.code_classes[self.teacher_codes[idx]], reduction="sum")
+            return share.mean(kl, share.rows)
+        log_s = F.log_softmax(code_logits(out.z, self.codebook, self.metric, 1.0 / tau), dim=-1)
+        if self.config.code_target == "index":
+            ce = F.nll_loss(log_s, self.teacher_codes[idx], reduction="sum")
+            return tau * tau * share.mean(ce, share.rows)
+        t, t_log_t = self.teacher_soft_codes(idx)
+        kl = (t_log_t - (t * log_s).sum(-1)).sum()  # KL(t || s)
+        return tau * tau * share.mean(kl, share.rows)
 
     def label_terms(self, logits: Tensor, idx: Tensor, y: Tensor, labelled: Tensor, share: Share):
         """The weighted ``label`` and ``soft_label`` terms of :meth:`__call__` (0 when off)."""
@@ -395,7 +435,7 @@ def make_distiller(data: Data, split: NodeSplit, targets: Optional[TeacherTarget
     temperature = distill.teacher_temperature
     if temperature is None:
         temperature = calibrate_temperature(targets.logits[split.val_idx], data.y[split.val_idx])
-    return CodebookDistiller(targets, distill, device, temperature)
+    return CodebookDistiller(targets, distill, device, temperature, fit_nodes(split, distill))
 
 
 @torch.no_grad()
@@ -407,7 +447,7 @@ def target_stats(distiller: CodebookDistiller, fit_idx: Tensor) -> Dict[str, flo
         "targets/teacher_temperature": distiller.temperature,
         "targets/soft_label_entropy": float(sum(row_entropy) / fit_idx.numel()),
     }
-    if distiller.config.uses_soft_tokens:
+    if distiller.config.uses_soft_tokens and distiller.config.code_target == "soft":
         probs = distiller.teacher_soft_codes(fit_idx[: min(4096, fit_idx.numel())])[0]
         stats["targets/soft_token_entropy"] = float(entropy(probs))
         stats["targets/soft_token_max_prob"] = float(probs.max(-1).values.mean())

@@ -62,6 +62,16 @@ class TeacherBatch(NamedTuple):
     rows: object  # rows of the output whose labels are y
     y: Tensor
     share: Share
+    num_tokenized: Optional[int] = None  # rows the tokenizer sees (teacher.tokenize="inner"); None: all
+
+
+def inner_rows(batch: Data) -> int:
+    """The seeds and their 1-hop neighbours in a sampled subgraph (rows first in PyG's layout):
+    the rows whose representation the classifier reads at the seeds."""
+    counts = getattr(batch, "num_sampled_nodes", None)
+    if counts is None:
+        raise ValueError("teacher.tokenize='inner' needs the sampled subgraph's num_sampled_nodes (seeds, hop 1, ...)")
+    return int(sum(counts[:2]))
 
 
 class TeacherObjective:
@@ -108,10 +118,11 @@ class TeacherObjective:
             b = self.batcher.sample(mine, self.streams.sample)
             adj = prepare_adjacency(self.config.conv, b.edge_index, b.num_nodes).to(self.device)
             x, edges, y = b.x.to(self.device), b.edge_index.to(self.device), b.y[: b.batch_size].to(self.device)
-            yield TeacherBatch(x, adj, edges, b.batch_size, slice(None), y, share)
+            tokenized = inner_rows(b) if self.config.tokenize == "inner" else None
+            yield TeacherBatch(x, adj, edges, b.batch_size, slice(None), y, share, tokenized)
 
     def losses(self, net, batch: TeacherBatch) -> Dict[str, Tensor]:
-        out = net(batch.x, batch.adj, batch.edge_index, batch.num_targets)
+        out = net(batch.x, batch.adj, batch.edge_index, batch.num_targets, num_tokenized=batch.num_tokenized)
         self._codes.append(out.codes.detach().cpu())
         ce = F.cross_entropy(out.logits[batch.rows], batch.y, reduction="sum")
         commit, feature_recon, edge_recon = out.losses
