@@ -75,3 +75,15 @@ def test_memory_benchmark_measures_each_size_in_its_own_process(tmp_path, capsys
     assert "peak ratio 6000:24000 / 3000:12000" in capsys.readouterr().out
     assert bench_memory.main(["--sizes", "3000"]) == 2  # NODES:EDGES only
     assert "--sizes takes NODES:UNDIRECTED_EDGES (positive integers), got '3000'" in capsys.readouterr().err
+
+
+def test_wide_feature_benchmark_times_the_default_teacher_and_student(tmp_path):
+    from experiments import bench_wide_features
+
+    out = tmp_path / "wide.json"
+    argv = ["--nodes", "600", "--edges", "2000", "--features", "300", "--density", "0.02", "--epochs", "2", "--out", str(out)]
+    assert bench_wide_features.main(argv) == 0
+    row = json.loads(out.read_text())
+    assert (row["nodes"], row["features"], row["epochs"]) == (600, 300, 2)
+    assert abs(row["density"] - 0.02) < 0.005  # the features are the requested bag of words
+    assert row["teacher_epoch_s"] > 0 and row["student_epoch_s"] > 0

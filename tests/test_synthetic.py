@@ -148,3 +148,23 @@ def test_degree_stats_by_hand():
 def test_degree_exponent_must_give_a_finite_mean(exponent):
     with pytest.raises(ValueError, match="degree_exponent must be > 2"):
         make_dcsbm(num_nodes=100, num_features=2, degree_exponent=exponent)
+
+
+# ---- bag-of-words features ----------------------------------------------------------------------
+def test_bag_of_words_features_are_binary_at_the_density_and_carry_the_class_by_signal():
+    def nearest_mean_accuracy(data):  # class means from one half of the nodes, read out on the other
+        x, y = data.x[:1000], data.y[:1000]
+        means = torch.stack([x[y == c].mean(0) for c in range(4)])
+        return float(((data.x[1000:] @ means.t()).argmax(1) == data.y[1000:]).float().mean())
+
+    kwargs = dict(num_nodes=2000, num_classes=4, num_edges=5000, num_features=1000, feature_density=0.02, seed=0)
+    words = make_csbm(**kwargs)
+    assert words.name == "csbm-n2000-e5000-h0.8-d0.02-s0"
+    assert set(words.x.unique().tolist()) == {0.0, 1.0} and bool((words.x.sum(1) >= 1).all())
+    assert float(words.x.mean()) == pytest.approx(0.02, rel=0.1)  # a few repeated words per row collapse
+    assert nearest_mean_accuracy(words) > 0.9
+    assert nearest_mean_accuracy(make_csbm(**{**kwargs, "feature_signal": 0.0})) < 0.4  # 4 classes: chance is 0.25
+    heavy = make_dcsbm(**kwargs)
+    assert torch.equal(heavy.x.sum(1) > 0, torch.ones(2000, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"make_dcsbm: feature_density must be in \(0, 1\], got 0.0"):
+        make_dcsbm(**{**kwargs, "feature_density": 0.0})

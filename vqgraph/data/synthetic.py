@@ -102,6 +102,7 @@ def make_csbm(
     num_edges: Optional[int] = None,
     seed: int = 0,
     name: Optional[str] = None,
+    feature_density: Optional[float] = None,
 ) -> Data:
     """Generate a CSBM graph in canonical form (near-uniform degrees).
 
@@ -114,9 +115,13 @@ def make_csbm(
         num_features: feature width F.
         num_edges: exact number of undirected edges E (default ``round(avg_degree * N / 2)``).
         seed: the generator's seed; the same arguments and seed give the same graph.
+        feature_density: None: Gaussian features as above; else binary bag-of-words features
+            with about this fraction of ones per row: each node draws Poisson(density * F) words
+            (at least one), each from its class's own F / C words with probability
+            ``feature_signal / (1 + feature_signal)``, else from all F (held dense).
     """
     return _generate(num_nodes, num_classes, avg_degree, homophily, feature_signal, num_features, num_edges, seed,
-                     name, None, "csbm")
+                     name, None, "csbm", feature_density)
 
 
 def make_dcsbm(
@@ -130,6 +135,7 @@ def make_dcsbm(
     seed: int = 0,
     name: Optional[str] = None,
     degree_exponent: float = 2.5,
+    feature_density: Optional[float] = None,
 ) -> Data:
     """Generate a degree-corrected CSBM graph in canonical form (heavy-tailed degrees).
 
@@ -142,12 +148,14 @@ def make_dcsbm(
     if not degree_exponent > 2.0:
         raise ValueError(f"make_dcsbm: degree_exponent must be > 2 (a finite mean degree), got {degree_exponent}")
     return _generate(num_nodes, num_classes, avg_degree, homophily, feature_signal, num_features, num_edges, seed,
-                     name, degree_exponent, "dcsbm")
+                     name, degree_exponent, "dcsbm", feature_density)
 
 
 def _generate(num_nodes, num_classes, avg_degree, homophily, feature_signal, num_features, num_edges, seed, name,
-              degree_exponent, kind) -> Data:
+              degree_exponent, kind, feature_density=None) -> Data:
     num_edges = _check_arguments(num_nodes, num_classes, avg_degree, homophily, num_features, num_edges)
+    if feature_density is not None and not 0.0 < feature_density <= 1.0:
+        raise ValueError(f"make_{kind}: feature_density must be in (0, 1], got {feature_density}")
     gen = torch.Generator().manual_seed(seed)
     y = torch.randperm(num_nodes, generator=gen) % num_classes
     weights = None
@@ -168,13 +176,34 @@ def _generate(num_nodes, num_classes, avg_degree, homophily, feature_signal, num
     edge_index = torch.stack([keys // num_nodes, keys % num_nodes])
     del keys, picker
 
-    means = torch.randn(num_classes, num_features, generator=gen)
-    means = means / means.norm(dim=1, keepdim=True).clamp_min(1e-12) * feature_signal
-    x = torch.randn(num_nodes, num_features, generator=gen)
-    x += means[y]
+    if feature_density is None:
+        means = torch.randn(num_classes, num_features, generator=gen)
+        means = means / means.norm(dim=1, keepdim=True).clamp_min(1e-12) * feature_signal
+        x = torch.randn(num_nodes, num_features, generator=gen)
+        x += means[y]
+    else:
+        x = _bag_of_words(y, num_classes, num_features, feature_density, feature_signal, gen)
     exponent = f"-g{degree_exponent:g}" if degree_exponent is not None else ""
-    name = name or f"{kind}-n{num_nodes}-e{num_edges}-h{homophily:g}{exponent}-s{seed}"
+    words = f"-d{feature_density:g}" if feature_density is not None else ""
+    name = name or f"{kind}-n{num_nodes}-e{num_edges}-h{homophily:g}{exponent}{words}-s{seed}"
     return build_graph(x, edge_index, y, name=name, num_classes=num_classes)
+
+
+def _bag_of_words(y: Tensor, num_classes: int, num_features: int, density: float, signal: float, gen) -> Tensor:
+    """Binary features [N, F]: per node Poisson(density * F) words (at least one), each from the
+    node's class topic (a random F / C of the columns) with probability signal / (1 + signal)."""
+    num_nodes = y.numel()
+    counts = torch.poisson(torch.full((num_nodes,), density * num_features, dtype=torch.float64), generator=gen)
+    counts = counts.long().clamp(1, num_features)
+    rows = torch.repeat_interleave(torch.arange(num_nodes), counts)
+    topics = torch.randperm(num_features, generator=gen)  # class c's words: topics[c * width:(c + 1) * width]
+    width = max(1, num_features // num_classes)
+    on_topic = torch.rand(rows.numel(), generator=gen) < signal / (1.0 + signal)
+    topic_word = topics[(y[rows] * width + torch.randint(width, (rows.numel(),), generator=gen)) % num_features]
+    cols = torch.where(on_topic, topic_word, torch.randint(num_features, (rows.numel(),), generator=gen))
+    x = torch.zeros(num_nodes, num_features)
+    x[rows, cols] = 1.0
+    return x
 
 
 def degree_stats(edge_index: Tensor, num_nodes: int) -> Dict[str, float]:
