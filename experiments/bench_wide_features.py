@@ -6,7 +6,9 @@
 The graph is what a user brings most often: a CSBM with binary bag-of-words features
 (``make_csbm(feature_density=...)``: 20k nodes, 7k features of which 1% are ones, 100k
 undirected edges, 5 classes) and no preset. Measured: the package-default GCN teacher with its
-tokenizer (full batch) and the package-default ``vqgraph`` student on its targets, ``--epochs``
+tokenizer (full batch) and the package-default ``vqgraph`` student on the sparse teacher's
+targets, each with its features held dense (``sparse_input=off``, as before) and sparse
+(``on``, what ``auto`` chooses at this density), in the same run, ``--epochs``
 epochs each; seconds per epoch are the mean over them, each with its validation pass, as the
 shared training loop times them (the teacher's ``epoch_s``, the student's ``train_s / epochs``).
 """
@@ -33,15 +35,25 @@ def bench(nodes: int, edges: int, features: int, density: float, epochs: int) ->
     data = make_csbm(num_nodes=nodes, num_edges=edges, num_features=features, feature_density=density, seed=0)
     graph_s = time.perf_counter() - start
     split = make_split(data, seed=0)
-    torch.manual_seed(0)
-    teacher = fit_teacher(data, split, TeacherConfig(), TrainConfig(max_epochs=epochs, patience=None, progress=False))
+    teacher_s = {}
+    for form in ("off", "on"):  # the dense path, then sparse features (teacher.sparse_input)
+        torch.manual_seed(0)
+        teacher = fit_teacher(data, split, TeacherConfig(sparse_input=form),
+                              TrainConfig(max_epochs=epochs, patience=None, progress=False))
+        teacher_s[form] = teacher.metrics["epoch_s"]
     train = replace(student_train_defaults("vqgraph"), max_epochs=epochs, patience=None, progress=False)
-    student = fit_student(data, split, teacher.targets, StudentConfig(norm="batch"), DistillConfig(), train)
+    student_s = {}
+    for form in ("off", "on"):  # the dense path, then the sparse first layer (student.sparse_input)
+        torch.manual_seed(0)
+        student = fit_student(data, split, teacher.targets, StudentConfig(norm="batch", sparse_input=form),
+                              DistillConfig(), train)
+        student_s[form] = student.metrics["train_s"] / student.metrics["epochs"]
     return {
         "nodes": nodes, "edges": edges, "features": features, "density": float((data.x != 0).float().mean()),
-        "graph_s": graph_s, "teacher_epoch_s": teacher.metrics["epoch_s"],
-        "student_epoch_s": student.metrics["train_s"] / student.metrics["epochs"], "epochs": epochs,
-        "threads": torch.get_num_threads(),
+        "graph_s": graph_s, "teacher_epoch_s": teacher_s["off"], "teacher_sparse_epoch_s": teacher_s["on"],
+        "teacher_speedup": teacher_s["off"] / teacher_s["on"],
+        "student_epoch_s": student_s["off"], "student_sparse_epoch_s": student_s["on"],
+        "student_speedup": student_s["off"] / student_s["on"], "epochs": epochs, "threads": torch.get_num_threads(),
     }
 
 
@@ -61,8 +73,10 @@ def main(argv=None) -> int:
 
     row = bench(args.nodes, args.edges, args.features, args.density, args.epochs)
     print(f"{row['nodes']:,} nodes, {row['edges']:,} edges, {row['features']:,} binary features "
-          f"({100 * row['density']:.2f}% ones), {row['threads']} thread(s): teacher {row['teacher_epoch_s']:.2f} s/epoch, "
-          f"student {row['student_epoch_s']:.2f} s/epoch")
+          f"({100 * row['density']:.2f}% ones), {row['threads']} thread(s): teacher {row['teacher_epoch_s']:.2f} s/epoch "
+          f"dense, {row['teacher_sparse_epoch_s']:.3f} sparse ({row['teacher_speedup']:.1f}x); "
+          f"student {row['student_epoch_s']:.2f} s/epoch dense, {row['student_sparse_epoch_s']:.3f} sparse "
+          f"({row['student_speedup']:.1f}x)")
     if args.out:
         write_json(args.out, {"environment": environment(), **row})
     print(json.dumps(row))

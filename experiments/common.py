@@ -87,7 +87,8 @@ def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Name
 
 
 # keys added later, with the value that reproduces what came before: left out of the hash at that value
-LATER_KEYS = {"train": {"optimizer": "adam"}, "teacher": {"deep_weight_decay": None, "tokenize": "all"}}
+LATER_KEYS = {"train": {"optimizer": "adam"},
+              "teacher": {"deep_weight_decay": None, "tokenize": "all", "sparse_input": "off"}}
 
 
 def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig) -> str:

@@ -375,3 +375,32 @@ def test_config_overrides_parse_lists_and_reject_bad_values():
                      ("trian.lr=0.1", "trian"), ("train.lrr=0.1", "train.lrr")]:
         with pytest.raises(ConfigError, match=key):
             config.with_overrides([bad])
+
+
+def test_sparse_features_train_the_same_student_as_dense_ones():
+    from vqgraph.data.sparse import SparseRows, use_sparse
+
+    data = make_csbm(num_nodes=400, num_classes=3, num_edges=1200, num_features=300, feature_density=0.03, seed=0)
+    split = make_split(data, seed=0, train_per_class=10, val_per_class=10)
+    assert use_sparse("auto", data.x) and not use_sparse("auto", torch.randn(10, 5)) and use_sparse("on", torch.ones(2, 2))
+    targets = fit_teacher(data, split, TeacherConfig(hidden_channels=16, codebook_size=16),
+                          TrainConfig(max_epochs=5, progress=False)).targets
+    train = TrainConfig(max_epochs=8, patience=None, progress=False, lr=0.01, weight_decay=0.0, batch_size=128)
+    runs = {}
+    for form in ("on", "off"):
+        student = StudentConfig(hidden_channels=16, norm="batch", sparse_input=form)
+        runs[form] = fit_student(data, split, targets, student, DistillConfig(method="vqgraph"), train)
+    sparse, dense = runs["on"].history, runs["off"].history
+    for a, b in zip(sparse, dense):  # the same batches and the same function: only float rounding differs
+        assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-4)
+    assert runs["on"].metrics["val/acc"] == pytest.approx(runs["off"].metrics["val/acc"], abs=0.05)
+    rows = SparseRows.from_dense(data.x)  # row batches in any order, and slices, are the dense rows
+    idx = torch.tensor([5, 399, 0, 5])
+    assert torch.equal(rows[idx].to_dense(), data.x[idx]) and torch.equal(rows[10:20].to_dense(), data.x[10:20])
+    # input dropout and the adversarial term (dense perturbations) also run on sparse features
+    student = StudentConfig(hidden_channels=16, norm="batch", sparse_input="on", input_dropout=0.2)
+    adversarial = DistillConfig(method="glnn", adversarial_weight=0.1, adversarial_eps=0.3)
+    result = fit_student(data, split, targets, student, adversarial, replace(train, max_epochs=3))
+    assert all(math.isfinite(row["train/loss"]) for row in result.history)
+    with pytest.raises(ValueError, match="sparse_input must be one of"):
+        StudentConfig(sparse_input="yes")

@@ -233,3 +233,21 @@ def test_teacher_cache_key_follows_the_tokenize_form_only_where_it_acts():
     assert key(["teacher.tokenize=inner"]) == key(["teacher.tokenize=all"])
     mini = ["train.batch_size=200"]
     assert key(mini + ["teacher.tokenize=inner"]) != key(mini + ["teacher.tokenize=all"])
+
+
+@pytest.mark.parametrize("content,words", [
+    (None, "cannot read the preset (FileNotFoundError"),
+    ("gcn:\n  teacher: [unclosed\n", "not valid YAML (while parsing a flow sequence"),
+    ("- just\n- a list\n", "expected a mapping of teacher kinds to sections"),
+])
+def test_a_bad_config_file_is_a_usage_error_naming_the_file(tmp_path, capsys, content, words):
+    from experiments.common import parse_run
+
+    preset = tmp_path / "mine.yaml"
+    if content is not None:
+        preset.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_run(run_cli.build_parser(), ["--dataset", "cora", "--method", "glnn", "--config", str(preset)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(preset) in err and words in err and "Traceback" not in err

@@ -86,4 +86,6 @@ def test_wide_feature_benchmark_times_the_default_teacher_and_student(tmp_path):
     row = json.loads(out.read_text())
     assert (row["nodes"], row["features"], row["epochs"]) == (600, 300, 2)
     assert abs(row["density"] - 0.02) < 0.005  # the features are the requested bag of words
-    assert row["teacher_epoch_s"] > 0 and row["student_epoch_s"] > 0
+    assert row["teacher_sparse_epoch_s"] > 0 and row["student_epoch_s"] > 0 and row["student_sparse_epoch_s"] > 0
+    assert row["teacher_speedup"] == row["teacher_epoch_s"] / row["teacher_sparse_epoch_s"]
+    assert row["student_speedup"] == row["student_epoch_s"] / row["student_sparse_epoch_s"]

@@ -417,3 +417,36 @@ def test_codebook_stats_by_hand():
     single = codebook_stats(torch.full((10,), 2), 4)
     assert single["used_frac"] == 0.25 and single["perplexity"] == pytest.approx(1.0)
     assert codebook_stats(torch.full((3,), -1), 4) == {"used_frac": 0.0, "perplexity": 0.0}
+
+
+@pytest.mark.parametrize("conv", ["gcn", "appnp", "gcnii", "gat"])
+def test_sparse_features_train_the_same_teacher_as_dense_ones(conv):
+    from vqgraph.training.teacher import sparse_teacher
+
+    data = make_csbm(num_nodes=300, num_classes=3, num_edges=900, num_features=120, feature_density=0.03, seed=0)
+    split = make_split(data, seed=0)
+    train = train_config(max_epochs=6)
+    runs = {}
+    for form in ("on", "off"):  # no input dropout: the same random draws on both paths
+        cfg = teacher_config(conv=conv, sparse_input=form, input_dropout=0.0, dropout=0.0)
+        assert sparse_teacher(cfg, train, data.x) == (form == "on")
+        torch.manual_seed(0)
+        runs[form] = fit_teacher(data, split, cfg, train)
+    for a, b in zip(runs["on"].history, runs["off"].history):  # feature reconstruction included (non-zeros only)
+        assert a["loss/feature_recon"] == pytest.approx(b["loss/feature_recon"], rel=1e-4)
+        assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-4)
+    assert torch.allclose(runs["on"].targets.logits, runs["off"].targets.logits, atol=1e-3)
+    dropped = fit_teacher(data, split, teacher_config(conv=conv, sparse_input="on"), train_config(max_epochs=3))
+    assert all(math.isfinite(row["train/loss"]) for row in dropped.history)  # input dropout on the stored entries
+
+
+def test_sparse_teacher_features_only_where_they_apply():
+    from vqgraph.training.teacher import sparse_teacher
+
+    words = make_csbm(num_nodes=200, num_classes=2, num_edges=500, num_features=100, feature_density=0.02, seed=0).x
+    assert sparse_teacher(teacher_config(sparse_input="auto"), train_config(), words)
+    assert not sparse_teacher(teacher_config(sparse_input="auto"), train_config(), torch.randn(200, 100))  # dense
+    assert not sparse_teacher(teacher_config(sparse_input="auto"), train_config(batch_size=32), words)  # mini-batch
+    assert not sparse_teacher(teacher_config(conv="sage", sparse_input="auto"), train_config(), words)  # aggregates first
+    with pytest.raises(ValueError, match="sparse_input='on' needs an encoder that starts with a linear map"):
+        TeacherConfig(conv="sage", sparse_input="on")

@@ -152,7 +152,14 @@ def preset_blocks(dataset: str, preset=None) -> set:
 
 
 def _load_preset(path: Path) -> dict:
-    preset = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the preset ({type(err).__name__}: {err.strerror or err})") from err
+    try:
+        preset = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from err
     if not isinstance(preset, dict):
         raise ConfigError(f"{path}: expected a mapping of teacher kinds to sections")
     return preset

@@ -23,6 +23,8 @@ from torch_geometric.nn import APPNP, GATConv, GCN2Conv, GCNConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import add_self_loops, remove_self_loops, to_torch_csr_tensor
 
+from vqgraph.data.sparse import csr_rows, sparse_dropout
+
 Adjacency = Tensor  # torch.sparse_csr adj_t [N, N], or edge_index [2, E] for GAT
 
 
@@ -99,6 +101,8 @@ CONVS: Dict[str, ConvSpec] = {
 }
 
 DEEP = ("gcnii",)  # encoder kinds whose layers after the first also read the first layer's output
+# kinds whose first layer starts with a linear map of the features: they take sparse features as they are
+LINEAR_FIRST = ("gcn", "gat", "appnp", "gcnii")
 
 NORMS: Dict[str, Callable[[int], nn.Module]] = {
     "none": lambda c: nn.Identity(),
@@ -181,7 +185,10 @@ class GNNEncoder(nn.Module):
     def forward(self, x: Tensor, adj: Adjacency) -> Tensor:
         last, first = len(self.convs) - 1, None
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            x = self.input_dropout(x) if i == 0 else self.dropout(x)
+            if i == 0 and x.layout == torch.sparse_csr:  # sparse features (LINEAR_FIRST kinds take them)
+                x = sparse_dropout(x, self.input_dropout.p, self.training)
+            else:
+                x = self.input_dropout(x) if i == 0 else self.dropout(x)
             x = norm(conv(x, first, adj) if isinstance(conv, GCN2Conv) else conv(x, adj))
             if i < last:
                 x = torch.relu(x)
@@ -218,7 +225,7 @@ def layer_rows(layer: nn.Module, kind: str, h: Tensor, adj_rows: Adjacency, rows
     propagates K times and needs the whole vector between steps. ``first_rows``: the encoder's
     first-layer output at ``rows`` (GCNII's initial residual).
     """
-    h_rows = h[rows.start : rows.stop]
+    h_rows = csr_rows(h, rows.start, rows.stop) if h.layout == torch.sparse_csr else h[rows.start : rows.stop]
     if isinstance(layer, NodeLinear):
         return layer(h_rows)
     if isinstance(layer, GCN2Conv):

@@ -8,6 +8,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
+from vqgraph.data.sparse import SPARSE_INPUTS, sparse_linear
 from vqgraph.models.encoders import NORMS
 
 
@@ -20,6 +21,7 @@ class StudentConfig:
     dropout: float = 0.6  # dropout before every linear layer after the first
     input_dropout: float = 0.0  # dropout on input features
     norm: str = "none"  # none | batch | layer, after every hidden layer
+    sparse_input: str = "auto"  # features held sparse in training (auto: at most 10% non-zeros); same model either way
 
     def __post_init__(self):
         if self.num_layers < 2:
@@ -28,6 +30,8 @@ class StudentConfig:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, got {self.norm!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.sparse_input not in SPARSE_INPUTS:
+            raise ValueError(f"sparse_input must be one of {SPARSE_INPUTS}, got {self.sparse_input!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,10 +68,15 @@ class MLPStudent(nn.Module):
         self.input_dropout = nn.Dropout(config.input_dropout)
 
     def forward(self, x: Tensor) -> StudentOutput:
+        """``x``: dense features [B, F], or a ``torch.sparse_csr`` tensor of them (the first layer
+        is then one sparse-dense product; the same function of the features)."""
         if x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(f"student expects features of shape [batch, {self.in_channels}], got {tuple(x.shape)}")
         for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
-            x = self.input_dropout(x) if i == 0 else self.dropout(x)
-            x = torch.relu(norm(layer(x)))
+            if i == 0 and x.layout == torch.sparse_csr:
+                x = sparse_linear(x, layer.weight, layer.bias, self.input_dropout.p, self.training)
+            else:
+                x = layer(self.input_dropout(x) if i == 0 else self.dropout(x))
+            x = torch.relu(norm(x))
         z = self.projection(x) if self.projection is not None else None
         return StudentOutput(self.classifier(self.dropout(x)), z)

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from vector_quantize_pytorch import VectorQuantize
 
 from vqgraph.losses import code_logits, edge_recon_dense, edge_recon_sampled
-from vqgraph.models.encoders import DEEP, NORMS, GNNEncoder, layer_rows, resolve_conv
+from vqgraph.data.sparse import SPARSE_INPUTS, sparse_mse
+from vqgraph.models.encoders import DEEP, LINEAR_FIRST, NORMS, GNNEncoder, layer_rows, resolve_conv
 
 EDGE_RECON = ("sampled", "dense")
 TOKENIZE = ("inner", "all")
@@ -53,6 +54,7 @@ class TeacherConfig:
     quantize_chunk: int = 65_536  # nodes per quantizer call: bounds its N x K similarity memory
     classify_from: str = "continuous"  # continuous: classifier reads h; quantized: reads decoded codes (paper)
     tokenize: str = "all"  # mini-batch: all sampled nodes | inner: the seeds and their sampled 1-hop neighbours
+    sparse_input: str = "off"  # full batch, gcn/gat/appnp/gcnii: features held sparse (auto: at most 10% non-zeros)
     deep_weight_decay: Optional[float] = None  # weight decay of gcnii's GCN2Conv layers (None: train.weight_decay)
 
     def __post_init__(self):
@@ -65,6 +67,11 @@ class TeacherConfig:
             raise ValueError(f"edge_recon must be one of {EDGE_RECON}, got {self.edge_recon!r}")
         if self.tokenize not in TOKENIZE:
             raise ValueError(f"tokenize must be one of {TOKENIZE}, got {self.tokenize!r}")
+        if self.sparse_input not in SPARSE_INPUTS:
+            raise ValueError(f"sparse_input must be one of {SPARSE_INPUTS}, got {self.sparse_input!r}")
+        if self.sparse_input == "on" and self.conv.lower() not in LINEAR_FIRST:
+            raise ValueError(f"sparse_input='on' needs an encoder that starts with a linear map of the features "
+                             f"{LINEAR_FIRST}; {self.conv!r} aggregates them first (use 'auto' or 'off')")
         if self.deep_weight_decay is not None and self.deep_weight_decay < 0:
             raise ValueError(f"deep_weight_decay must be >= 0, got {self.deep_weight_decay}")
         for key in ("hidden_channels", "num_layers", "codebook_size", "quantize_chunk"):
@@ -195,7 +202,11 @@ class VQGraphTeacher(nn.Module):
             centred = self.center(inner)
             z = self.quantizer.project_in(centred)
             q, codes, commitment = self._quantize(centred)
-            feature = F.mse_loss(self.feature_decoder(q), x[:n]) if self.config.feature_recon_weight else zero
+            feature = zero
+            if self.config.feature_recon_weight and x.layout == torch.sparse_csr:  # full batch: n is every row
+                feature = sparse_mse(x, q, self.feature_decoder.weight, self.feature_decoder.bias)
+            elif self.config.feature_recon_weight:
+                feature = F.mse_loss(self.feature_decoder(q), x[:n])
             s = self.edge_decoder(q)
             edge = zero
             if self.config.edge_recon_weight and edge_index is not None and self.training:

@@ -46,6 +46,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from vqgraph import distributed
+from vqgraph.data.sparse import SparseRows, use_sparse
 from vqgraph.data.splits import NodeSplit, Setting
 from vqgraph.losses import calibrate_temperature, code_logits, entropy
 from vqgraph.models.encoders import resolve_conv
@@ -319,17 +320,20 @@ class DistillObjective:
     """
 
     def __init__(self, data: Data, split: NodeSplit, distiller: Optional[CodebookDistiller], config: DistillConfig,
-                 batch_norm: bool, train: TrainConfig, order: torch.Generator):
+                 batch_norm: bool, train: TrainConfig, order: torch.Generator, sparse: bool = False):
         me = distributed.world()
         self.device, self.order = distributed.local_device(train.device), order
         self.distiller, self.config, self.label_weight = distiller, config, config.label_weight
         self.terms = DistillLosses._fields + config.extra_terms()
-        self.x, self.y = data.x.to(self.device), data.y.to(self.device)
+        # sparse: the features as CSR rows; a batch is then a sparse tensor (vqgraph.data.sparse)
+        self.x = SparseRows.from_dense(data.x).to(self.device) if sparse else data.x.to(self.device)
+        self.y = data.y.to(self.device)
         self.is_train = torch.zeros(data.num_nodes, dtype=torch.bool, device=self.device)
         self.is_train[split.train_idx] = True
         self.fit_idx = fit_nodes(split, config).to(self.device)
         if config.adversarial_weight:  # the radius in units of the training features' root mean square
-            self.adversarial_eps = config.adversarial_eps * float(self.x[self.fit_idx].pow(2).mean().sqrt())
+            square_mean = self.x.square_mean(self.fit_idx) if sparse else float(self.x[self.fit_idx].pow(2).mean())
+            self.adversarial_eps = config.adversarial_eps * square_mean ** 0.5
         self.batch_size = train.batch_size or self.fit_idx.numel()
         self.min_rows = 2 * me.world_size if batch_norm else 1
         if min(self.fit_idx.numel(), self.batch_size) < self.min_rows:
@@ -350,7 +354,8 @@ class DistillObjective:
         idx, share = batch
         x, y, labelled = self.x[idx], self.y[idx], self.is_train[idx]
         adversarial = self.config.adversarial_weight > 0
-        if adversarial:  # clean and perturbed rows in one forward pass (one DDP step)
+        if adversarial:  # clean and perturbed rows in one forward pass (one DDP step); perturbations are dense
+            x = x.to_dense() if x.layout == torch.sparse_csr else x
             out_all = net(torch.cat([x, x + self.perturbation(net, x, idx, y, labelled, share)]))
             out = type(out_all)(*(t[: idx.numel()] if t is not None else None for t in out_all))
         else:
@@ -421,7 +426,7 @@ def predict_rows(model: MLPStudent, x: Tensor, rows: range, chunk: int = 65_536)
     model.eval()
     starts = range(rows.start, rows.stop, chunk)
     parts = [model(x[start : min(start + chunk, rows.stop)]).logits for start in starts]
-    return torch.cat(parts) if parts else x.new_zeros(0, model.num_classes)
+    return torch.cat(parts) if parts else torch.zeros(0, model.num_classes, device=x.device)
 
 
 def make_distiller(data: Data, split: NodeSplit, targets: Optional[TeacherTargets], distill: DistillConfig, device):
@@ -508,7 +513,8 @@ def _fit_once(data, split, targets, student, distill, train, log=None, checkpoin
     code_dim = targets.z.size(1) if distill.uses_projection and targets is not None else None
     model, streams = loop.build(train, lambda: MLPStudent(data.num_features, data.num_classes, student, code_dim), True)
     distiller = make_distiller(data, split, targets, distill, distributed.local_device(train.device))
-    objective = DistillObjective(data, split, distiller, distill, student.norm == "batch", train, streams.order)
+    objective = DistillObjective(data, split, distiller, distill, student.norm == "batch", train, streams.order,
+                                 use_sparse(student.sparse_input, data.x))
     evaluator = Evaluator.for_split(objective.y, split)
     eval_rows = distributed.row_ranges(data.num_nodes, me.world_size)[me.rank]  # this rank's share of inference
     test_key = "test/acc" if split.setting is Setting.TRANSDUCTIVE else "test_tran/acc"

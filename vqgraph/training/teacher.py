@@ -20,8 +20,9 @@ from torch_geometric.data import Data
 
 from vqgraph import distributed
 from vqgraph.data.sampling import NeighborBatcher
+from vqgraph.data.sparse import to_csr, use_sparse
 from vqgraph.data.splits import NodeSplit
-from vqgraph.models.encoders import DEEP, prepare_adjacency
+from vqgraph.models.encoders import DEEP, LINEAR_FIRST, prepare_adjacency
 from vqgraph.models.teacher import TeacherConfig, VQGraphTeacher
 from vqgraph.targets import TeacherTargets, compute_targets
 from vqgraph.training import loop
@@ -74,6 +75,13 @@ def inner_rows(batch: Data) -> int:
     return int(sum(counts[:2]))
 
 
+def sparse_teacher(config: TeacherConfig, train: TrainConfig, x: Tensor) -> bool:
+    """Whether the teacher trains on sparse features: full batch, an encoder kind of
+    :data:`~vqgraph.models.encoders.LINEAR_FIRST`, and ``teacher.sparse_input`` (``auto``: by density)."""
+    return (train.batch_size is None and config.conv.lower() in LINEAR_FIRST
+            and use_sparse(config.sparse_input, x))
+
+
 class TeacherObjective:
     """Cross-entropy on labelled nodes + the tokenizer's (already weighted) losses.
 
@@ -91,6 +99,8 @@ class TeacherObjective:
         self.device = distributed.local_device(train.device)
         self.train_rows = train_rows
         self.x, self.y, self.edge_index = (t.to(self.device) for t in (graph.x, graph.y, graph.edge_index))
+        if sparse_teacher(config, train, graph.x):  # a full batch of bag-of-words features: kept sparse
+            self.x = to_csr(self.x)
         self.adj = prepare_adjacency(config.conv, graph.edge_index, graph.num_nodes).to(self.device)
         # decoders whose loss weight is 0 get no gradient
         self.find_unused_parameters = config.use_tokenizer and not (config.feature_recon_weight and config.edge_recon_weight)
