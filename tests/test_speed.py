@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from experiments import speed
@@ -89,3 +90,15 @@ def test_wide_feature_benchmark_times_the_default_teacher_and_student(tmp_path):
     assert row["teacher_sparse_epoch_s"] > 0 and row["student_epoch_s"] > 0 and row["student_sparse_epoch_s"] > 0
     assert row["teacher_speedup"] == row["teacher_epoch_s"] / row["teacher_sparse_epoch_s"]
     assert row["student_speedup"] == row["student_epoch_s"] / row["student_sparse_epoch_s"]
+
+
+def test_wide_feature_benchmark_times_a_whole_default_run(tmp_path):
+    from experiments import bench_wide_features
+
+    out = tmp_path / "run.json"
+    argv = ["--nodes", "300", "--edges", "900", "--features", "100", "--density", "0.05", "--full-run", "auto",
+            "--out", str(out)]
+    assert bench_wide_features.main(argv) == 0
+    row = json.loads(out.read_text())
+    assert row["teacher_sparse_input"] == "auto" and row["teacher_epochs"] > 100  # patience 100: stopped early or not
+    assert row["total_s"] == pytest.approx(row["teacher_s"] + row["student_s"])

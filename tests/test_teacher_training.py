@@ -145,7 +145,7 @@ def test_inner_tokenizer_trains_on_the_inner_rows_only(graph, split, monkeypatch
     inner = fit_teacher(graph, split, teacher_config(conv="sage", tokenize="inner"), train)
     assert seen and all(rows == n and top < n for rows, n, top in seen)  # decoded rows = the pairs' node range
     inner_sizes, seen[:] = [n for _, n, _ in seen], []
-    every = fit_teacher(graph, split, teacher_config(conv="sage"), train)
+    every = fit_teacher(graph, split, teacher_config(conv="sage", tokenize="all"), train)
     assert all(a < b for a, b in zip(inner_sizes, (n for _, n, _ in seen)))  # fewer rows than the whole subgraph
     assert inner.history[-1]["train/loss"] < inner.history[0]["train/loss"]
     assert inner.history != every.history  # the option acts in mini-batch training ...
@@ -154,6 +154,7 @@ def test_inner_tokenizer_trains_on_the_inner_rows_only(graph, split, monkeypatch
 
 
 def test_unknown_tokenize_form_is_refused():
+    assert TeacherConfig().tokenize == "inner"  # the cheaper form is the default (docs/distributed.md)
     with pytest.raises(ValueError, match="tokenize must be one of"):
         TeacherConfig(tokenize="seeds")
 

@@ -53,7 +53,7 @@ class TeacherConfig:
     edge_recon_samples: Optional[int] = 100_000  # positive edges per step for "sampled" (None: all)
     quantize_chunk: int = 65_536  # nodes per quantizer call: bounds its N x K similarity memory
     classify_from: str = "continuous"  # continuous: classifier reads h; quantized: reads decoded codes (paper)
-    tokenize: str = "all"  # mini-batch: all sampled nodes | inner: the seeds and their sampled 1-hop neighbours
+    tokenize: str = "inner"  # mini-batch: inner: the seeds and their sampled 1-hop neighbours | all: every sampled node
     sparse_input: str = "off"  # full batch, gcn/gat/appnp/gcnii: features held sparse (auto: at most 10% non-zeros)
     deep_weight_decay: Optional[float] = None  # weight decay of gcnii's GCN2Conv layers (None: train.weight_decay)
 
