@@ -96,20 +96,17 @@ def main(argv=None) -> int:
 
     if args.full_run:
         row = full_run(args.nodes, args.edges, args.features, args.density, args.full_run)
-        print(f"default run, teacher.sparse_input={args.full_run}: teacher {row['teacher_s']:.0f} s "
-              f"({row['teacher_epochs']} epochs), student {row['student_s']:.0f} s ({row['student_epochs']} epochs), "
-              f"total {row['total_s']:.0f} s")
-        if args.out:
-            write_json(args.out, {"environment": environment(), **row})
-        print(json.dumps(row))
-        return 0
-
-    row = bench(args.nodes, args.edges, args.features, args.density, args.epochs)
-    print(f"{row['nodes']:,} nodes, {row['edges']:,} edges, {row['features']:,} binary features "
-          f"({100 * row['density']:.2f}% ones), {row['threads']} thread(s): teacher {row['teacher_epoch_s']:.2f} s/epoch "
-          f"dense, {row['teacher_sparse_epoch_s']:.3f} sparse ({row['teacher_speedup']:.1f}x); "
-          f"student {row['student_epoch_s']:.2f} s/epoch dense, {row['student_sparse_epoch_s']:.3f} sparse "
-          f"({row['student_speedup']:.1f}x)")
+        summary = (f"default run, teacher.sparse_input={args.full_run}: teacher {row['teacher_s']:.0f} s "
+                   f"({row['teacher_epochs']} epochs), student {row['student_s']:.0f} s ({row['student_epochs']} "
+                   f"epochs), total {row['total_s']:.0f} s")
+    else:
+        row = bench(args.nodes, args.edges, args.features, args.density, args.epochs)
+        summary = (f"{row['nodes']:,} nodes, {row['edges']:,} edges, {row['features']:,} binary features "
+                   f"({100 * row['density']:.2f}% ones), {row['threads']} thread(s): teacher "
+                   f"{row['teacher_epoch_s']:.2f} s/epoch dense, {row['teacher_sparse_epoch_s']:.3f} sparse "
+                   f"({row['teacher_speedup']:.1f}x); student {row['student_epoch_s']:.2f} s/epoch dense, "
+                   f"{row['student_sparse_epoch_s']:.3f} sparse ({row['student_speedup']:.1f}x)")
+    print(summary)
     if args.out:
         write_json(args.out, {"environment": environment(), **row})
     print(json.dumps(row))
