@@ -182,7 +182,7 @@ def main(argv=None) -> int:
         _child(args.child, args.epochs)
         return 0
 
-    from experiments.common import write_json
+    from experiments.common import report_json, write_json
     from vqgraph.utils.profiling import environment
 
     if args.profile_step:
@@ -197,9 +197,7 @@ def main(argv=None) -> int:
         for seeds, row in speedups.items():
             print(f"{seeds} seeds: step {row['all_step_s']:.2f} s (tokenize=all) -> {row['inner_step_s']:.2f} s "
                   f"(tokenize=inner), {row['speedup']:.1f}x")
-        if args.out:
-            write_json(args.out, {"environment": environment(), "steps": steps, "speedup": speedups})
-        print(json.dumps({"steps": steps, "speedup": speedups}))
+        report_json({"steps": steps, "speedup": speedups}, args.out)
         return 0
 
     results = {"environment": environment(), "runs": []}

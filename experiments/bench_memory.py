@@ -73,8 +73,7 @@ def main(argv=None) -> int:
         print(json.dumps(_child(args.child)))
         return 0
 
-    from experiments.common import write_json
-    from vqgraph.utils.profiling import environment
+    from experiments.common import report_json
 
     for size in args.sizes:
         parts = size.split(":")
@@ -94,8 +93,7 @@ def main(argv=None) -> int:
     ratio = rows[-1]["rss_gib"]["peak"] / rows[0]["rss_gib"]["peak"]
     scale = rows[-1]["edges"] / rows[0]["edges"]
     print(f"peak ratio {rows[-1]['size']} / {rows[0]['size']}: {ratio:.2f} (edges x{scale:g})")
-    if args.out:
-        write_json(args.out, {"environment": environment(), "sizes": rows, "peak_ratio": ratio})
+    report_json({"sizes": rows, "peak_ratio": ratio}, args.out)
     return 0
 
 

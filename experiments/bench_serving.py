@@ -21,7 +21,6 @@ to ``eager`` and whether labels and codes are equal, on the first 4,096 rows. A 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -127,8 +126,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
-    from experiments.common import write_json
-    from vqgraph.utils.profiling import environment
+    from experiments.common import report_json
 
     threads = args.threads or os.cpu_count() or 1
     print(f"{'student':>12} {'candidate':>20} {'10 rows ms':>9} {'M rows/s':>9} {'max diff':>10} {'equal':>6}")
@@ -136,9 +134,7 @@ def main(argv=None) -> int:
     for row in result["rows"]:
         if "skipped" in row:
             print(f"{row['student']:>12} {row['candidate']:>20} skipped: {row['skipped']}")
-    if args.out:
-        write_json(args.out, {"environment": environment(), **result})
-    print(json.dumps(result))
+    report_json(result, args.out)
     return 0
 
 

@@ -3,7 +3,7 @@
     python -m experiments.bench_synthetic [--sizes 100000:1000000 1000000:10000000] [--generators csbm dcsbm]
 
 Each size is ``NODES:UNDIRECTED_EDGES`` and runs in a fresh process per generator (``csbm``:
-near-uniform degrees, ``dcsbm``: degree-corrected, heavy-tailed at exponent 2.4), so the peak
+near-uniform degrees, ``dcsbm``: degree-corrected, heavy-tailed at the exponent of ``experiments.speed``'s graphs), so the peak
 resident memory printed is that run's alone (it includes the ~0.4 GiB of the Python + torch
 process). The degree mean, maximum and Gini coefficient are printed too.
 """
@@ -20,12 +20,13 @@ from vqgraph.utils.profiling import current_rss_gib, peak_rss_gib, run_isolated
 def _one(num_nodes: int, num_edges: int, num_features: int, seed: int, generator: str = "csbm") -> dict:
     import torch
 
+    from experiments.speed import DEGREE_EXPONENT
     from vqgraph.data import degree_stats, make_csbm, make_dcsbm, num_undirected_edges
 
     base = current_rss_gib()
     start = time.perf_counter()
     kwargs = dict(num_nodes=num_nodes, num_edges=num_edges, num_features=num_features, seed=seed)
-    data = make_csbm(**kwargs) if generator == "csbm" else make_dcsbm(**kwargs, degree_exponent=2.4)
+    data = make_csbm(**kwargs) if generator == "csbm" else make_dcsbm(**kwargs, degree_exponent=DEGREE_EXPONENT)
     seconds = time.perf_counter() - start
     peak = peak_rss_gib()
     degrees = degree_stats(data.edge_index, data.num_nodes)

@@ -17,7 +17,6 @@ shared training loop times them (the teacher's ``epoch_s``, the student's ``trai
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -91,8 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
-    from experiments.common import write_json
-    from vqgraph.utils.profiling import environment
+    from experiments.common import report_json
 
     if args.full_run:
         row = full_run(args.nodes, args.edges, args.features, args.density, args.full_run)
@@ -107,9 +105,7 @@ def main(argv=None) -> int:
                    f"({row['teacher_speedup']:.1f}x); student {row['student_epoch_s']:.2f} s/epoch dense, "
                    f"{row['student_sparse_epoch_s']:.3f} sparse ({row['student_speedup']:.1f}x)")
     print(summary)
-    if args.out:
-        write_json(args.out, {"environment": environment(), **row})
-    print(json.dumps(row))
+    report_json(row, args.out)
     return 0
 
 

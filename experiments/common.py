@@ -176,3 +176,13 @@ def emit(text: str, path: Optional[Path] = None) -> None:
 
 def write_json(path: Path, payload: Dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def report_json(payload: Dict[str, Any], path: Optional[Path] = None) -> None:
+    """A benchmark's figures: printed as one JSON line and, given ``path``, written there with
+    the environment they were measured in (torch, threads, CPU)."""
+    from vqgraph.utils.profiling import environment
+
+    if path is not None:
+        write_json(path, {"environment": environment(), **payload})
+    print(json.dumps(payload))

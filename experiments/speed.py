@@ -164,8 +164,7 @@ def time_requests(fn: Callable[[Tensor], object], num_nodes: int, k: int, repeat
                 times.append(dt)
                 if details is not None:
                     extra.append(details())
-    q = statistics.quantiles(times, n=10) if len(times) >= 2 else [times[0]] * 9
-    out = {"median_ms": 1e3 * statistics.median(times), "p10_ms": 1e3 * q[0], "p90_ms": 1e3 * q[-1], "repeats": repeats}
+    out = spread_ms(times, repeats)
     for key in (extra[0] if extra else {}):
         out[f"median_{key}"] = statistics.median(e[key] for e in extra)
     return out
@@ -186,12 +185,13 @@ def time_interleaved(fns: Dict[str, Callable[[Tensor], object]], num_nodes: int,
                 fns[name](idx)
                 if r >= warmup:
                     times[name].append(time.perf_counter() - t0)
-    out = {}
-    for name, ts in times.items():
-        q = statistics.quantiles(ts, n=10) if len(ts) >= 2 else [ts[0]] * 9
-        out[name] = {"median_ms": 1e3 * statistics.median(ts), "p10_ms": 1e3 * q[0], "p90_ms": 1e3 * q[-1],
-                     "repeats": repeats}
-    return out
+    return {name: spread_ms(ts, repeats) for name, ts in times.items()}
+
+
+def spread_ms(times: List[float], repeats: int) -> Dict[str, float]:
+    """The median and 10th-90th percentiles of wall times in seconds, as milliseconds."""
+    q = statistics.quantiles(times, n=10) if len(times) >= 2 else [times[0]] * 9
+    return {"median_ms": 1e3 * statistics.median(times), "p10_ms": 1e3 * q[0], "p90_ms": 1e3 * q[-1], "repeats": repeats}
 
 
 def time_call(fn: Callable[[], object], repeats: int) -> float:

@@ -397,6 +397,8 @@ def test_sparse_features_train_the_same_student_as_dense_ones():
     rows = SparseRows.from_dense(data.x)  # row batches in any order, and slices, are the dense rows
     idx = torch.tensor([5, 399, 0, 5])
     assert torch.equal(rows[idx].to_dense(), data.x[idx]) and torch.equal(rows[10:20].to_dense(), data.x[10:20])
+    with pytest.raises(ValueError, match="slices of consecutive rows"):
+        rows[::2]
     # input dropout and the adversarial term (dense perturbations) also run on sparse features
     student = StudentConfig(hidden_channels=16, norm="batch", sparse_input="on", input_dropout=0.2)
     adversarial = DistillConfig(method="glnn", adversarial_weight=0.1, adversarial_eps=0.3)

@@ -168,10 +168,10 @@ def onnx_session(fused: FusedStudent, threads: Optional[int] = None):
         inits.append(numpy_helper.from_array(torch.as_tensor(value).detach().cpu().numpy(), name))
         return name
 
-    x = "features"
+    x, axis1 = "features", const("axis1", torch.tensor([1]))
     if fused.norm_kind == "row":
         nodes += [helper.make_node("Abs", [x], ["abs"]),
-                  helper.make_node("ReduceSum", ["abs", const("axis1", torch.tensor([1]))], ["rowsum"], keepdims=1),
+                  helper.make_node("ReduceSum", ["abs", axis1], ["rowsum"], keepdims=1),
                   helper.make_node("Max", ["rowsum", const("tiny", torch.tensor(1e-12))], ["scale"]),
                   helper.make_node("Div", [x, "scale"], ["x0"])]
         x = "x0"
@@ -185,7 +185,7 @@ def onnx_session(fused: FusedStudent, threads: Optional[int] = None):
         nodes.append(helper.make_node("Relu", [x], [f"h{i}"]))
         x = f"h{i}"
     c, width = torch.tensor([fused.num_classes]), torch.tensor([fused.head_weight.size(1)])
-    axis1, zero = const("axis1_slice", torch.tensor([1])), const("zero", torch.tensor([0]))
+    zero = const("zero", torch.tensor([0]))
     nodes += [helper.make_node("Gemm", [x, const("head_w", fused.head_weight), const("head_b", fused.head_bias)], ["out"]),
               helper.make_node("Slice", ["out", zero, const("c", c), axis1], ["logits"]),
               helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),

@@ -8,6 +8,7 @@ O(rows x features x width). :func:`use_sparse` decides by density.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Union
 
@@ -31,60 +32,69 @@ def use_sparse(choice: str, x: Tensor) -> bool:
     return choice == "on" or (choice == "auto" and density(x) <= SPARSE_MAX_DENSITY)
 
 
-def _csr(crow: Tensor, col: Tensor, values: Tensor, shape) -> Tensor:
+@contextlib.contextmanager
+def _quiet():
+    """torch warns that sparse CSR support is in beta at every construction."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        yield
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape) -> Tensor:
+    with _quiet():
         return torch.sparse_csr_tensor(crow, col, values, size=shape)
 
 
-class SparseRows:
-    """The rows of a matrix as CSR arrays; ``rows[idx]`` (a tensor of row ids, or a slice) is
-    a ``torch.sparse_csr`` tensor of those rows in that order."""
+def to_csr(x: Tensor) -> Tensor:
+    """A dense matrix as a ``torch.sparse_csr`` tensor."""
+    with _quiet():
+        return x.to_sparse_csr()
 
-    def __init__(self, crow: Tensor, col: Tensor, values: Tensor, num_columns: int):
-        self.crow, self.col, self.values, self.num_columns = crow, col, values, num_columns
+
+class SparseRows:
+    """The rows of a ``torch.sparse_csr`` matrix; ``rows[idx]`` (a tensor of row ids, or a
+    slice of consecutive rows) is a ``torch.sparse_csr`` tensor of those rows in that order."""
+
+    def __init__(self, csr: Tensor):
+        self.csr = csr
 
     @classmethod
     def from_dense(cls, x: Tensor) -> "SparseRows":
-        csr = _csr_of(x)
-        return cls(csr.crow_indices(), csr.col_indices(), csr.values(), x.size(1))
+        return cls(to_csr(x))
 
     @property
     def shape(self):
-        return torch.Size((self.crow.numel() - 1, self.num_columns))
+        return self.csr.shape
 
     def size(self, dim: int) -> int:
-        return self.shape[dim]
+        return self.csr.size(dim)
 
     @property
     def device(self) -> torch.device:
-        return self.values.device
+        return self.csr.device
 
     def to(self, device) -> "SparseRows":
-        return SparseRows(self.crow.to(device), self.col.to(device), self.values.to(device), self.num_columns)
+        return SparseRows(self.csr.to(device))
 
     def __getitem__(self, idx: Union[Tensor, slice]) -> Tensor:
         if isinstance(idx, slice):
-            idx = torch.arange(self.shape[0], device=self.crow.device)[idx]
-        idx = idx.to(self.crow.device)
-        starts = self.crow[idx]
-        counts = self.crow[idx + 1] - starts
-        crow = torch.zeros(idx.numel() + 1, dtype=self.crow.dtype, device=self.crow.device)
+            start, stop, step = idx.indices(self.csr.size(0))
+            if step != 1:
+                raise ValueError(f"SparseRows takes slices of consecutive rows, got step {step}")
+            return csr_rows(self.csr, start, stop)
+        full = self.csr.crow_indices()
+        idx = idx.to(full.device)
+        starts = full[idx]
+        counts = full[idx + 1] - starts
+        crow = torch.zeros(idx.numel() + 1, dtype=full.dtype, device=full.device)
         torch.cumsum(counts, 0, out=crow[1:])
         # position of each kept entry in the full arrays: its row's start plus its rank within the row
         pos = torch.repeat_interleave(starts - crow[:-1], counts) + torch.arange(int(crow[-1]), device=crow.device)
-        return _csr(crow, self.col[pos], self.values[pos], (idx.numel(), self.num_columns))
+        return _csr(crow, self.csr.col_indices()[pos], self.csr.values()[pos], (idx.numel(), self.csr.size(1)))
 
     def square_mean(self, idx: Tensor) -> float:
         """Mean of the squared entries of rows ``idx`` (zeros included)."""
-        rows = self[idx]
-        return float(rows.values().pow(2).sum()) / max(1, idx.numel() * self.num_columns)
-
-
-def _csr_of(x: Tensor) -> Tensor:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-        return x.to_sparse_csr()
+        return float(self[idx].values().pow(2).sum()) / max(1, idx.numel() * self.csr.size(1))
 
 
 def sparse_dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -105,11 +115,6 @@ def csr_rows(x: Tensor, start: int, stop: int) -> Tensor:
     first, last = int(crow[start]), int(crow[stop])
     return _csr(crow[start:stop + 1] - first, x.col_indices()[first:last], x.values()[first:last],
                 (stop - start, x.size(1)))
-
-
-def to_csr(x: Tensor) -> Tensor:
-    """A dense matrix as a ``torch.sparse_csr`` tensor."""
-    return _csr_of(x)
 
 
 def sparse_linear(x: Tensor, weight: Tensor, bias: Tensor, dropout: float = 0.0, training: bool = False) -> Tensor:
