@@ -19,7 +19,15 @@ from vqgraph.models.encoders import CONVS
 from vqgraph.targets import TeacherTargets
 from vqgraph.training import METHODS, fit_teacher
 from vqgraph.training.loop import NOT_RESULT_KEYS
+from vqgraph.training.teacher import sparse_teacher
 from vqgraph.utils.io import ArtifactMismatchError, atomic_write_text
+
+
+def dataset_stem(dataset: str) -> str:
+    """A dataset's name in folder names: a file's stem, ``pyg:Amazon/Photo`` as ``pyg-Amazon-Photo``."""
+    if dataset.startswith("pyg:"):
+        return dataset.replace(":", "-").replace("/", "-")
+    return Path(dataset).stem
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return f"{Path(self.dataset).stem}-{self.setting}-{self.method}-{self.teacher}-s{self.seed}"
+        return f"{dataset_stem(self.dataset)}-{self.setting}-{self.method}-{self.teacher}-s{self.seed}"
 
     def config(self) -> ExperimentConfig:
         """Defaults < preset < ``overrides`` < the seed, device, progress and method of the spec.
@@ -61,7 +69,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, method: bool = True) -> N
     parser.add_argument("--teacher", default=None, choices=sorted(CONVS),
                         help="teacher kind (default: the preset's recipe for the setting, else gcn)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", default=None, help="data root (default: $VQGRAPH_DATA, else ./datasets)")
+    parser.add_argument("--data-root", default=None,
+                        help="data root, or several separated by ':' searched in order (default: $VQGRAPH_DATA, "
+                             "else ./datasets)")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch a missing dataset from its public source into the first data root")
     parser.add_argument("--config", default=None, help="YAML preset (default: vqgraph/presets/<dataset>.yaml)")
     parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="SECTION.KEY=VALUE",
                         help="config overrides (repeatable)")
@@ -91,10 +103,14 @@ LATER_KEYS = {"train": {"optimizer": "adam"},
               "teacher": {"deep_weight_decay": None, "tokenize": "all", "sparse_input": "off"}}
 
 
-def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig) -> str:
-    """Hash of everything that determines a teacher (the device and progress bar excluded)."""
+def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig, x=None) -> str:
+    """Hash of everything that determines a teacher (the device and progress bar excluded).
+    Given the features ``x``, ``teacher.sparse_input`` counts by its effect (``auto`` on dense
+    features is ``off``: the same teacher, the same entry)."""
     train = {k: v for k, v in to_dict(cfg.train).items() if k not in NOT_RESULT_KEYS}
     teacher = to_dict(cfg.teacher)
+    if x is not None:
+        teacher["sparse_input"] = "on" if sparse_teacher(cfg.teacher, cfg.train, x) else "off"
     for section, values in (("train", train), ("teacher", teacher)):  # keys added later, at their default,
         for key, default in LATER_KEYS[section].items():              # are left out: earlier caches stay valid
             if key in values and values[key] == default:
@@ -128,7 +144,7 @@ def cached_teacher(task: Task, cfg: ExperimentConfig, seed: int, cache: Path, lo
     and the entry replaced. Training checkpoints to ``checkpoint.pt`` beside the entry and resumes
     from it (``fresh``: start over)."""
     data, split = task.data, task.split
-    artifact = cache / teacher_key(data.name, split.setting.value, seed, cfg) / "teacher.pt"
+    artifact = cache / teacher_key(data.name, split.setting.value, seed, cfg, data.x) / "teacher.pt"
     targets = None
     if distributed.world().is_main and artifact.is_file():
         try:

@@ -9,12 +9,12 @@ import argparse
 import json
 import sys
 
-from vqgraph.data import KNOWN_DATASETS, dataset_info, resolve_data_root
+from vqgraph.data import KNOWN_DATASETS, dataset_info, resolve_data_roots
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.datasets", description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=None, help="data root (default: $VQGRAPH_DATA, else ./datasets)")
+    parser.add_argument("--data-root", default=None, help="data root, or several separated by ':' (default: $VQGRAPH_DATA, else ./datasets)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("names", nargs="*", help="datasets to describe (default: all known)")
     args = parser.parse_args(argv)
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
         json.dump(infos, sys.stdout, indent=2)
         print()
         return 0
-    print(f"data root: {resolve_data_root(args.data_root)}")
+    print(f"data root: {', '.join(map(str, resolve_data_roots(args.data_root)))}")
     header = f"{'name':<14} {'nodes':>9} {'edges':>10} {'feats':>6} {'classes':>7}  {'split (train/val/test)':<24} where"
     print(header)
     print("-" * len(header))

@@ -15,6 +15,7 @@ accuracy in %) sits beside the published numbers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 from pathlib import Path
@@ -24,7 +25,10 @@ from experiments import run as run_cli
 from experiments.common import RunSpec, csv_table, markdown_table
 from experiments.teacher_table import mean_std, parse_seeds
 from vqgraph.config import ConfigError
+from vqgraph.data.task import prepare_task
+from vqgraph.training.loggers import MODES, WandbLogger
 from vqgraph.training.loop import progress
+from vqgraph.training.teacher import sparse_teacher
 from vqgraph.utils.io import atomic_write_text
 
 # Published test accuracy (%), CPF split (shared/METHOD.md). VQGraph's transductive numbers
@@ -79,7 +83,8 @@ def summarise(rows: List[Dict], variant: str = "") -> Dict[str, str]:
     columns = ["dataset", "setting", "method", "seeds", "test/acc", "test_tran/acc", "test_ind/acc",
                "test_prod/acc", "teacher test", "published", "selected_by"]
     cells = [[entry.get(c, "") for c in columns] for entry in table]
-    return {"markdown": markdown_table(columns, cells), "csv": csv_table(columns, cells)}
+    return {"markdown": markdown_table(columns, cells), "csv": csv_table(columns, cells), "columns": columns,
+            "cells": cells}
 
 
 # (method, baseline) pairs compared seed by seed inside a grid: what the code term adds over soft
@@ -87,8 +92,18 @@ def summarise(rows: List[Dict], variant: str = "") -> Dict[str, str]:
 PAIRS = (("vqgraph", "glnn"), ("glnn", "mlp"))
 
 
+PAIRED_COLUMNS = ["dataset", "setting", "difference", "metric", "seeds", "mean ± std (points)", "wins / ties / losses"]
+
+
 def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str = "", baseline_label: str = "") -> str:
-    """Markdown table of per-seed test accuracy differences (points) between runs that share a seed.
+    """Markdown table of :func:`paired_lines` ("" when nothing pairs up)."""
+    lines = paired_lines(rows, baseline, label, baseline_label)
+    return markdown_table(PAIRED_COLUMNS, lines) if lines else ""
+
+
+def paired_lines(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str = "",
+                 baseline_label: str = "") -> List[List]:
+    """Rows (:data:`PAIRED_COLUMNS`) of per-seed test accuracy differences (points) between runs that share a seed.
 
     Without ``baseline``, the methods of :data:`PAIRS` are compared inside ``rows``. With it (the
     rows of another grid, e.g. the default configuration), each method of ``rows`` (named
@@ -96,7 +111,7 @@ def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str =
     ``baseline_label``, e.g. its folder). Runs of one (dataset, setting, seed) share the split
     and the cached teacher (unless a variant changes the teacher's config), so a difference
     cancels their seed noise: the spread left is the students'. Only seeds run on both sides
-    count. Returns "" when nothing pairs up.
+    count.
     """
     def index(source):
         return {(r["dataset"], r["setting"], r["method"], r["seed"]): r for r in source}
@@ -120,22 +135,32 @@ def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str =
                          - theirs[(dataset, setting, other, s)]["metrics"][key] for s in seeds]
                 lines.append([dataset, setting, name, key, len(seeds), mean_std(diffs, signed=True),
                               " / ".join(map(str, win_tie_loss(diffs)))])
-    columns = ["dataset", "setting", "difference", "metric", "seeds", "mean ± std (points)", "wins / ties / losses"]
-    return markdown_table(columns, lines) if lines else ""
+    return lines
 
 
-def config_changes(result: Dict, spec: RunSpec) -> List[str]:
+def config_changes(result: Dict, spec: RunSpec, data_root=None) -> List[str]:
     """How the config a finished run recorded differs from the one ``spec`` would use now, as
     ``section.key: was -> now`` lines. Keys the run did not record (added to the code since) are
-    not compared."""
+    not compared, nor is ``teacher.tokenize`` of a full-batch teacher (its tokenizer sees every
+    node either way, as :func:`~experiments.common.teacher_key` says); ``teacher.sparse_input``
+    is compared by its effect on the run's features (``auto`` against ``off`` on dense ones is no change)."""
     current = json.loads(json.dumps(spec.config().to_dict()))  # through JSON, as the run recorded it
     recorded = result.get("config", {})
-    return [
-        f"{section}.{key}: {recorded[section][key]!r} -> {now!r}"
+    inert = {("teacher", "tokenize")} if current.get("train", {}).get("batch_size") is None else set()
+    changes = [
+        (section, key, recorded[section][key], now)
         for section, values in current.items()
         for key, now in values.items()
-        if key in recorded.get(section, {}) and recorded[section][key] != now
+        if key in recorded.get(section, {}) and recorded[section][key] != now and (section, key) not in inert
     ]
+    if any((section, key) == ("teacher", "sparse_input") and "auto" in (was, now) for section, key, was, now in changes):
+        # auto acts by the features' density: the same teacher as the value it resolves to
+        cfg = spec.config()
+        x = prepare_task(spec.dataset, spec.setting, spec.seed, cfg.data, data_root).data.x
+        effect = lambda value: "on" if sparse_teacher(dataclasses.replace(cfg.teacher, sparse_input=value),  # noqa: E731
+                                                      cfg.train, x) else "off"
+        changes = [c for c in changes if c[:2] != ("teacher", "sparse_input") or effect(c[2]) != effect(c[3])]
+    return [f"{section}.{key}: {was!r} -> {now!r}" for section, key, was, now in changes]
 
 
 def win_tie_loss(diffs: List[float]) -> tuple:
@@ -150,7 +175,7 @@ def finished_run(spec: RunSpec, folder: Path, cache: Path, data_root=None) -> Di
     ConfigError naming the folder and the keys, never silently reused."""
     result = folder / "results.json"
     if result.is_file():
-        changes = config_changes(json.loads(result.read_text()), spec)
+        changes = config_changes(json.loads(result.read_text()), spec, data_root)
         if changes:
             raise ConfigError(f"{folder} finished with another config than this grid's ({'; '.join(changes)}): "
                               "run the grid into another --runs folder, or delete that run")
@@ -180,6 +205,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.csv")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--label", default="", help="names this grid's variant in the method column (an ablation)")
+    parser.add_argument("--wandb", default="off", choices=MODES,
+                        help="log one summary run of the grid (its tables) to W&B; offline needs no account")
+    parser.add_argument("--wandb-project", default="vqgraph")
     parser.add_argument("--compare-to", type=Path, default=None, metavar="RUNS",
                         help="pair each run with the same method and seed in this grid (e.g. the default config)")
     args = parser.parse_args(argv)
@@ -205,7 +233,8 @@ def main(argv=None) -> int:
     header = f"Test accuracy (%), mean ± std over seeds {args.seeds}, teacher `{args.teacher}`.\nCommand: `{command.strip()}`\n\n"
     markdown = header + tables["markdown"]
     baseline = load_rows(args.compare_to) if args.compare_to else None
-    pairs = paired(rows, baseline, args.label, args.compare_to.name if args.compare_to else "")
+    pair_lines = paired_lines(rows, baseline, args.label, args.compare_to.name if args.compare_to else "")
+    pairs = markdown_table(PAIRED_COLUMNS, pair_lines) if pair_lines else ""
     if pairs:
         against = f" against `{args.compare_to}`" if args.compare_to else ""
         markdown += f"\nPaired by seed (same split and teacher){against}, test accuracy difference in points:\n\n" + pairs
@@ -213,7 +242,24 @@ def main(argv=None) -> int:
     if args.out:
         atomic_write_text(args.out.with_suffix(".md"), markdown)
         atomic_write_text(args.out.with_suffix(".csv"), tables["csv"])
+    if args.wandb != "off":
+        log_summary(args, command.strip(), tables, pair_lines, len(rows))
     return 0
+
+
+def log_summary(args, command: str, tables: Dict, pair_lines: List[List], runs: int) -> None:
+    """One W&B run for the whole grid (job type ``grid-summary``, group ``grids``): the results
+    table and the paired differences as W&B tables, the command and the grid's size in its config."""
+    name = args.label or (args.out.stem if args.out else "grid")
+    folder = args.out.parent if args.out else args.runs
+    config = {"command": command, "datasets": args.datasets, "settings": args.settings, "methods": args.methods,
+              "seeds": args.seeds, "teacher": args.teacher, "set": args.set, "runs": runs}
+    with WandbLogger(args.wandb, args.wandb_project, group="grids", job_type="grid-summary", name=name,
+                     config=config, dir=folder) as logger:
+        logger.log_table("grid/results", tables["columns"], tables["cells"])
+        if pair_lines:
+            logger.log_table("grid/paired_differences", PAIRED_COLUMNS, pair_lines)
+        logger.summary({"grid/runs": runs})
 
 
 if __name__ == "__main__":

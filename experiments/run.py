@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 from experiments.common import RunSpec, add_run_arguments, cached_teacher, identity, parse_run, write_json
+from experiments.figures import codebook_figure
 from vqgraph import distributed
 from vqgraph.data.task import prepare_task
 from vqgraph.config import preset_blocks, to_dict
@@ -53,16 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off", project: str = "vqgraph",
-        fresh: bool = False) -> Optional[dict]:
+        fresh: bool = False, download: bool = False) -> Optional[dict]:
     """Train (or reuse) the teacher and distil the student of ``spec``; rank 0 writes
     ``out/student.pt`` and ``out/results.json`` (last, atomically) and returns the results.
 
     Teacher and student training checkpoint (``<cache>/<key>/checkpoint.pt``,
     ``out/checkpoint.pt``; schedule ``train.checkpoint_*`` and ``student_train.checkpoint_*``):
-    the same call after a crash resumes where it stopped; ``fresh`` starts over."""
+    the same call after a crash resumes where it stopped; ``fresh`` starts over. ``download``:
+    fetch a missing dataset into the first data root."""
     cfg = spec.config()
     me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
-    task = prepare_task(spec.dataset, spec.setting, spec.seed, cfg.data, data_root)
+    task = prepare_task(spec.dataset, spec.setting, spec.seed, cfg.data, data_root, download)
     if me.is_main:  # before any training: an unwritable folder is reported now, not after an hour
         ensure_writable(out, "output folder")
         ensure_writable(cache, "teacher cache folder")
@@ -107,6 +109,10 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
             "config": config,
             "environment": {**environment(), "world_size": me.world_size},
         }
+        figure = codebook_figure(targets, out / "codebook.png", f"{name} {setting}, teacher {spec.teacher}, seed {spec.seed}")
+        if figure is not None:
+            results["figures"] = {"codebook": figure.name}
+            logger.log_image("teacher/codebook", figure, "code usage and codes, coloured by majority predicted class")
         write_json(out / "results.json", results)
         logger.summary({f"final/{k}": v for k, v in metrics.items()})
         logger.summary({f"teacher/final/{k}": v for k, v in results["teacher_metrics"].items()})
@@ -153,7 +159,7 @@ def main(argv=None) -> int:
     args, spec, _ = parse_run(build_parser(), argv)
     out = args.out or Path("runs") / (spec.name + ("-recipe" if args.recipe else ""))
     try:
-        results = run(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project, args.fresh)
+        results = run(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project, args.fresh, args.download)
     except VQGraphError as err:  # a data, split, training or output problem: one line, no traceback
         remove_if_empty(out)
         print(f"error: {err}", file=sys.stderr)

@@ -51,6 +51,7 @@ from vqgraph.data.sampling import NeighborSampler
 from vqgraph.models.encoders import prepare_adjacency, resolve_conv
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import Predictor, ServingModule
+from vqgraph.training.loggers import MODES, WandbLogger
 from vqgraph.utils.io import atomic_write_text
 from vqgraph.utils.profiling import environment, peak_rss_gib
 
@@ -375,6 +376,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--results", type=Path, default=None, help="distillation runs for the accuracy plot")
     parser.add_argument("--out", type=Path, default=Path("runs/speed"), help="writes OUT.json (and OUT.png)")
+    parser.add_argument("--wandb", default="off", choices=MODES,
+                        help="log the latency table and the accuracy-vs-latency figure as one W&B run")
+    parser.add_argument("--wandb-project", default="vqgraph")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     env = environment()
@@ -401,7 +405,23 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     print(f"figures: {args.out.with_suffix('.json')}")
+    if args.wandb != "off":
+        log_speed(args, payload)
     return 0
+
+
+def log_speed(args, payload: Dict) -> None:
+    """One W&B run (group ``speed``): every graph's latencies as a table, and the
+    accuracy-vs-latency figure as an image when it was made."""
+    rows = [[g["graph"], model, v["median_ms"], v["p10_ms"], v["p90_ms"], g["speedup_vs_MLP"][model]]
+            for g in payload["graphs"] if "latency" in g for model, v in g["latency"].items()]
+    with WandbLogger(args.wandb, args.wandb_project, group="speed", job_type="speed", name=args.out.stem,
+                     config={"environment": payload["environment"], "args": payload["args"]},
+                     dir=args.out.parent) as logger:
+        logger.log_table("speed/latency", ["graph", "model", "median ms", "p10 ms", "p90 ms", "x MLP"], rows)
+        if payload.get("accuracy_vs_latency") and args.out.with_suffix(".png").is_file():
+            logger.log_image("speed/accuracy_vs_latency", args.out.with_suffix(".png"),
+                             "test accuracy against the latency of 10 new nodes")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.common import add_run_arguments, identity, parse_run, write_json
+from experiments.common import add_run_arguments, dataset_stem, identity, parse_run, write_json
 from vqgraph import distributed
 from vqgraph.config import to_dict
 from vqgraph.data.task import prepare_task
@@ -36,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args, spec, cfg = parse_run(build_parser(), argv)
     me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
-    out = args.out or Path("runs/teacher") / f"{Path(args.dataset).stem}-{args.setting}-{spec.teacher}-s{args.seed}"
+    out = args.out or Path("runs/teacher") / f"{dataset_stem(args.dataset)}-{args.setting}-{spec.teacher}-s{args.seed}"
     try:
-        data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root)
+        data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root, args.download)
         start = time.perf_counter()
         if me.is_main:  # before any training: an unwritable folder is reported now
             ensure_writable(out, "output folder")

@@ -14,7 +14,8 @@ from vqgraph.data import make_csbm, make_split
 from vqgraph.losses import calibrate_temperature, code_logits
 from vqgraph.models import TeacherConfig
 from vqgraph.models.student import MLPStudent, StudentConfig, StudentOutput
-from vqgraph.training.distill import make_distiller
+from vqgraph.targets import smooth_soft_labels
+from vqgraph.training.distill import make_distiller, observed_edges
 from vqgraph.training import BestCheckpoint, CodebookDistiller, DistillConfig, TrainConfig, fit_student, fit_teacher
 
 
@@ -406,3 +407,57 @@ def test_sparse_features_train_the_same_student_as_dense_ones():
     assert all(math.isfinite(row["train/loss"]) for row in result.history)
     with pytest.raises(ValueError, match="sparse_input must be one of"):
         StudentConfig(sparse_input="yes")
+
+
+def test_smoothed_soft_labels_by_hand():
+    # a path 0 - 1 - 2; node 2 is uncertain (reliability 0), node 3 is isolated
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.3, 0.7]])
+    edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    rel = lambda p: 1 - float(-(p * p.log()).sum()) / math.log(2)  # noqa: E731
+    out = smooth_soft_labels(probs, edge_index, hops=1, alpha=0.4)
+    # node 1's neighbours are 0 and 2; node 2 is flat, so only node 0 counts
+    assert torch.allclose(out[1], 0.6 * probs[1] + 0.4 * probs[0], atol=1e-6)
+    # node 0 hears node 1 alone; node 2 hears node 1 alone; node 3 keeps its row
+    assert torch.allclose(out[0], 0.6 * probs[0] + 0.4 * probs[1], atol=1e-6)
+    assert torch.allclose(out[3], probs[3], atol=1e-6)
+    # two hops: the second round averages the first round's rows with the same reliability weights
+    two = smooth_soft_labels(probs, edge_index, hops=2, alpha=0.4)
+    w0, w2 = rel(probs[0]), rel(probs[2])
+    assert w2 == pytest.approx(0.0, abs=1e-6)
+    mean1 = (w0 * out[0] + w2 * out[2]) / (w0 + w2)
+    assert torch.allclose(two[1], 0.6 * probs[1] + 0.4 * mean1, atol=1e-6)
+    assert torch.allclose(two.sum(-1), torch.ones(4), atol=1e-6)
+    # labelled rows enter as their one-hot labels and spread to their neighbours
+    labelled = torch.tensor([False, True, False, False])
+    with_labels = smooth_soft_labels(probs, edge_index, 1, 0.4, torch.tensor([0, 0, 1, 1]), labelled)
+    assert torch.allclose(with_labels[0], 0.6 * probs[0] + 0.4 * torch.tensor([1.0, 0.0]), atol=1e-6)
+    assert torch.equal(smooth_soft_labels(probs, edge_index, 0, 0.4), probs)
+
+
+def test_smoothing_reaches_the_soft_label_term_and_sees_only_observed_edges(task, targets):
+    data, _ = task
+    split = make_split(data, seed=0, setting="inductive", train_per_class=10, val_per_class=10)
+    cfg = TeacherConfig(hidden_channels=16, codebook_size=32)
+    ind = fit_teacher(data, split, cfg, TrainConfig(max_epochs=3, progress=False)).targets
+    smooth = DistillConfig(method="glnn", teacher_temperature=1.0, smooth_hops=2, smooth_alpha=0.5)
+    distiller = make_distiller(data, split, ind, smooth, "cpu")
+    probs = ind.logits.softmax(-1)
+    edges = observed_edges(data, split)
+    hidden = torch.zeros(data.num_nodes, dtype=torch.bool)
+    hidden[split.test_ind_idx] = True
+    assert edges.size(1) < data.edge_index.size(1) and not bool(hidden[edges].any())
+    idx = torch.arange(data.num_nodes)
+    assert torch.allclose(distiller.teacher_probs(idx), smooth_soft_labels(probs, edges, 2, 0.5), atol=1e-6)
+    plain = make_distiller(data, split, ind, replace(smooth, smooth_hops=0), "cpu")
+    assert torch.allclose(plain.teacher_probs(idx), probs, atol=1e-6)
+    # the hidden nodes' features and edges cannot change what the student trains on
+    moved = data.clone()
+    k = min(split.test_ind_idx.numel(), split.train_idx.numel())
+    extra = torch.stack([split.test_ind_idx[:k], split.train_idx[:k]])
+    moved.edge_index = torch.cat([data.edge_index, extra, extra.flip(0)], 1)
+    ind_moved = copy.copy(ind)
+    ind_moved.graph_fingerprint = ""
+    other = make_distiller(moved, split, ind_moved, smooth, "cpu")
+    assert torch.equal(other.teacher_probs(idx), distiller.teacher_probs(idx))
+    with pytest.raises(ValueError, match="smooth_alpha"):
+        DistillConfig(smooth_alpha=1.5)

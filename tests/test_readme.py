@@ -38,3 +38,12 @@ def test_serving_example_runs_after_the_python_example(data_root, monkeypatch, t
     assert (tmp_path / "student.pt").is_file() and (tmp_path / "student.pt2").is_file()
     assert torch.allclose(probs, out.probs, atol=1e-6) and torch.equal(codes, out.codes)
     assert out.codes.min() >= 0  # a vqgraph student: every node has a code
+
+
+def test_own_graph_example_runs(capsys):
+    namespace: dict = {}
+    exec(compile(_snippet("## Your own graph"), "README.md", "exec"), namespace)
+    mine, data = namespace["mine"], namespace["data"]
+    assert mine.edge_index.size(1) * 2 == data.edge_index.size(1) and data.x.dtype == torch.float32
+    assert data.num_classes == 4 and 0.4 < namespace["student"].metrics["test/acc"] <= 1.0
+    assert "test/acc" in capsys.readouterr().out

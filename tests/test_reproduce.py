@@ -95,3 +95,53 @@ def test_compare_to_a_missing_grid_fails_before_running(tmp_path, capsys):
         reproduce.main(ARGS + ["--runs", str(tmp_path / "runs"), "--compare-to", str(tmp_path / "nowhere")])
     assert "nowhere" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_full_batch_teachers_tokenize_setting_is_not_a_config_change():
+    spec = reproduce.RunSpec("cora", "transductive", "glnn", "gcn", 0)
+    recorded = {"config": json.loads(json.dumps(spec.config().to_dict()))}
+    recorded["config"]["teacher"]["tokenize"] = "all"  # runs made before inner became the default
+    assert reproduce.config_changes(recorded, spec) == []
+    recorded["config"]["teacher"]["hidden_channels"] = 7
+    assert reproduce.config_changes(recorded, spec) == [f"teacher.hidden_channels: 7 -> {spec.config().teacher.hidden_channels}"]
+    batched = reproduce.RunSpec("cora", "transductive", "glnn", "gcn", 0, ("train.batch_size=256",))
+    recorded = {"config": json.loads(json.dumps(batched.config().to_dict()))}
+    recorded["config"]["teacher"]["tokenize"] = "all"
+    assert reproduce.config_changes(recorded, batched) == ["teacher.tokenize: 'all' -> 'inner'"]
+
+
+def test_teacher_sparse_input_is_compared_by_its_effect():
+    # the synthetic graph's features are dense: auto and off are the same teacher there
+    spec = reproduce.RunSpec("synthetic", "transductive", "glnn", "gcn", 0)
+    recorded = {"config": json.loads(json.dumps(spec.config().to_dict()))}
+    assert recorded["config"]["teacher"]["sparse_input"] == "auto"
+    recorded["config"]["teacher"]["sparse_input"] = "off"
+    assert reproduce.config_changes(recorded, spec) == []
+    recorded["config"]["teacher"]["sparse_input"] = "on"
+    assert reproduce.config_changes(recorded, spec) == ["teacher.sparse_input: 'on' -> 'auto'"]
+
+
+def test_grid_summary_run_holds_the_tables_offline(tmp_path, monkeypatch):
+    from wandb_files import read_offline_run
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    argv = ["--datasets", "synthetic", "--settings", "transductive", "--methods", "mlp", "glnn", "--seeds", "0-1",
+            "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "table"),
+            "--wandb", "offline"] + FAST
+    assert reproduce.main(argv) == 0
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1  # one summary run for the whole grid, beside the tables
+    deadline = time.time() + 30
+    logged = read_offline_run(runs[0])
+    while "grid/runs" not in logged["summary"] and time.time() < deadline:
+        time.sleep(0.2)
+        logged = read_offline_run(runs[0])
+    tables = {key: value for row in logged["history"] for key, value in row.items() if key.startswith("grid/")}
+    assert tables["grid/results"]["_type"] == "table-file" and tables["grid/results"]["nrows"] == 2  # mlp, glnn
+    assert tables["grid/paired_differences"]["nrows"] == 1  # glnn - mlp
+    assert logged["summary"]["grid/runs"] == 4 and logged["config"]["seeds"] == "0-1"
+    files = [p for p in runs[0].rglob("*.table.json")]
+    contents = [json.loads(p.read_text()) for p in files]
+    results = next(c for c in contents if "published" in c["columns"])
+    assert {row[2] for row in results["data"]} == {"mlp", "glnn"}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 
 import pytest
+import torch
 from wandb_files import read_offline_run
 
 from experiments import run as run_cli
@@ -84,6 +86,15 @@ def test_wandb_offline_logs_config_epochs_and_final_metrics(tmp_path, data_root,
     for key in ("train/loss", "loss/label", "loss/soft_label", "loss/soft_token", "epoch"):
         assert key in student_rows[0]
     assert "teacher/codebook/used_frac" in teacher_rows[0] and "teacher/loss/commit" in teacher_rows[0]
+    # codebook health a dashboard can plot: usage as a histogram, restarts, soft-assignment entropy
+    usage = teacher_rows[0]["teacher/codebook/usage"]
+    assert usage["_type"] == "histogram" and sum(usage["values"]) > 0
+    assert teacher_rows[0]["teacher/codebook/restarts"] >= 0
+    assert 0 < teacher_rows[0]["teacher/codebook/assign_entropy"] <= math.log(2048) + 1e-6
+    # the codebook figure: a PNG beside results.json and an image in the run
+    assert result["figures"]["codebook"] == "codebook.png" and (tmp_path / "wb" / "codebook.png").is_file()
+    images = [row["teacher/codebook"] for row in logged["history"] if "teacher/codebook" in row]
+    assert len(images) == 1 and images[0]["_type"] == "image-file" and images[0]["format"] == "png"
     assert logged["summary"]["final/test/acc"] == pytest.approx(result["metrics"]["test/acc"])
     assert logged["config"]["method"] == "vqgraph" and logged["config"]["dataset"] == "cora"
 
@@ -233,6 +244,20 @@ def test_teacher_cache_key_follows_the_tokenize_form_only_where_it_acts():
     assert key(["teacher.tokenize=inner"]) == key(["teacher.tokenize=all"])
     mini = ["train.batch_size=200"]
     assert key(mini + ["teacher.tokenize=inner"]) != key(mini + ["teacher.tokenize=all"])
+
+
+def test_teacher_cache_key_follows_sparse_input_by_its_effect():
+    from experiments.common import teacher_key
+    from vqgraph.config import ExperimentConfig
+
+    dense, sparse = torch.rand(50, 20), (torch.rand(50, 200) < 0.02).float()
+
+    def key(value, x):
+        cfg = ExperimentConfig.from_preset("cora", "gcn", "glnn", [f"teacher.sparse_input={value}"])
+        return teacher_key("cora", "transductive", 0, cfg, x)
+
+    assert key("auto", dense) == key("off", dense)  # auto on dense features: the dense teacher
+    assert key("auto", sparse) == key("on", sparse) != key("off", sparse)
 
 
 @pytest.mark.parametrize("content,words", [

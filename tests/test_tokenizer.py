@@ -155,6 +155,30 @@ def test_dead_codes_restart_only_with_threshold(graph, threshold):
         assert torch.allclose(closest_after, closest_before, atol=1e-5)
 
 
+@pytest.mark.parametrize("threshold", [0.0, 0.5])
+def test_restarted_codes_are_counted(graph, threshold):
+    # the same schedule as above: codes unused for four steps fall under 0.5 and restart at step 4
+    model, adj = make_teacher(graph, decay=0.8, dead_code_threshold=threshold)
+    h = encode(model, graph, adj)
+    model.train()
+    ever = torch.zeros(model.config.codebook_size, dtype=torch.bool)
+    per_step = []
+    for _ in range(4):
+        with torch.no_grad():
+            _, idx, _ = model._quantize(h)
+        ever[idx] = True
+        per_step.append(model.restarts - sum(per_step))
+    if threshold == 0:
+        assert model.restarts == 0
+        return
+    assert per_step[:3] == [0, 0, 0] and per_step[3] >= int((~ever).sum()) >= 5
+    model.eval()  # no restart outside training, none counted
+    counted = model.restarts
+    with torch.no_grad():
+        model._quantize(h)
+    assert model.restarts == counted
+
+
 # ---- commitment loss and straight-through gradients ---------------------------------------------
 def test_commitment_loss_and_straight_through_gradient(graph):
     # the classifier reads the quantized vectors, so the logits reach the encoder only through the

@@ -46,10 +46,18 @@ def iter_records(path) -> Iterator[Any]:
 
 
 def _items(items) -> Dict[str, Any]:
-    out = {}
+    """Record items as a dict; a value W&B flattened into parts (a histogram's ``_type``, ``bins``
+    and ``values``; an image's ``path``, ...) is put back together under its first key."""
+    out: Dict[str, Any] = {}
     for item in items:
-        key = item.key or "/".join(item.nested_key)
-        out[key] = json.loads(item.value_json)
+        value = json.loads(item.value_json)
+        if item.key or len(item.nested_key) == 1:
+            out[item.key or item.nested_key[0]] = value
+            continue
+        node = out.setdefault(item.nested_key[0], {})
+        for part in item.nested_key[1:-1]:
+            node = node.setdefault(part, {})
+        node[item.nested_key[-1]] = value
     return out
 
 

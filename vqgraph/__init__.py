@@ -11,6 +11,7 @@ from vqgraph.data import (
     make_dcsbm,
     make_split,
     normalize_features,
+    prepare_graph,
     resolve_data_root,
 )
 from vqgraph.errors import (
@@ -59,5 +60,6 @@ __all__ = [
     "make_csbm",
     "make_dcsbm",
     "make_split",
+    "prepare_graph",
     "resolve_data_root",
 ]

@@ -115,7 +115,10 @@ def to_dict(obj: Any) -> Dict[str, Any]:
 
 
 def preset_path(dataset: str) -> Optional[Path]:
-    """The packaged preset of ``dataset`` (``vqgraph/presets/<name>.yaml``), if there is one."""
+    """The packaged preset of ``dataset`` (``vqgraph/presets/<name>.yaml``), if there is one
+    (never for a ``pyg:`` dataset, whatever its name)."""
+    if dataset.startswith("pyg:"):
+        return None
     path = PRESET_DIR / f"{Path(dataset).stem}.yaml"
     return path if path.is_file() else None
 

@@ -21,6 +21,7 @@ from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.data import Data
 
 from vqgraph.data.graph import FeatureTransform
 from vqgraph.losses import code_logits
@@ -290,7 +291,14 @@ class Predictor:
         return self.model.num_classes
 
     def check_features(self, x) -> Tensor:
-        """``x`` as a float32 tensor of shape [B, in_channels]; a clear error otherwise."""
+        """``x`` as a float32 tensor of shape [B, in_channels]; a clear error otherwise. A PyG
+        ``Data`` stands for its features ``x``; a sparse tensor is densified."""
+        if isinstance(x, Data):
+            if getattr(x, "x", None) is None:
+                raise ValueError("predict: the Data object has no features (data.x)")
+            x = x.x
+        if isinstance(x, Tensor) and x.layout != torch.strided:
+            x = x.to_dense()
         if not isinstance(x, Tensor):
             try:
                 x = torch.as_tensor(x)
@@ -318,7 +326,7 @@ class Predictor:
     def predict(self, x, batch_size: int = 8192) -> Prediction:
         """Class probabilities, predicted classes and code indices for the rows of ``x``.
 
-        ``x`` [B, F] (tensor or array) is processed ``batch_size`` rows at a time; outputs are on
+        ``x`` [B, F] (tensor, sparse tensor, array, or a PyG ``Data`` whose ``x`` it is) is processed ``batch_size`` rows at a time; outputs are on
         the CPU.
         """
         x = self.check_features(x)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
@@ -179,3 +181,42 @@ def ensemble_targets(members: Sequence[TeacherTargets], data: Optional[Data] = N
 
         metrics.update(Evaluator.for_split(data.y, split)(logits))
     return dataclasses.replace(first, logits=logits, config={**first.config, "ensemble": len(members)}, metrics=metrics)
+
+
+@torch.no_grad()
+def smooth_soft_labels(probs: Tensor, edge_index: Tensor, hops: int, alpha: float,
+                       labels: Optional[Tensor] = None, labelled: Optional[Tensor] = None) -> Tensor:
+    """Soft labels mixed with their neighbours', weighted by the neighbours' reliability (a
+    training-time target in the spirit of KRD; the student still predicts from features alone).
+
+    ``hops`` rounds of ``Q <- (1 - alpha) * P + alpha * mean_r(Q over neighbours)``, starting from
+    ``Q = P``, where ``mean_r`` weighs neighbour ``j`` by its reliability ``1 - H(P_j) / log C``
+    (a confident teacher counts more). A node without a neighbour of positive reliability keeps its
+    own row. With ``labels`` and a bool mask ``labelled``, the labelled rows of ``P`` are their
+    one-hot labels (reliability 1), so the training labels spread to their neighbours as in label
+    propagation. Rows stay probability distributions.
+
+    Args:
+        probs: [N, C] class probabilities (the calibrated teacher soft labels).
+        edge_index: [2, E] edges by global id, only those the training may see (the observed graph).
+    """
+    if hops < 0 or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"smooth_soft_labels: need hops >= 0 and 0 <= alpha <= 1, got {hops}, {alpha}")
+    n, c = probs.shape
+    base = probs.float().clone()
+    if labels is not None and labelled is not None:
+        base[labelled] = F.one_hot(labels[labelled], c).to(base.dtype)
+    if hops == 0 or alpha == 0.0 or edge_index.numel() == 0:
+        return base
+    reliability = 1.0 - (-(base * base.clamp_min(1e-12).log()).sum(-1)) / max(math.log(c), 1e-12)
+    reliability = reliability.clamp(0.0, 1.0)
+    src, dst = edge_index
+    weight = reliability[src]
+    total = torch.zeros(n, dtype=base.dtype).index_add_(0, dst, weight)
+    has = total > 0
+    out = base
+    for _ in range(hops):
+        agg = torch.zeros_like(base).index_add_(0, dst, out[src] * weight.unsqueeze(1))
+        mean = torch.where(has.unsqueeze(1), agg / total.clamp_min(1e-12).unsqueeze(1), base)
+        out = (1.0 - alpha) * base + alpha * mean
+    return out

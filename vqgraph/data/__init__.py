@@ -8,6 +8,7 @@ from vqgraph.data.datasets import (
     get_spec,
     load_dataset,
     resolve_data_root,
+    resolve_data_roots,
 )
 from vqgraph.data.graph import (
     FeatureTransform,
@@ -15,8 +16,10 @@ from vqgraph.data.graph import (
     canonical_edges,
     check_features,
     check_graph,
+    ensure_graph,
     normalize_features,
     num_undirected_edges,
+    prepare_graph,
 )
 from vqgraph.data.splits import NodeSplit, Setting, cpf_split, make_split
 from vqgraph.data.synthetic import degree_stats, make_csbm, make_dcsbm
@@ -42,5 +45,8 @@ __all__ = [
     "make_split",
     "normalize_features",
     "num_undirected_edges",
+    "prepare_graph",
+    "ensure_graph",
     "resolve_data_root",
+    "resolve_data_roots",
 ]

@@ -19,6 +19,7 @@ from torch_geometric.data import Data
 from vqgraph.data.cpf import load_cpf_npz
 from vqgraph.data.heterophilic import load_heterophilic_npz
 from vqgraph.data.ogb import download_ogb, load_ogb, ogb_dir_name, ogb_expected_files
+from vqgraph.data.pyg import PREFIX as PYG_PREFIX, load_pyg
 from vqgraph.data.synthetic import make_csbm
 from vqgraph.errors import DatasetNotFoundError, UnknownDatasetError
 
@@ -28,14 +29,18 @@ DEFAULT_ROOT = "datasets"
 PathLike = Union[str, os.PathLike]
 
 
+def resolve_data_roots(root: Optional[PathLike] = None) -> List[Path]:
+    """The data roots, searched in order: ``root`` if given, else ``$VQGRAPH_DATA``, else
+    ``./datasets``. Either may list several folders separated by ``os.pathsep`` (``:`` on
+    Linux), like ``PATH``: ``datasets:../shared/data`` reads a dataset from whichever holds it
+    and downloads into the first."""
+    text = os.fspath(root) if root is not None and str(root) != "" else os.environ.get(DATA_ENV, "") or DEFAULT_ROOT
+    return [Path(part).expanduser() for part in text.split(os.pathsep) if part] or [Path(DEFAULT_ROOT)]
+
+
 def resolve_data_root(root: Optional[PathLike] = None) -> Path:
-    """The data root: ``root`` if given, else ``$VQGRAPH_DATA``, else ``./datasets``."""
-    if root is not None and str(root) != "":
-        return Path(root).expanduser()
-    env = os.environ.get(DATA_ENV, "")
-    if env:
-        return Path(env).expanduser()
-    return Path(DEFAULT_ROOT)
+    """The first data root of :func:`resolve_data_roots`: where downloads go."""
+    return resolve_data_roots(root)[0]
 
 
 @dataclass(frozen=True)
@@ -138,13 +143,20 @@ def get_spec(name: str) -> DatasetSpec:
     return KNOWN_DATASETS[key]
 
 
-def _download_file(url: str, dest: Path, timeout: float = 60.0) -> None:
-    """Download ``url`` to ``dest`` through a temporary file, so that a failure leaves nothing."""
+def _download_file(url: str, dest: Path, timeout: float = 60.0, check=None) -> None:
+    """Download ``url`` to ``dest`` through a temporary file, so that a failure leaves nothing:
+    a cut connection, a body shorter than its announced length, or a file that ``check(path)``
+    (for example a reader) rejects."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             shutil.copyfileobj(response, out)
+            expected = response.headers.get("Content-Length")
+            if expected is not None and out.tell() != int(expected):
+                raise OSError(f"download cut off: {out.tell()} of {expected} bytes received")
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, dest)
     except BaseException:
         if os.path.exists(tmp):
@@ -152,24 +164,39 @@ def _download_file(url: str, dest: Path, timeout: float = 60.0) -> None:
         raise
 
 
-def _not_found(spec: DatasetSpec, root: Path, why: str = "") -> DatasetNotFoundError:
+def _not_found(spec: DatasetSpec, roots: List[Path], why: str = "") -> DatasetNotFoundError:
     expected = ogb_expected_files(spec.name) if spec.family == "ogb" else list(spec.candidates)
+    searched = [path for root in roots for path in spec.searched(root)]
+    where = f"data root {roots[0]}" if len(roots) == 1 else f"data roots {', '.join(map(str, roots))}"
+    hint = (f" To fetch it from {spec.url} into {roots[0]}: download=True (command line: --download)."
+            if spec.url else "")
     return DatasetNotFoundError(
-        f"dataset {spec.name!r} not found under data root {root} "
+        f"dataset {spec.name!r} not found under {where} "
         f"(resolved from: argument, else ${DATA_ENV}, else ./{DEFAULT_ROOT}). "
-        f"Expected one of these files: {expected}; searched: {spec.searched(root)}."
-        + (f" {why}" if why else f" Pass download=True to fetch it from {spec.url}." if spec.url else "")
+        f"Expected one of these files: {expected}; searched: {searched}." + (f" {why}" if why else hint)
     )
 
 
-def _fetch(spec: DatasetSpec, root: Path) -> None:
+def _fetch(spec: DatasetSpec, roots: List[Path]) -> None:
+    root = roots[0]
     try:
         if spec.family == "ogb":
             download_ogb(spec.name, root)
         else:
-            _download_file(spec.url, root / spec.candidates[0])
-    except Exception as err:  # offline, HTTP error, disk full: all end the same way
-        raise _not_found(spec, root, f"Download from {spec.url} failed: {type(err).__name__}: {err}") from err
+            reader = load_cpf_npz if spec.family == "cpf" else load_heterophilic_npz
+            _download_file(spec.url, root / spec.candidates[0], check=lambda path: reader(path, spec.name))
+    except Exception as err:  # offline, HTTP error, cut off, not the expected file: all end the same way
+        raise _not_found(spec, roots, f"Download from {spec.url} into {root} failed (nothing was kept): "
+                                      f"{type(err).__name__}: {err}") from err
+
+
+def _locate(spec: DatasetSpec, roots: List[Path]) -> Tuple[Path, Optional[Path]]:
+    """The first root holding ``spec``'s files and the file found there (else the first root, None)."""
+    for root in roots:
+        found = spec.locate(root)
+        if found is not None:
+            return root, found
+    return roots[0], None
 
 
 def load_dataset(name: str, root: Optional[PathLike] = None, download: bool = False, seed: int = 0) -> Data:
@@ -177,9 +204,12 @@ def load_dataset(name: str, root: Optional[PathLike] = None, download: bool = Fa
 
     Args:
         name: a known name (``cora``, ``a-computer``, ``ogbn-arxiv``, ``texas``, ``synthetic``, ...)
-            or the path of a ``.npz`` file in the CPF layout.
-        root: the data root (default: ``$VQGRAPH_DATA``, else ``./datasets``).
-        download: fetch missing files from the dataset's public source into ``root``.
+            or the path of a ``.npz`` file in the CPF layout, or ``pyg:CLASS[/NAME]``, any PyG
+            node-classification dataset class (:mod:`vqgraph.data.pyg`) under ``<root>/pyg/CLASS``.
+        root: the data root (default: ``$VQGRAPH_DATA``, else ``./datasets``); several folders
+            separated by ``os.pathsep`` are searched in order (:func:`resolve_data_roots`).
+        download: fetch missing files from the dataset's public source into the first root
+            (written through a temporary file and checked before it is kept).
         seed: seed of the ``synthetic`` graph (ignored by real datasets).
 
     Returns:
@@ -190,6 +220,8 @@ def load_dataset(name: str, root: Optional[PathLike] = None, download: bool = Fa
         KeyError: unknown name. DatasetNotFoundError: files missing (names every path searched).
         DataFormatError: corrupt or truncated files. GraphValidationError: malformed contents.
     """
+    if name.startswith(PYG_PREFIX):
+        return load_pyg(name, resolve_data_roots(root), download)
     path = Path(name).expanduser()
     if name.endswith(".npz") or path.is_file():
         if not path.is_file():
@@ -198,19 +230,19 @@ def load_dataset(name: str, root: Optional[PathLike] = None, download: bool = Fa
     spec = get_spec(name)
     if spec.family == "synthetic":
         return make_csbm(seed=seed, name="synthetic")
-    root = resolve_data_root(root)
-    found = spec.locate(root)
+    roots = resolve_data_roots(root)
+    root, found = _locate(spec, roots)
     if found is None:
         if not download:
-            raise _not_found(spec, root)
-        _fetch(spec, root)
-        found = spec.locate(root)
+            raise _not_found(spec, roots)
+        _fetch(spec, roots)
+        root, found = _locate(spec, roots[:1])
         if found is None:
-            raise _not_found(spec, root, f"A download from {spec.url} finished but left no expected file.")
+            raise _not_found(spec, roots, f"A download from {spec.url} finished but left no expected file.")
     if spec.family == "ogb":  # locate() checks only the first file; a partial folder is "not found" too
         missing = [rel for rel in ogb_expected_files(spec.name) if not (root / rel).is_file()]
         if missing:
-            raise _not_found(spec, root, f"Missing: {missing}.")
+            raise _not_found(spec, [root], f"Missing: {missing}.")
     if spec.family == "cpf":
         return load_cpf_npz(found, name=spec.name)
     if spec.family == "heterophilic":
@@ -224,14 +256,14 @@ def dataset_info(name: str, root: Optional[PathLike] = None) -> Dict[str, object
     from vqgraph.data.splits import make_split
 
     spec = get_spec(name)
-    root = resolve_data_root(root)
+    roots = resolve_data_roots(root)
     info: Dict[str, object] = {"name": spec.name, "family": spec.family, "description": spec.description}
     try:
-        data = load_dataset(spec.name, root=root, download=False)
+        data = load_dataset(spec.name, root=os.pathsep.join(map(str, roots)), download=False)
     except Exception as err:  # reported, not raised: the listing covers every dataset
         info.update(available=False, path=None, reason=f"{type(err).__name__}: {err}")
         return info
-    found = spec.locate(root)
+    found = _locate(spec, roots)[1]
     split = make_split(data, seed=0)
     info.update(
         available=True,

@@ -8,6 +8,7 @@ int64 ``[N]`` in ``[0, num_classes)``, plus ``name`` and ``num_classes``.
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -31,7 +32,9 @@ def check_features(x: Tensor, where: str) -> None:
         raise GraphValidationError(f"{where}: features must have shape [num_nodes, num_features], got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise GraphValidationError(f"{where}: features must be floating point, got {x.dtype}")
-    bad = ~torch.isfinite(x)
+    if x.numel() and bool(torch.isfinite(x.sum(dim=1)).all()):  # one pass, no N x F mask: NaN/inf make the row sum so
+        return
+    bad = ~torch.isfinite(x)  # or a finite row overflowed: then nothing is found here
     if bool(bad.any()):
         rows = bad.any(dim=1)
         raise GraphValidationError(
@@ -191,3 +194,155 @@ def normalize_features(data: Data, kind: str = "row", fit_idx: Optional[Tensor] 
     out = data.clone()
     out.x = FeatureTransform.fit(data.x, kind, fit_idx)(data.x)
     return out
+
+
+# ---- a user's own graph -------------------------------------------------------------------------
+
+_PREPARE = "vqgraph.prepare_graph(data)"
+
+
+def _dense_features(x, where: str) -> Tensor:
+    """``x`` as a dense float32 tensor: sparse layouts densified, float64 and integer or bool
+    features converted (bag-of-words counts are integers); anything else refused."""
+    if not isinstance(x, Tensor):
+        raise GraphValidationError(f"{where}: data.x must be a torch.Tensor, got {type(x).__name__}")
+    if x.layout != torch.strided:
+        x = x.to_dense()
+    if x.is_complex():
+        raise GraphValidationError(f"{where}: features must be real numbers, got {x.dtype}")
+    return x.to(torch.float32)
+
+
+def _labels(y, where: str) -> Tensor:
+    if not isinstance(y, Tensor):
+        raise GraphValidationError(f"{where}: data.y must be a torch.Tensor of class ids, got {type(y).__name__}")
+    if y.dim() == 2 and y.size(1) == 1:  # OGB-style [N, 1]
+        y = y.view(-1)
+    if y.dim() != 1:
+        raise GraphValidationError(f"{where}: data.y must hold one class id per node ([num_nodes]), got shape "
+                                   f"{tuple(y.shape)} (multi-label targets are not supported)")
+    if y.is_floating_point():
+        if not bool((y == y.round()).all()):
+            raise GraphValidationError(f"{where}: data.y must hold integer class ids, got non-integer {y.dtype} values")
+        y = y.to(torch.long)
+    return y
+
+
+def prepare_graph(data: Data, *, num_classes: Optional[int] = None, remap_labels: bool = False,
+                  largest_component: bool = False, name: Optional[str] = None) -> Data:
+    """Bring a user's PyG ``Data`` to the package's canonical form (see the module docstring).
+
+    Returns a new ``Data`` (``data`` is not modified): features dense float32 (sparse tensors are
+    densified, float64, integer and bool features converted), labels int64 ``[N]`` (``[N, 1]`` is
+    flattened), edges made undirected with self-loops and duplicates dropped, ``num_classes`` and
+    ``name`` set. Other node-level attributes (for example fixed split masks) are kept.
+
+    Args:
+        num_classes: the number of classes; default one more than the largest label. Checked
+            against the labels when given.
+        remap_labels: labels with gaps (for example classes 0, 2 and 5) are an error unless this
+            is set; then class ``i`` is the ``i``-th smallest label value and ``data.class_values``
+            holds the original values (``class_values[pred]`` turns predictions back).
+        largest_component: keep only the largest connected component, as the CPF datasets do;
+            ``data.orig_id`` then holds each kept node's id in ``data``.
+        name: the graph's name in logs and results (default: ``data.name``, else ``"graph"``).
+
+    Raises:
+        GraphValidationError: a tensor is missing or malformed (the message says which and where).
+    """
+    where = name or getattr(data, "name", None) or "graph"
+    for key in ("x", "edge_index", "y"):
+        if getattr(data, key, None) is None:
+            raise GraphValidationError(f"{where}: data.{key} is missing; a node-classification graph needs x, "
+                                       "edge_index and y")
+    x, y = _dense_features(data.x, where), _labels(data.y, where)
+    edge_index = data.edge_index
+    check_graph(x, edge_index, y, None, where)
+    out = data.clone()
+    values = torch.unique(y)
+    if remap_labels:
+        out.class_values = values
+        y = torch.searchsorted(values, y)
+    elif values.numel() and values.numel() != int(values[-1]) + 1:
+        missing = sorted(set(range(int(values[-1]) + 1)) - set(values.tolist()))
+        raise GraphValidationError(
+            f"{where}: labels have gaps: classes {missing[:10]}{' ...' if len(missing) > 10 else ''} have no node "
+            f"(labels used: {values.tolist()[:10]}{' ...' if values.numel() > 10 else ''}); pass "
+            "vqgraph.prepare_graph(data, remap_labels=True) to number the classes 0..C-1")
+    inferred = int(y.max()) + 1 if y.numel() else 0
+    if num_classes is None:
+        num_classes = inferred
+    elif num_classes < inferred:
+        raise GraphValidationError(f"{where}: num_classes={num_classes} but a node has label {inferred - 1}")
+    out.x, out.y = x, y.to(torch.long)
+    dropped = [key for key in out.keys() if key != "edge_index" and out.is_edge_attr(key)]
+    for key in dropped:  # edge attributes (edge_attr, edge_weight, ...) no longer match the rewritten edges
+        del out[key]
+    out.edge_index = canonical_edges(edge_index, x.size(0))
+    out.name, out.num_classes = where, int(num_classes)
+    if largest_component:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        n = x.size(0)
+        ei = out.edge_index.numpy()
+        _, component = connected_components(coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n)),
+                                            directed=False)
+        keep = torch.from_numpy(np.flatnonzero(component == int(np.argmax(np.bincount(component)))))
+        sub = out.subgraph(keep)
+        sub.orig_id = keep
+        sub.name, sub.num_classes = where, int(num_classes)
+        if "class_values" in out:
+            sub.class_values = out.class_values
+        out = sub
+    return out
+
+
+def is_canonical_edges(edge_index: Tensor, num_nodes: int) -> bool:
+    """Whether ``edge_index`` is already in canonical form (:func:`canonical_edges` of itself)."""
+    if edge_index.dtype != torch.long:
+        return False
+    if edge_index.numel() == 0:
+        return True
+    key = edge_index[0] * num_nodes + edge_index[1]
+    if not bool((key[1:] > key[:-1]).all()) or bool((edge_index[0] == edge_index[1]).any()):
+        return False  # unsorted, duplicated or self-loops
+    reverse = torch.sort(edge_index[1] * num_nodes + edge_index[0]).values
+    return torch.equal(reverse, key)
+
+
+def ensure_graph(data: Data, where: str = "data") -> Data:
+    """What every public entry point does with the graph it is given: check that it is in
+    canonical form and refuse it, naming :func:`prepare_graph`, if not (never train on a graph
+    that silently differs from the user's: symmetrising or dropping edges is the user's call).
+    ``num_classes`` is the one thing filled in: inferred from ``y`` when absent (a shallow copy
+    is returned), checked when given."""
+    name = getattr(data, "name", None) or "graph"
+    for key in ("x", "edge_index", "y"):
+        if getattr(data, key, None) is None:
+            raise GraphValidationError(f"{where}: graph {name!r} has no data.{key}")
+    x, y = data.x, data.y
+    if not isinstance(x, Tensor) or x.layout != torch.strided or x.dtype != torch.float32:
+        what = type(x).__name__ if not isinstance(x, Tensor) else f"{x.layout}, {x.dtype}"
+        raise GraphValidationError(f"{where}: graph {name!r} has features of {what}; dense float32 is expected: "
+                                   f"{_PREPARE} converts them")
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.dtype != torch.long:
+        what = type(y).__name__ if not isinstance(y, Tensor) else f"shape {tuple(y.shape)}, {y.dtype}"
+        raise GraphValidationError(f"{where}: graph {name!r} has labels of {what}; int64 [num_nodes] is expected: "
+                                   f"{_PREPARE} converts them")
+    given = getattr(data, "num_classes", None) if "num_classes" in data else None
+    check_graph(x, data.edge_index, y, given, f"{where}: graph {name!r}")
+    if not is_canonical_edges(data.edge_index, data.num_nodes):
+        raise GraphValidationError(
+            f"{where}: graph {name!r} has edges that are not in canonical form (each undirected edge in both "
+            f"directions, sorted, no self-loops, no duplicates); {_PREPARE} makes them so")
+    if given is None:
+        values = torch.unique(y)
+        if values.numel() and values.numel() != int(values[-1]) + 1:
+            raise GraphValidationError(
+                f"{where}: graph {name!r} has labels with gaps (values used: {values.tolist()[:10]}"
+                f"{' ...' if values.numel() > 10 else ''}) and no data.num_classes; "
+                "vqgraph.prepare_graph(data, remap_labels=True) numbers the classes 0..C-1")
+        data = copy.copy(data)
+        data.num_classes = int(y.max()) + 1 if y.numel() else 0
+    return data

@@ -21,7 +21,7 @@ SPARSE_MAX_DENSITY = 0.1  # "auto": features with at most this fraction of non-z
 
 def density(x: Tensor) -> float:
     """Fraction of non-zero entries of a dense matrix."""
-    return float((x != 0).sum()) / max(1, x.numel())
+    return float(torch.count_nonzero(x)) / max(1, x.numel())
 
 
 def use_sparse(choice: str, x: Tensor) -> bool:

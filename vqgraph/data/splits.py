@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from vqgraph.data.graph import ensure_graph
 from vqgraph.errors import SplitError
 
 
@@ -215,15 +216,18 @@ def make_split(
 ) -> NodeSplit:
     """The split a dataset is evaluated with.
 
-    Datasets with fixed splits (``train_mask`` [N, S]: OGB, heterophilic) use split ``seed % S``;
+    Datasets with fixed splits (``train_mask`` [N, S]: OGB, heterophilic, PyG datasets that
+    have masks) use split ``seed % S`` (of each mask: a single test mask serves every split);
     the others get :func:`cpf_split` drawn with ``seed``. ``setting="inductive"`` then hides
-    ``test_ind_ratio`` of the test nodes.
+    ``test_ind_ratio`` of the test nodes. ``data``: a graph in canonical form
+    (:func:`vqgraph.prepare_graph` makes one of any PyG ``Data``); ``num_classes`` may be absent.
     """
+    data = ensure_graph(data, "make_split")
     if "train_mask" in data:
         masks = [data[key] for key in ("train_mask", "val_mask", "test_mask")]
         masks = [m.view(-1, 1) if m.dim() == 1 else m for m in masks]
-        col = int(seed) % masks[0].size(1)
-        train, val, test = (m[:, col].nonzero().view(-1) for m in masks)
+        # split seed % S of each mask (WikiCS: 20 train and validation masks, one test mask)
+        train, val, test = (m[:, int(seed) % m.size(1)].nonzero().view(-1) for m in masks)
         split = NodeSplit(data.num_nodes, train, val, test, torch.empty(0, dtype=torch.long), int(seed))
     else:
         split = cpf_split(data.y, data.num_classes, seed, train_per_class, val_per_class)

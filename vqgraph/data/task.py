@@ -31,11 +31,13 @@ class Task(NamedTuple):
     transform: FeatureTransform
 
 
-def prepare_task(dataset: str, setting: str, seed: int, config: DataConfig = DataConfig(), root=None) -> Task:
-    """Load ``dataset`` (a name or a CPF ``.npz`` path; ``root``: the data root), split it for
+def prepare_task(dataset: str, setting: str, seed: int, config: DataConfig = DataConfig(), root=None,
+                 download: bool = False) -> Task:
+    """Load ``dataset`` (a name or a CPF ``.npz`` path; ``root``: the data root; ``download``: fetch
+    it into the first data root when missing, see :func:`load_dataset`), split it for
     ``setting`` with ``seed`` (the split depends on labels only) and normalise its features with
     statistics (if any) of the observed nodes only: hidden test nodes never shape the inputs."""
-    data = load_dataset(dataset, root=root, seed=seed)
+    data = load_dataset(dataset, root=root, download=download, seed=seed)
     split = make_split(
         data,
         seed=seed,

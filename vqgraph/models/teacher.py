@@ -54,7 +54,7 @@ class TeacherConfig:
     quantize_chunk: int = 65_536  # nodes per quantizer call: bounds its N x K similarity memory
     classify_from: str = "continuous"  # continuous: classifier reads h; quantized: reads decoded codes (paper)
     tokenize: str = "inner"  # mini-batch: inner: the seeds and their sampled 1-hop neighbours | all: every sampled node
-    sparse_input: str = "off"  # full batch, gcn/gat/appnp/gcnii: features held sparse (auto: at most 10% non-zeros)
+    sparse_input: str = "auto"  # full batch, gcn/gat/appnp/gcnii: features held sparse (auto: at most 10% non-zeros)
     deep_weight_decay: Optional[float] = None  # weight decay of gcnii's GCN2Conv layers (None: train.weight_decay)
 
     def __post_init__(self):
@@ -154,6 +154,7 @@ class VQGraphTeacher(nn.Module):
         # the classifier: one more graph layer straight to class scores (its weight is the linear head)
         self.head_conv = resolve_conv(config.conv).build(hidden, num_classes)
         self.dropout = nn.Dropout(config.dropout)
+        self.restarts = 0  # dead codes restarted by training quantizer calls (read and reset per epoch)
 
     def param_groups(self, weight_decay: float) -> list:
         """The optimiser's parameter groups: every parameter with ``weight_decay``, except that
@@ -242,13 +243,22 @@ class VQGraphTeacher(nn.Module):
         if synced:
             pieces = self.agree_chunks(pieces)
         if pieces <= 1:
-            q, codes, commitment = self.quantizer(h)
+            q, codes, commitment = self._quantizer_call(h)
             return q, codes, commitment.sum()
-        parts = [self.quantizer(part) for part in (h.tensor_split(pieces) if synced else h.split(chunk))]
+        parts = [self._quantizer_call(part) for part in (h.tensor_split(pieces) if synced else h.split(chunk))]
         q = torch.cat([p[0] for p in parts])
         codes = torch.cat([p[1] for p in parts])
         commitment = sum(p[2].sum() * p[0].size(0) for p in parts) / h.size(0)
         return q, codes, commitment
+
+    def _quantizer_call(self, h: Tensor):
+        """One quantizer call; in training, counts the dead codes it restarted into ``restarts``
+        (a restarted code leaves the call with its EMA usage at exactly the reset value)."""
+        out = self.quantizer(h)
+        if self.training and self.config.dead_code_threshold > 0:
+            book = self.quantizer._codebook  # vector-quantize-pytorch 1.32 (pinned)
+            self.restarts += int((book.cluster_size == book.reset_cluster_size).sum())
+        return out
 
     # ---- layer-wise inference hooks (driven by vqgraph.distributed.infer_layerwise) ----------
     @property

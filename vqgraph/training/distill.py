@@ -46,12 +46,13 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from vqgraph import distributed
+from vqgraph.data.graph import ensure_graph
 from vqgraph.data.sparse import SparseRows, use_sparse
 from vqgraph.data.splits import NodeSplit, Setting
 from vqgraph.losses import calibrate_temperature, code_logits, entropy
 from vqgraph.models.encoders import resolve_conv
 from vqgraph.models.student import MLPStudent, StudentConfig
-from vqgraph.targets import TeacherTargets
+from vqgraph.targets import TeacherTargets, smooth_soft_labels
 from vqgraph.training import loop
 from vqgraph.training.evaluation import Evaluator
 from vqgraph.training.checkpoint import Checkpoint
@@ -84,6 +85,9 @@ class DistillConfig:
     weight_decays: Tuple[float, ...] = ()  # one student each, the best on select_by kept; (): student_train's
     teachers: int = 1  # teachers whose soft labels the targets average (ensemble_targets; experiments.run trains them)
     teacher_kinds: Tuple[str, ...] = ()  # encoder kinds of teachers 2..N (each with its preset block); (): the first's
+    smooth_hops: int = 0  # soft labels mixed with reliable neighbours' over the observed graph, hops rounds (0: off)
+    smooth_alpha: float = 0.5  # weight of the neighbours' mean in each round
+    smooth_labels: bool = False  # the training nodes enter the smoothing as their one-hot labels
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -111,6 +115,9 @@ class DistillConfig:
                              f"teachers={len(self.teacher_kinds) + 1} (it is {self.teachers})")
         for kind in self.teacher_kinds:
             resolve_conv(kind)
+        if self.smooth_hops < 0 or not 0.0 <= self.smooth_alpha <= 1.0:
+            raise ValueError(f"need smooth_hops >= 0 and 0 <= smooth_alpha <= 1, got {self.smooth_hops}, "
+                             f"{self.smooth_alpha}")
         if any(wd < 0 for wd in self.weight_decays):
             raise ValueError(f"weight_decays must be >= 0, got {self.weight_decays}")
         if self.similarity_weight and self.method == "mlp":
@@ -203,12 +210,14 @@ class CodebookDistiller:
     """Computes :class:`DistillLosses` for a batch of global node ids against teacher targets."""
 
     def __init__(self, targets: TeacherTargets, config: DistillConfig, device="cpu", teacher_temperature: float = 1.0,
-                 fit_idx: Optional[Tensor] = None):
+                 fit_idx: Optional[Tensor] = None, soft_labels: Optional[Tensor] = None):
         if config.uses_soft_tokens and targets.codebook is None:
             raise ValueError("method 'vqgraph' needs a teacher with a tokenizer (its targets have no codebook)")
         self.config = config
         self.temperature = teacher_temperature
         self.teacher_logits = targets.logits.to(device)
+        # [N, C] soft labels that replace softmax(teacher logits / temperature) (smoothed ones: make_distiller)
+        self.soft_labels = soft_labels.to(device) if soft_labels is not None else None
         self.teacher_z = targets.z.to(device)
         self.codebook = targets.codebook.to(device) if targets.codebook is not None else None
         self.metric = targets.metric
@@ -238,6 +247,8 @@ class CodebookDistiller:
         return (totals + probs.mean(0)) / (counts + 1.0).unsqueeze(1)
 
     def teacher_probs(self, idx: Tensor) -> Tensor:
+        if self.soft_labels is not None:
+            return self.soft_labels[idx]
         return F.softmax(self.teacher_logits[idx] / self.temperature, dim=-1)
 
     def teacher_code_logits(self, idx: Tensor, scale: float = 1.0) -> Tensor:
@@ -440,7 +451,28 @@ def make_distiller(data: Data, split: NodeSplit, targets: Optional[TeacherTarget
     temperature = distill.teacher_temperature
     if temperature is None:
         temperature = calibrate_temperature(targets.logits[split.val_idx], data.y[split.val_idx])
-    return CodebookDistiller(targets, distill, device, temperature, fit_nodes(split, distill))
+    soft_labels = None
+    if distill.smooth_hops or distill.smooth_labels:
+        soft_labels = smooth_soft_labels(
+            F.softmax(targets.logits.float() / temperature, dim=-1), observed_edges(data, split), distill.smooth_hops,
+            distill.smooth_alpha, data.y if distill.smooth_labels else None, train_mask(split, data.num_nodes))
+    return CodebookDistiller(targets, distill, device, temperature, fit_nodes(split, distill), soft_labels)
+
+
+def train_mask(split: NodeSplit, num_nodes: int) -> Tensor:
+    mask = torch.zeros(num_nodes, dtype=torch.bool)
+    mask[split.train_idx] = True
+    return mask
+
+
+def observed_edges(data: Data, split: NodeSplit) -> Tensor:
+    """The edges training may see, by global id: inductively none that touches a hidden node."""
+    if split.setting is Setting.TRANSDUCTIVE:
+        return data.edge_index
+    observed = torch.zeros(data.num_nodes, dtype=torch.bool)
+    observed[split.observed_idx] = True
+    keep = observed[data.edge_index[0]] & observed[data.edge_index[1]]
+    return data.edge_index[:, keep]
 
 
 @torch.no_grad()
@@ -483,6 +515,7 @@ def fit_student(
     ``checkpoint``: save the training state there and resume from it (with a weight-decay grid,
     one file per candidate; a candidate that finished before a crash is trained again, identically).
     """
+    data = ensure_graph(data, "fit_student")
     split.check_graph(data)
     distill.check_learns()
     made_by = targets.config.get("ensemble", 1) if targets is not None else distill.teachers

@@ -107,12 +107,40 @@ class WandbLogger:
         if self.run is None:
             return
         clean = {f"{prefix}{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+        for key, value in metrics.items():  # per-item counts (a tensor or array): a histogram of them
+            if hasattr(value, "shape") and len(value.shape) == 1:
+                clean[f"{prefix}{key}"] = self.histogram(value)
         if step is not None:  # each stage has its own x-axis: "epoch", "teacher/epoch", ...
             clean[f"{prefix}epoch"] = step
             if prefix and prefix not in self._stages:
                 self.run.define_metric(f"{prefix}*", step_metric=f"{prefix}epoch")
                 self._stages.add(prefix)
         self.run.log(clean)
+
+    @staticmethod
+    def histogram(values, bins: int = 64):
+        """A ``wandb.Histogram`` of ``values`` (a tensor or array of numbers)."""
+        import numpy as np
+        import wandb
+
+        array = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+        return wandb.Histogram(np_histogram=np.histogram(array, bins=bins))
+
+    def log_table(self, key: str, columns, rows) -> None:
+        """A W&B table (for example a results table) under ``key``."""
+        if self.run is None:
+            return
+        import wandb
+
+        self.run.log({key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
+
+    def log_image(self, key: str, path: Path, caption: str = "") -> None:
+        """An image file (PNG) under ``key``."""
+        if self.run is None:
+            return
+        import wandb
+
+        self.run.log({key: wandb.Image(str(path), caption=caption or None)})
 
     def stage(self, prefix: str):
         """A ``log(metrics, epoch)`` callable that logs under ``prefix`` with its own epoch axis."""

@@ -156,6 +156,8 @@ class Objective(Protocol):
 
     def epoch_metrics(self) -> Dict[str, float]: ...
 
+    # optional: def epoch_extras(self) -> Dict[str, Any]: non-scalars for the logger only (histograms)
+
 
 def check_finite(epoch: int, metrics: Dict[str, float], history: List[Dict[str, float]], model: nn.Module,
                  first: Optional[str] = None) -> None:
@@ -260,7 +262,8 @@ def _fit(model, objective, evaluate, train, monitor, log, desc, checkpoint, stre
         model.eval()
         metrics.update(evaluate(model))
         metrics.update(objective.epoch_metrics())
-        stop = end_epoch(epoch, metrics, history, best, model, log if me.is_main else None, bar)
+        extras = objective.epoch_extras() if hasattr(objective, "epoch_extras") else None
+        stop = end_epoch(epoch, metrics, history, best, model, log if me.is_main else None, bar, extras)
         if checkpoint is not None and not stop and epoch + 1 < train.max_epochs and checkpoint.due(epoch):
             checkpoint.save(epoch, model, opt, best, history, streams)
         kill_hook(desc, epoch)

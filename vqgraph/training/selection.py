@@ -36,11 +36,13 @@ class BestCheckpoint:
         return self.patience is not None and self._since >= self.patience
 
 
-def end_epoch(epoch: int, metrics: Dict[str, float], history: list, best: BestCheckpoint, model, log=None, bar=None) -> bool:
-    """Record an epoch's metrics (history, logger, progress bar, selection); True means stop."""
+def end_epoch(epoch: int, metrics: Dict[str, float], history: list, best: BestCheckpoint, model, log=None, bar=None,
+              extras: Optional[Dict] = None) -> bool:
+    """Record an epoch's metrics (history, logger, progress bar, selection); True means stop.
+    ``extras`` (for example a histogram's counts) go to the logger only, not to the history."""
     history.append(metrics)
     if log is not None:
-        log(metrics, epoch)
+        log({**metrics, **(extras or {})}, epoch)
     if bar is not None:
         bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", **{best.monitor: f"{metrics[best.monitor]:.3f}"})
     return best.update(epoch, metrics, model)

@@ -19,9 +19,11 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from vqgraph import distributed
+from vqgraph.data.graph import ensure_graph
 from vqgraph.data.sampling import NeighborBatcher
 from vqgraph.data.sparse import to_csr, use_sparse
 from vqgraph.data.splits import NodeSplit
+from vqgraph.losses import code_logits, entropy
 from vqgraph.models.encoders import DEEP, LINEAR_FIRST, prepare_adjacency
 from vqgraph.models.teacher import TeacherConfig, VQGraphTeacher
 from vqgraph.targets import TeacherTargets, compute_targets
@@ -36,6 +38,10 @@ class TeacherResult(NamedTuple):
     targets: TeacherTargets
     metrics: Dict[str, float]
     history: List[Dict[str, float]]
+
+
+ENTROPY_ROWS = 2048  # nodes of the last batch whose soft code assignments give codebook/assign_entropy
+SOFT_TAU = 0.1  # their temperature: DistillConfig.token_temperature's default
 
 
 def usage_stats(counts: Tensor) -> Dict[str, float]:
@@ -112,6 +118,9 @@ class TeacherObjective:
             hops, fanouts = config.num_layers + 1, list(train.fanouts)
             self.batcher = NeighborBatcher(graph, fanouts[:hops] + [fanouts[-1]] * max(0, hops - len(fanouts)), train.batch_size)
         self._codes: List[Tensor] = []
+        self._model: Optional[VQGraphTeacher] = None  # the model of the last batch (restart counts, codebook)
+        self._z: Optional[Tensor] = None  # up to ENTROPY_ROWS representations of the last batch
+        self._usage: Optional[Tensor] = None  # [K] nodes per code over the last epoch
 
     def batches(self, epoch: int):
         if self.batcher is None:
@@ -134,19 +143,34 @@ class TeacherObjective:
     def losses(self, net, batch: TeacherBatch) -> Dict[str, Tensor]:
         out = net(batch.x, batch.adj, batch.edge_index, batch.num_targets, num_tokenized=batch.num_tokenized)
         self._codes.append(out.codes.detach().cpu())
+        self._model, self._z = getattr(net, "module", net), out.z[:ENTROPY_ROWS].detach()
         ce = F.cross_entropy(out.logits[batch.rows], batch.y, reduction="sum")
         commit, feature_recon, edge_recon = out.losses
         ce = batch.share.mean(ce, batch.share.labelled)
         return {"ce": ce, "commit": commit, "feature_recon": feature_recon, "edge_recon": edge_recon}
 
     def epoch_metrics(self) -> Dict[str, float]:
-        """Code usage over the epoch's batches, summed over ranks."""
+        """Codebook health over the epoch's batches: the share of codes used and the usage
+        perplexity (counts summed over ranks), the dead codes restarted, and the mean entropy
+        (nats) of the soft code assignments of the last batch's nodes at the distillation's
+        default temperature (0.1): what a student's code term would match."""
         codes, self._codes = torch.cat(self._codes), []
         if not self.config.use_tokenizer:
             return {}
         used = distributed.all_reduce_sum(torch.bincount(codes[codes >= 0], minlength=self.config.codebook_size))
+        self._usage = used
         stats = usage_stats(used)
-        return {"codebook/used_frac": stats["used_frac"], "codebook/perplexity": stats["perplexity"]}
+        model, restarts = self._model, self._model.restarts
+        model.restarts = 0
+        with torch.no_grad():
+            soft = F.softmax(code_logits(self._z, model.codebook, "cosine", 1.0 / SOFT_TAU), dim=-1)
+        return {"codebook/used_frac": stats["used_frac"], "codebook/perplexity": stats["perplexity"],
+                "codebook/restarts": float(restarts), "codebook/assign_entropy": float(entropy(soft))}
+
+    def epoch_extras(self) -> Dict[str, Tensor]:
+        """What a dashboard plots beside the scalars, not kept in the history: ``codebook/usage``,
+        the number of nodes each code held over the epoch (a histogram on W&B)."""
+        return {"codebook/usage": self._usage} if self._usage is not None else {}
 
 
 def fit_teacher(
@@ -168,6 +192,7 @@ def fit_teacher(
         TeacherResult(model with the best-validation state, targets for all N nodes by global
         id, final metrics, per-epoch history).
     """
+    data = ensure_graph(data, "fit_teacher")
     split.check_graph(data)
     me = distributed.init(train.device)  # torchrun: join the job; else a world of one
     sharded = train.batch_size is not None and me.world_size > 1

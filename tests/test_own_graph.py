@@ -1,0 +1,132 @@
+"""A user's own PyG graph: prepare_graph brings it to canonical form; the entry points refuse
+any other form with a message naming prepare_graph, and infer the number of classes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Data
+
+import vqgraph
+from vqgraph import GraphValidationError, Predictor, TrainConfig
+from vqgraph.data.graph import canonical_edges, is_canonical_edges
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return vqgraph.make_csbm(num_nodes=400, num_classes=3, num_features=8, seed=0)
+
+
+def plain(graph, **changes) -> Data:
+    """The graph as a user holds it: x, edge_index, y and nothing else."""
+    fields = {"x": graph.x, "edge_index": graph.edge_index, "y": graph.y, **changes}
+    return Data(**fields)
+
+
+def test_plain_data_without_num_classes_runs_end_to_end(graph):
+    data = plain(graph)
+    split = vqgraph.make_split(data, seed=0)  # num_classes inferred from y
+    teacher = vqgraph.fit_teacher(data, split, train=TrainConfig(max_epochs=3, progress=False))
+    student = vqgraph.fit_student(data, split, teacher.targets, train=TrainConfig(max_epochs=3, progress=False))
+    assert student.model.num_classes == 3 and "num_classes" not in data  # the user's object is untouched
+    assert torch.equal(Predictor(student.model).predict(data).labels, Predictor(student.model).predict(data.x).labels)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("one_direction", "not in canonical form"),
+    ("duplicates", "not in canonical form"),
+    ("self_loops", "not in canonical form"),
+    ("unsorted", "not in canonical form"),
+    ("float64", "torch.float64"),
+    ("integer_x", "torch.int64"),
+    ("sparse_x", "sparse_coo"),
+    ("y_column", r"shape \(400, 1\)"),
+    ("label_gaps", "labels with gaps"),
+])
+def test_each_bad_form_is_refused_naming_prepare_graph(graph, case, message):
+    ei = graph.edge_index
+    forms = {
+        "one_direction": {"edge_index": ei[:, ei[0] < ei[1]]},
+        "duplicates": {"edge_index": torch.cat([ei, ei[:, :4]], 1)},
+        "self_loops": {"edge_index": torch.cat([ei, torch.tensor([[0], [0]])], 1)},
+        "unsorted": {"edge_index": ei.flip(1)},
+        "float64": {"x": graph.x.double()},
+        "integer_x": {"x": (graph.x > 0).long()},
+        "sparse_x": {"x": graph.x.to_sparse()},
+        "y_column": {"y": graph.y.view(-1, 1)},
+        "label_gaps": {"y": graph.y * 2},
+    }
+    bad = plain(graph, **forms[case])
+    with pytest.raises(GraphValidationError, match=message) as err:
+        vqgraph.make_split(bad, seed=0)
+    assert "prepare_graph" in str(err.value) and "make_split" in str(err.value)
+    fixed = vqgraph.prepare_graph(bad, remap_labels=case == "label_gaps")
+    split = vqgraph.make_split(fixed, seed=0)  # now accepted
+    assert fixed.x.dtype == torch.float32 and fixed.y.dtype == torch.long and fixed.y.dim() == 1
+    assert is_canonical_edges(fixed.edge_index, fixed.num_nodes) and split.num_nodes == 400
+    if case in ("one_direction", "duplicates", "self_loops", "unsorted"):
+        assert torch.equal(fixed.edge_index, graph.edge_index)  # the graph the user meant
+
+
+def test_entry_points_other_than_make_split_refuse_too(graph):
+    split = vqgraph.make_split(graph, seed=0)
+    bad = plain(graph, edge_index=graph.edge_index[:, graph.edge_index[0] < graph.edge_index[1]])
+    with pytest.raises(GraphValidationError, match="fit_teacher.*prepare_graph"):
+        vqgraph.fit_teacher(bad, split, train=TrainConfig(max_epochs=1, progress=False))
+    teacher = vqgraph.fit_teacher(graph, split, train=TrainConfig(max_epochs=1, progress=False))
+    with pytest.raises(GraphValidationError, match="fit_student.*prepare_graph"):
+        vqgraph.fit_student(bad, split, teacher.targets, train=TrainConfig(max_epochs=1, progress=False))
+
+
+def test_label_gaps_are_remapped_and_the_values_kept(graph):
+    values = torch.tensor([0, 2, 5])
+    with pytest.raises(GraphValidationError, match=r"classes \[1, 3, 4\] have no node.*remap_labels=True"):
+        vqgraph.prepare_graph(plain(graph, y=values[graph.y]))
+    fixed = vqgraph.prepare_graph(plain(graph, y=values[graph.y]), remap_labels=True)
+    assert torch.equal(fixed.y, graph.y) and torch.equal(fixed.class_values, values) and fixed.num_classes == 3
+
+
+def test_num_classes_is_checked_when_given(graph):
+    with pytest.raises(GraphValidationError, match="num_classes=2 but a node has label 2"):
+        vqgraph.prepare_graph(plain(graph), num_classes=2)
+    assert vqgraph.prepare_graph(plain(graph), num_classes=5).num_classes == 5
+    wrong = plain(graph)
+    wrong.num_classes = 2
+    with pytest.raises(GraphValidationError, match=r"labels must be in \[0, 2\)"):
+        vqgraph.make_split(wrong, seed=0)
+
+
+def test_largest_component_keeps_the_biggest_part_and_its_ids(graph):
+    # a second component of three nodes, and one isolated node
+    n = graph.num_nodes
+    extra = torch.tensor([[n, n + 1], [n + 1, n + 2]])
+    x = torch.cat([graph.x, torch.randn(4, graph.num_features)])
+    y = torch.cat([graph.y, torch.tensor([0, 1, 2, 0])])
+    edges = torch.cat([graph.edge_index, extra], 1)
+    data = Data(x=x, edge_index=edges, y=y, train_mask=torch.arange(n + 4) % 2 == 0, edge_attr=torch.rand(edges.size(1), 3))
+    whole = vqgraph.prepare_graph(data)
+    assert whole.num_nodes == n + 4 and "edge_attr" not in whole  # edge attributes would not match the new edges
+    kept = vqgraph.prepare_graph(data, largest_component=True)
+    assert kept.num_nodes <= n and torch.equal(kept.x, x[kept.orig_id]) and torch.equal(kept.y, y[kept.orig_id])
+    assert torch.equal(kept.train_mask, data.train_mask[kept.orig_id])  # node attributes follow
+    assert is_canonical_edges(kept.edge_index, kept.num_nodes)
+
+
+def test_malformed_tensors_get_a_clear_error(graph):
+    with pytest.raises(GraphValidationError, match="data.y is missing"):
+        vqgraph.prepare_graph(Data(x=graph.x, edge_index=graph.edge_index))
+    with pytest.raises(GraphValidationError, match="non-integer"):
+        vqgraph.prepare_graph(plain(graph, y=graph.y.float() + 0.5))
+    with pytest.raises(GraphValidationError, match="multi-label"):
+        vqgraph.prepare_graph(plain(graph, y=torch.zeros(400, 3, dtype=torch.long)))
+    with pytest.raises(GraphValidationError, match="outside"):
+        vqgraph.prepare_graph(plain(graph, edge_index=torch.tensor([[0], [400]])))
+
+
+def test_canonical_check_agrees_with_canonical_edges():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        ei = torch.randint(0, 30, (2, 60), generator=gen)
+        canon = canonical_edges(ei, 30)
+        assert is_canonical_edges(canon, 30)
+        assert is_canonical_edges(ei, 30) == torch.equal(ei, canon)
