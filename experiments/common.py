@@ -14,6 +14,8 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 from vqgraph import distributed
 from vqgraph.config import ConfigError, ExperimentConfig, recipe, to_dict
+from vqgraph.data.sparse import density
+from vqgraph.data.splits import Setting
 from vqgraph.data.task import Task
 from vqgraph.models.encoders import CONVS
 from vqgraph.targets import TeacherTargets
@@ -103,10 +105,17 @@ LATER_KEYS = {"train": {"optimizer": "adam"},
               "teacher": {"deep_weight_decay": None, "tokenize": "all", "sparse_input": "off"}}
 
 
+def observed_density(task: Task) -> float:
+    """The share of non-zero features over the nodes the teacher trains on (the observed ones),
+    which decides ``sparse_input="auto"``."""
+    x = task.data.x if task.split.setting is Setting.TRANSDUCTIVE else task.data.x[task.split.observed_idx]
+    return density(x)
+
+
 def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig, x=None) -> str:
     """Hash of everything that determines a teacher (the device and progress bar excluded).
-    Given the features ``x``, ``teacher.sparse_input`` counts by its effect (``auto`` on dense
-    features is ``off``: the same teacher, the same entry)."""
+    Given the features the teacher trains on ``x`` (or their density), ``teacher.sparse_input``
+    counts by its effect (``auto`` on dense features is ``off``: the same teacher, the same entry)."""
     train = {k: v for k, v in to_dict(cfg.train).items() if k not in NOT_RESULT_KEYS}
     teacher = to_dict(cfg.teacher)
     if x is not None:
@@ -144,7 +153,7 @@ def cached_teacher(task: Task, cfg: ExperimentConfig, seed: int, cache: Path, lo
     and the entry replaced. Training checkpoints to ``checkpoint.pt`` beside the entry and resumes
     from it (``fresh``: start over)."""
     data, split = task.data, task.split
-    artifact = cache / teacher_key(data.name, split.setting.value, seed, cfg, data.x) / "teacher.pt"
+    artifact = cache / teacher_key(data.name, split.setting.value, seed, cfg, observed_density(task)) / "teacher.pt"
     targets = None
     if distributed.world().is_main and artifact.is_file():
         try:

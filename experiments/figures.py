@@ -47,15 +47,14 @@ def codebook_figure(targets: TeacherTargets, path: Path, title: str = "") -> Opt
     if targets.codebook is None or not have_matplotlib():
         return None
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
     order, counts, majority = code_summary(targets)
     used = order[counts[order] > 0]
-    cmap = plt.get_cmap("tab10" if targets.logits.size(1) <= 10 else "tab20")
+    cmap = matplotlib.colormaps["tab10" if targets.logits.size(1) <= 10 else "tab20"]
     colours = [cmap(int(majority[i]) % cmap.N) for i in used]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    left, right = fig.subplots(1, 2)
     left.bar(range(used.numel()), counts[used].numpy(), width=1.0, color=colours)
     left.set_yscale("log")
     left.set_xlabel(f"code, by usage ({used.numel()} of {counts.numel()} used)")
@@ -76,7 +75,9 @@ def codebook_figure(targets: TeacherTargets, path: Path, title: str = "") -> Opt
     fig.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.savefig(tmp, dpi=100)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

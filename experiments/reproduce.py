@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import shlex
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from experiments import run as run_cli
-from experiments.common import RunSpec, csv_table, markdown_table
+from experiments.common import RunSpec, csv_table, markdown_table, observed_density
 from experiments.teacher_table import mean_std, parse_seeds
 from vqgraph.config import ConfigError
-from vqgraph.data.task import prepare_task
+from vqgraph.data.task import DataConfig, prepare_task
 from vqgraph.training.loggers import MODES, WandbLogger
 from vqgraph.training.loop import progress
 from vqgraph.training.teacher import sparse_teacher
@@ -59,7 +60,7 @@ def _clean_partial(folder: Path) -> None:
         tmp.unlink()
 
 
-def summarise(rows: List[Dict], variant: str = "") -> Dict[str, str]:
+def summarise(rows: List[Dict], variant: str = "") -> Dict[str, Any]:
     """Group results by (dataset, setting, method); mean ± std of each test metric.
 
     ``variant`` (the grid's config overrides) labels the method column; published numbers are
@@ -156,11 +157,17 @@ def config_changes(result: Dict, spec: RunSpec, data_root=None) -> List[str]:
     if any((section, key) == ("teacher", "sparse_input") and "auto" in (was, now) for section, key, was, now in changes):
         # auto acts by the features' density: the same teacher as the value it resolves to
         cfg = spec.config()
-        x = prepare_task(spec.dataset, spec.setting, spec.seed, cfg.data, data_root).data.x
+        share = _density(spec.dataset, spec.setting, spec.seed, json.dumps(current["data"], sort_keys=True), data_root)
         effect = lambda value: "on" if sparse_teacher(dataclasses.replace(cfg.teacher, sparse_input=value),  # noqa: E731
-                                                      cfg.train, x) else "off"
+                                                      cfg.train, share) else "off"
         changes = [c for c in changes if c[:2] != ("teacher", "sparse_input") or effect(c[2]) != effect(c[3])]
     return [f"{section}.{key}: {was!r} -> {now!r}" for section, key, was, now in changes]
+
+
+@functools.lru_cache(maxsize=64)
+def _density(dataset: str, setting: str, seed: int, data_json: str, data_root) -> float:
+    """The observed features' density of a run's task (loaded once per dataset, setting, seed)."""
+    return observed_density(prepare_task(dataset, setting, seed, DataConfig(**json.loads(data_json)), data_root))
 
 
 def win_tie_loss(diffs: List[float]) -> tuple:

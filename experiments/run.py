@@ -109,7 +109,12 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
             "config": config,
             "environment": {**environment(), "world_size": me.world_size},
         }
-        figure = codebook_figure(targets, out / "codebook.png", f"{name} {setting}, teacher {spec.teacher}, seed {spec.seed}")
+        try:  # a figure is a convenience: its failure must not cost the run its results
+            figure = codebook_figure(targets, out / "codebook.png", f"{name} {setting}, teacher {spec.teacher}, "
+                                                                   f"seed {spec.seed}")
+        except Exception as err:  # noqa: BLE001 (matplotlib and disk errors alike)
+            warnings.warn(f"the codebook figure was not written: {type(err).__name__}: {err}", stacklevel=2)
+            figure = None
         if figure is not None:
             results["figures"] = {"codebook": figure.name}
             logger.log_image("teacher/codebook", figure, "code usage and codes, coloured by majority predicted class")

@@ -81,15 +81,15 @@ socket.getaddrinfo = _getaddrinfo
 socket.create_connection = _create_connection
 
 # imported only now, so that nothing vqgraph imports (e.g. ogb's version check) can reach the network
-from vqgraph.data import DATA_ENV, build_graph, load_dataset, resolve_data_roots  # noqa: E402
+from vqgraph.data import DATA_ENV, build_graph, get_spec, load_dataset, resolve_data_roots  # noqa: E402
 
 
 # ---- real data ----------------------------------------------------------------------------------
 def _find_data_root():
     env = os.environ.get(DATA_ENV, "")
-    if env:  # a list of roots (like PATH): the first folder that exists
+    if env:  # a list of roots (like PATH): the first that holds the real datasets (Cora stands for them)
         roots = resolve_data_roots(env)
-        return next((root for root in roots if root.is_dir()), roots[0])
+        return next((root for root in roots if get_spec("cora").locate(root)), roots[0])
     shared = REPO.parent / "shared" / "data"
     return shared if shared.is_dir() else None
 

@@ -55,27 +55,34 @@ def test_soft_token_loss_aligns_rows_by_global_id(targets):
     assert float(shifted.soft_token) > 1e-3
 
 
-def test_precomputed_and_per_batch_soft_codes_give_the_same_loss(targets):
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_soft_code_term_is_the_textbook_kl_with_its_gradient(targets, metric):
+    # the moment form (teacher mean codes, logsumexp) equals tau^2 KL(softmax(t / tau) || softmax(s / tau)),
+    # value and gradient, with t and s of the same similarity
     cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0)
-    cached, per_batch = CodebookDistiller(targets, cfg), CodebookDistiller(targets, replace(cfg, code_cache_mb=0))
-    assert cached._codes_cache is not None and per_batch._codes_cache is None
+    targets = copy.copy(targets)
+    targets.metric = metric
+    distiller = CodebookDistiller(targets, cfg)
     idx = torch.tensor([7, 3, 250, 3])
-    out = StudentOutput(torch.zeros(4, targets.logits.size(1)), torch.randn(4, targets.z.size(1)))
+    z = torch.randn(4, targets.z.size(1), requires_grad=True)
     args = (idx, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool))
-    a, b = cached(out, *args).soft_token, per_batch(out, *args).soft_token
-    assert float(a) > 0 and torch.allclose(a, b, atol=1e-6)
-    # and it is the textbook tau^2 KL(softmax(t / tau) || softmax(s / tau))
+    got = distiller(StudentOutput(torch.zeros(4, targets.logits.size(1)), z), *args).soft_token
+    (grad,) = torch.autograd.grad(got, z)
     tau = cfg.token_temperature
-    t = torch.softmax(code_logits(targets.z[idx], targets.codebook) / tau, -1)
-    log_s = torch.log_softmax(code_logits(out.z, targets.codebook) / tau, -1)
-    assert torch.allclose(a, tau * tau * torch.nn.functional.kl_div(log_s, t, reduction="batchmean"), atol=1e-6)
+    t = torch.softmax(code_logits(targets.z[idx], targets.codebook, metric) / tau, -1)
+    log_s = torch.log_softmax(code_logits(z, targets.codebook, metric) / tau, -1)
+    expected = tau * tau * torch.nn.functional.kl_div(log_s, t, reduction="batchmean")
+    (expected_grad,) = torch.autograd.grad(expected, z)
+    assert float(got.detach()) > 0 and torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+    assert distiller._moments[1].shape == (targets.num_nodes, targets.z.size(1))  # N x D, never N x K
 
 
 def test_index_code_target_is_the_cross_entropy_to_the_teachers_code(targets):
     cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0, code_target="index",
                         soft_token_weight=2.0)
     distiller = CodebookDistiller(targets, cfg)
-    assert distiller._codes_cache is None  # no soft assignments needed
+    assert distiller._moments is None  # no soft assignments needed
     idx = torch.tensor([7, 3, 250, 3])
     out = StudentOutput(torch.zeros(4, targets.logits.size(1)), torch.randn(4, targets.z.size(1)))
     args = (idx, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool))

@@ -84,6 +84,14 @@ def test_label_gaps_are_remapped_and_the_values_kept(graph):
         vqgraph.prepare_graph(plain(graph, y=values[graph.y]))
     fixed = vqgraph.prepare_graph(plain(graph, y=values[graph.y]), remap_labels=True)
     assert torch.equal(fixed.y, graph.y) and torch.equal(fixed.class_values, values) and fixed.num_classes == 3
+    kept = vqgraph.prepare_graph(plain(graph, y=values[graph.y]), num_classes=6)  # a fixed label space: kept
+    assert kept.num_classes == 6 and torch.equal(kept.y, values[graph.y])
+    with pytest.raises(GraphValidationError, match=r"classes \[1, 2, 3, 4, 5, 6, 7, 8, 9, 10\] \.\.\."):
+        vqgraph.prepare_graph(plain(graph, y=graph.y * 10**9))  # large ids: the first gaps, at once
+    # three labels and three stored edges: class_values is no edge attribute
+    tiny = Data(x=torch.rand(4, 2), edge_index=torch.tensor([[0, 1, 2], [1, 2, 3]]), y=torch.tensor([0, 2, 5, 0]))
+    assert torch.equal(vqgraph.prepare_graph(tiny, remap_labels=True).class_values, torch.tensor([0, 2, 5]))
+    assert vqgraph.prepare_graph(plain(graph, y=graph.y == 1)).num_classes == 2  # bool labels
 
 
 def test_num_classes_is_checked_when_given(graph):
@@ -112,6 +120,16 @@ def test_largest_component_keeps_the_biggest_part_and_its_ids(graph):
     assert is_canonical_edges(kept.edge_index, kept.num_nodes)
 
 
+def test_largest_component_of_a_graph_without_edges_is_refused(graph):
+    with pytest.raises(GraphValidationError, match="without edges"):
+        vqgraph.prepare_graph(plain(graph, edge_index=torch.empty(2, 0, dtype=torch.long)), largest_component=True)
+
+
+def test_int32_edges_are_named(graph):
+    with pytest.raises(GraphValidationError, match="edge_index of torch.int32; int64 is expected.*prepare_graph"):
+        vqgraph.make_split(plain(graph, edge_index=graph.edge_index.int()), seed=0)
+
+
 def test_malformed_tensors_get_a_clear_error(graph):
     with pytest.raises(GraphValidationError, match="data.y is missing"):
         vqgraph.prepare_graph(Data(x=graph.x, edge_index=graph.edge_index))
@@ -130,3 +148,18 @@ def test_canonical_check_agrees_with_canonical_edges():
         canon = canonical_edges(ei, 30)
         assert is_canonical_edges(canon, 30)
         assert is_canonical_edges(ei, 30) == torch.equal(ei, canon)
+
+
+def test_the_edge_check_is_remembered_until_the_edges_change_in_place(graph, monkeypatch):
+    from vqgraph.data import graph as graph_module
+
+    data = plain(graph, edge_index=graph.edge_index.clone())
+    calls = []
+    real = graph_module.is_canonical_edges
+    monkeypatch.setattr(graph_module, "is_canonical_edges", lambda *a: calls.append(1) or real(*a))
+    vqgraph.make_split(data, seed=0)
+    vqgraph.make_split(data, seed=1)
+    assert len(calls) == 1  # the second entry point trusts the unchanged tensor
+    data.edge_index[1, 0] = data.edge_index[0, 0]  # a self-loop, written in place
+    with pytest.raises(GraphValidationError, match="not in canonical form"):
+        vqgraph.make_split(data, seed=0)

@@ -68,11 +68,14 @@ def test_pyg_wikics_uses_its_fixed_splits(tmp_path):
         assert torch.equal(split.test_idx, test.nonzero().view(-1))
 
 
-def test_command_line_runs_a_pyg_dataset(tmp_path):
+def test_command_line_runs_a_pyg_dataset(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
     write_wikics(tmp_path / "pyg" / "WikiCS")
     out = tmp_path / "run"
     argv = ["--dataset", "pyg:WikiCS", "--data-root", str(tmp_path), "--quiet", "--cache", str(tmp_path / "cache"),
-            "--set", "train.max_epochs=3", "student_train.max_epochs=3", "--out", str(out)]
+            "--set", "train.max_epochs=3", "student_train.max_epochs=3", "--out", str(out),
+            "--wandb", "offline"]  # its artifacts' names hold no ':' or '/
     assert run_cli.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"] == "pyg:WikiCS" and results["method"] == "vqgraph"
@@ -104,3 +107,18 @@ def test_pyg_download_through_pyg_from_a_local_server(server, monkeypatch, tmp_p
     with pytest.raises(DatasetNotFoundError, match="nothing new was kept"):
         vqgraph.load_dataset("pyg:Amazon/Photo", root=tmp_path, download=True)
     assert not any(tmp_path.iterdir())  # no partial raw file: a later run does not read half a file
+
+
+def test_the_root_holding_the_dataset_wins_and_nothing_that_existed_is_removed(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    other = first / "pyg" / "Amazon" / "Computers"  # another dataset of the class, in the first root, empty
+    other.mkdir(parents=True)
+    raw = second / "pyg" / "Amazon" / "Photo" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "amazon_electronics_photo.npz").write_bytes(cpf_bytes())
+    data = vqgraph.load_dataset("pyg:Amazon/Photo", root=f"{first}:{second}")
+    assert data.num_nodes == 180
+    assert other.is_dir() and not (first / "pyg" / "Amazon" / "Photo").exists()  # the probe of root a left nothing
+    with pytest.raises(DatasetNotFoundError):
+        vqgraph.load_dataset("pyg:Amazon/Computers", root=str(first))
+    assert other.is_dir()  # a folder that existed before the failed attempt is kept

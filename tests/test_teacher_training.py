@@ -451,3 +451,26 @@ def test_sparse_teacher_features_only_where_they_apply():
     assert not sparse_teacher(teacher_config(conv="sage", sparse_input="auto"), train_config(), words)  # aggregates first
     with pytest.raises(ValueError, match="sparse_input='on' needs an encoder that starts with a linear map"):
         TeacherConfig(conv="sage", sparse_input="on")
+
+
+def test_a_plain_log_callback_sees_floats_and_a_logger_that_asks_gets_the_usage_counts():
+    from vqgraph.data import make_csbm, make_split
+    from vqgraph.models import TeacherConfig
+    from vqgraph.training import TrainConfig, fit_teacher
+
+    data = make_csbm(num_nodes=200, num_classes=3, num_features=8, seed=0)
+    split = make_split(data, seed=0, train_per_class=10, val_per_class=10)
+    rows, extras = [], []
+
+    class Asking:
+        takes_extras = True
+
+        def __call__(self, metrics, epoch, more=None):
+            extras.append(more)
+
+    train = TrainConfig(max_epochs=2, patience=None, progress=False)
+    fit_teacher(data, split, TeacherConfig(hidden_channels=8, codebook_size=16), train, log=lambda m, e: rows.append(m))
+    assert rows and all(isinstance(v, float) for row in rows for v in row.values())
+    fit_teacher(data, split, TeacherConfig(hidden_channels=8, codebook_size=16), train, log=Asking())
+    usage = extras[0]["codebook/usage"]
+    assert usage.shape == (16,) and int(usage.sum()) == split.observed_idx.numel()  # every node holds one code

@@ -314,7 +314,7 @@ class Predictor:
         if x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(f"features must have shape [num_nodes, {self.in_channels}], got {tuple(x.shape)}")
         x = x.to(torch.float32)
-        if not bool(torch.isfinite(x).all()):
+        if x.numel() and not bool(torch.isfinite(x.sum(dim=1)).all()) and not bool(torch.isfinite(x).all()):
             bad = ~torch.isfinite(x)
             rows = bad.any(dim=1).nonzero().flatten()
             raise ValueError(

@@ -31,11 +31,13 @@ PathLike = Union[str, os.PathLike]
 
 def resolve_data_roots(root: Optional[PathLike] = None) -> List[Path]:
     """The data roots, searched in order: ``root`` if given, else ``$VQGRAPH_DATA``, else
-    ``./datasets``. Either may list several folders separated by ``os.pathsep`` (``:`` on
-    Linux), like ``PATH``: ``datasets:../shared/data`` reads a dataset from whichever holds it
-    and downloads into the first."""
-    text = os.fspath(root) if root is not None and str(root) != "" else os.environ.get(DATA_ENV, "") or DEFAULT_ROOT
-    return [Path(part).expanduser() for part in text.split(os.pathsep) if part] or [Path(DEFAULT_ROOT)]
+    ``./datasets``. A string or the variable may list several folders separated by
+    ``os.pathsep`` (``:`` on Linux), like ``PATH``: ``datasets:../shared/data`` reads a dataset
+    from whichever holds it and downloads into the first. A ``pathlib.Path`` is one folder."""
+    if isinstance(root, os.PathLike):
+        return [Path(root).expanduser()]
+    text = root if root is not None and str(root) != "" else os.environ.get(DATA_ENV, "") or DEFAULT_ROOT
+    return [Path(part).expanduser() for part in str(text).split(os.pathsep) if part] or [Path(DEFAULT_ROOT)]
 
 
 def resolve_data_root(root: Optional[PathLike] = None) -> Path:

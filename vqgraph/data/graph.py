@@ -221,6 +221,8 @@ def _labels(y, where: str) -> Tensor:
     if y.dim() != 1:
         raise GraphValidationError(f"{where}: data.y must hold one class id per node ([num_nodes]), got shape "
                                    f"{tuple(y.shape)} (multi-label targets are not supported)")
+    if y.dtype == torch.bool:
+        y = y.to(torch.long)
     if y.is_floating_point():
         if not bool((y == y.round()).all()):
             raise GraphValidationError(f"{where}: data.y must hold integer class ids, got non-integer {y.dtype} values")
@@ -232,14 +234,16 @@ def prepare_graph(data: Data, *, num_classes: Optional[int] = None, remap_labels
                   largest_component: bool = False, name: Optional[str] = None) -> Data:
     """Bring a user's PyG ``Data`` to the package's canonical form (see the module docstring).
 
-    Returns a new ``Data`` (``data`` is not modified): features dense float32 (sparse tensors are
-    densified, float64, integer and bool features converted), labels int64 ``[N]`` (``[N, 1]`` is
-    flattened), edges made undirected with self-loops and duplicates dropped, ``num_classes`` and
-    ``name`` set. Other node-level attributes (for example fixed split masks) are kept.
+    Returns a new ``Data`` (``data`` is not modified; tensors that need no conversion, such as
+    float32 features, are shared with it, not copied): features dense float32 (sparse tensors are
+    densified, float64, integer and bool features converted), labels int64 ``[N]`` (``[N, 1]``
+    is flattened, bool converted), edges made undirected with self-loops and duplicates dropped,
+    edge attributes dropped, ``num_classes`` and ``name`` set. Other node-level attributes (for
+    example fixed split masks) are kept.
 
     Args:
         num_classes: the number of classes; default one more than the largest label. Checked
-            against the labels when given.
+            against the labels when given; classes without a node are then allowed.
         remap_labels: labels with gaps (for example classes 0, 2 and 5) are an error unless this
             is set; then class ``i`` is the ``i``-th smallest label value and ``data.class_values``
             holds the original values (``class_values[pred]`` turns predictions back).
@@ -258,43 +262,52 @@ def prepare_graph(data: Data, *, num_classes: Optional[int] = None, remap_labels
     x, y = _dense_features(data.x, where), _labels(data.y, where)
     edge_index = data.edge_index
     check_graph(x, edge_index, y, None, where)
-    out = data.clone()
+    out = copy.copy(data)  # a shallow copy: the user's Data keeps its own attributes
+    # edge attributes (edge_attr, edge_weight, ...) would not match the rewritten edges: judged
+    # against the user's edges, before any attribute of ours is added
+    for key in [k for k in out.keys() if k != "edge_index" and out.is_edge_attr(k)]:
+        del out[key]
     values = torch.unique(y)
+    class_values = None
     if remap_labels:
-        out.class_values = values
+        class_values = values
         y = torch.searchsorted(values, y)
-    elif values.numel() and values.numel() != int(values[-1]) + 1:
-        missing = sorted(set(range(int(values[-1]) + 1)) - set(values.tolist()))
+    elif num_classes is None and values.numel() and values.numel() != int(values[-1]) + 1:
+        present, missing = set(values.tolist()), []
+        for c in range(int(values[-1]) + 1):  # the first few missing classes (labels may be large ids)
+            if c not in present:
+                missing.append(c)
+                if len(missing) > 10:
+                    break
         raise GraphValidationError(
             f"{where}: labels have gaps: classes {missing[:10]}{' ...' if len(missing) > 10 else ''} have no node "
             f"(labels used: {values.tolist()[:10]}{' ...' if values.numel() > 10 else ''}); pass "
-            "vqgraph.prepare_graph(data, remap_labels=True) to number the classes 0..C-1")
+            "vqgraph.prepare_graph(data, remap_labels=True) to number the classes 0..C-1, or num_classes=C "
+            "to keep them as they are")
     inferred = int(y.max()) + 1 if y.numel() else 0
     if num_classes is None:
         num_classes = inferred
     elif num_classes < inferred:
         raise GraphValidationError(f"{where}: num_classes={num_classes} but a node has label {inferred - 1}")
     out.x, out.y = x, y.to(torch.long)
-    dropped = [key for key in out.keys() if key != "edge_index" and out.is_edge_attr(key)]
-    for key in dropped:  # edge attributes (edge_attr, edge_weight, ...) no longer match the rewritten edges
-        del out[key]
     out.edge_index = canonical_edges(edge_index, x.size(0))
-    out.name, out.num_classes = where, int(num_classes)
     if largest_component:
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
         n = x.size(0)
-        ei = out.edge_index.numpy()
+        ei = out.edge_index.cpu().numpy()
+        if ei.shape[1] == 0 and n > 1:
+            raise GraphValidationError(f"{where}: largest_component=True on a graph without edges: every component "
+                                       "is a single node")
         _, component = connected_components(coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n)),
                                             directed=False)
         keep = torch.from_numpy(np.flatnonzero(component == int(np.argmax(np.bincount(component)))))
-        sub = out.subgraph(keep)
-        sub.orig_id = keep
-        sub.name, sub.num_classes = where, int(num_classes)
-        if "class_values" in out:
-            sub.class_values = out.class_values
-        out = sub
+        out = out.subgraph(keep.to(out.edge_index.device))
+        out.orig_id = keep.to(out.edge_index.device)
+    out.name, out.num_classes = where, int(num_classes)
+    if class_values is not None:  # set last: not a node or edge attribute, whatever its length
+        out.class_values = class_values
     return out
 
 
@@ -331,8 +344,17 @@ def ensure_graph(data: Data, where: str = "data") -> Data:
         raise GraphValidationError(f"{where}: graph {name!r} has labels of {what}; int64 [num_nodes] is expected: "
                                    f"{_PREPARE} converts them")
     given = getattr(data, "num_classes", None) if "num_classes" in data else None
-    check_graph(x, data.edge_index, y, given, f"{where}: graph {name!r}")
-    if not is_canonical_edges(data.edge_index, data.num_nodes):
+    edge_index = data.edge_index
+    # a verdict is remembered on the edge tensor itself, as long as it is not modified in place
+    # (its version counter): the entry points of one run check the same tensor once, not thrice
+    stamp = (data.num_nodes, getattr(edge_index, "_version", None))
+    known = getattr(edge_index, "_vqgraph_canonical", None) == stamp
+    no_edges = torch.empty(2, 0, dtype=torch.long)  # the node tensors are checked every time (cheap)
+    check_graph(x, no_edges if known else edge_index, y, given, f"{where}: graph {name!r}")
+    if not known and edge_index.dtype != torch.long:
+        raise GraphValidationError(f"{where}: graph {name!r} has edge_index of {edge_index.dtype}; int64 is expected: "
+                                   f"{_PREPARE} converts it")
+    if not known and not is_canonical_edges(edge_index, data.num_nodes):
         raise GraphValidationError(
             f"{where}: graph {name!r} has edges that are not in canonical form (each undirected edge in both "
             f"directions, sorted, no self-loops, no duplicates); {_PREPARE} makes them so")
@@ -343,6 +365,14 @@ def ensure_graph(data: Data, where: str = "data") -> Data:
                 f"{where}: graph {name!r} has labels with gaps (values used: {values.tolist()[:10]}"
                 f"{' ...' if values.numel() > 10 else ''}) and no data.num_classes; "
                 "vqgraph.prepare_graph(data, remap_labels=True) numbers the classes 0..C-1")
-        data = copy.copy(data)
-        data.num_classes = int(y.max()) + 1 if y.numel() else 0
+    edge_index._vqgraph_canonical = stamp
+    return _with_classes(data, given)
+
+
+def _with_classes(data: Data, given: Optional[int]) -> Data:
+    """``data`` itself when it names its classes, else a shallow copy with ``num_classes`` from ``y``."""
+    if given is not None:
+        return data
+    data = copy.copy(data)
+    data.num_classes = int(data.y.max()) + 1 if data.y.numel() else 0
     return data

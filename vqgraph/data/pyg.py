@@ -2,7 +2,8 @@
 ``pyg:Planetoid/PubMed``, ``pyg:WikiCS``.
 
 ``pyg:CLASS/NAME`` is ``torch_geometric.datasets.CLASS(root, name=NAME)`` and ``pyg:CLASS`` is
-``CLASS(root)``, with ``root = <data root>/pyg/CLASS``. Files are read by PyG's own readers (the
+``CLASS(root)``, with ``root = <data root>/pyg/CLASS`` for the first data root that holds the
+dataset's raw files (downloads go to the first data root). Files are read by PyG's own readers (the
 raw files of some datasets, Planetoid's for one, are pickles: read only those from a source you
 trust). Offline, the files must already be where PyG looks for them; a missing file is reported
 with those paths and nothing is fetched unless ``download=True``. The graph then goes through
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import List, Tuple
@@ -58,24 +60,68 @@ class _Missing(Exception):
         self.raw_paths = raw_paths
 
 
-def _files(folder: Path) -> set:
-    return {p for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+def _refuse_download(self) -> None:
+    raise _Missing([os.fspath(p) for p in self.raw_paths])
 
 
-def _prune(folder: Path, before: set, made: List[Path]) -> None:
-    """Remove what a failed attempt left under ``folder``: new files, then empty folders, then
-    the folders of ``made`` (those above it that did not exist before), if empty."""
-    for path in _files(folder) - before:
+def _snapshot(folder: Path):
+    """Files and folders under ``folder``, and the folders above it that do not exist yet."""
+    below = set(folder.rglob("*")) if folder.exists() else set()
+    missing_above = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    return below, missing_above
+
+
+def _prune(folder: Path, snapshot) -> None:
+    """Remove what an attempt added under ``folder`` (files, then folders, deepest first) and the
+    folders above it that it created; nothing that existed before is touched."""
+    before, missing_above = snapshot
+    new = set(folder.rglob("*")) - before if folder.exists() else set()
+    for path in (p for p in new if p.is_file() or p.is_symlink()):
         path.unlink(missing_ok=True)
-    below = [p for p in folder.rglob("*") if p.is_dir()] if folder.exists() else []
-    for path in sorted(below, key=lambda p: len(p.parts), reverse=True) + made:
+    for path in sorted((p for p in new if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + missing_above:
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()
 
 
+def _guarded(folder: Path, make):
+    """``make()``; if it fails in any way (an interrupt included), what it added under ``folder`` is removed."""
+    snapshot = _snapshot(folder)
+    try:
+        return make()
+    except BaseException:
+        _prune(folder, snapshot)
+        raise
+
+
+def _offline(cls):
+    """``cls`` whose download is refused: a missing raw file raises :class:`_Missing`."""
+    return type(cls.__name__, (cls,), {"download": _refuse_download})
+
+
+def _download_into(cls, folder: Path, kwargs) -> None:
+    """Let PyG download the raw files into a temporary sibling of ``folder``, then move them into
+    ``folder``: a transfer that fails or is interrupted leaves nothing under ``folder``. (PyG does
+    not compare a file's length with the announced one; a cut that raises nothing and that its
+    reader accepts cannot be noticed.)"""
+    tmp = folder.parent / f".{folder.name}.download-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fetched = cls(str(tmp), **kwargs)
+        raw = Path(fetched.raw_dir)
+        for path in (p for p in raw.rglob("*") if p.is_file()):
+            dest = folder / raw.relative_to(tmp) / path.relative_to(raw)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def load_pyg(name: str, roots: List[Path], download: bool = False) -> Data:
-    """Load ``pyg:CLASS[/NAME]`` from the first of ``roots`` that holds its folder (downloads go
-    to the first root). Returns a canonical graph named ``name``.
+    """Load ``pyg:CLASS[/NAME]`` from the first of ``roots`` whose ``pyg/CLASS`` folder holds
+    its raw files; else, with ``download``, fetch them through PyG into the first root. Returns a
+    canonical graph named ``name``.
 
     Raises:
         UnknownDatasetError: no such PyG class, or a name missing or superfluous.
@@ -83,36 +129,36 @@ def load_pyg(name: str, roots: List[Path], download: bool = False) -> Data:
     """
     cls_name, sub = parse_name(name)
     cls, takes_name = dataset_class(cls_name, sub)
-    folders = [Path(root) / "pyg" / cls_name for root in roots]
-    folder = next((f for f in folders if f.is_dir()), folders[0])
     kwargs = {"name": sub} if takes_name else {}
-    before = _files(folder)
-    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    folders = [Path(root) / "pyg" / cls_name for root in roots]
+    dataset, expected = None, []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PyG's notes on changed defaults (e.g. WikiCS is_undirected)
-            if download:
-                dataset = cls(str(folder), **kwargs)
-            else:
-                offline = type(cls.__name__, (cls,), {"download": _refuse_download})
-                dataset = offline(str(folder), **kwargs)
+        for folder in folders:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # PyG's notes on changed defaults (e.g. WikiCS is_undirected)
+                    dataset = _guarded(folder, lambda: _offline(cls)(str(folder), **kwargs))
+                break
+            except _Missing as missing:
+                expected += missing.raw_paths
+        if dataset is None and download:
+            _guarded(folders[0], lambda: _download_into(cls, folders[0], kwargs))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dataset = _guarded(folders[0], lambda: _offline(cls)(str(folders[0]), **kwargs))
     except _Missing as missing:
-        _prune(folder, before, made)
-        raise DatasetNotFoundError(
-            f"dataset {name!r} not found: PyG's {cls_name} reads {missing.raw_paths}, which do not all exist "
-            f"(searched under {', '.join(map(str, folders))}). Put those files there, or fetch them through PyG "
-            "with download=True (command line: --download)") from None
+        raise DatasetNotFoundError(f"dataset {name!r}: the download into {folders[0]} left no {missing.raw_paths}") from None
     except Exception as err:  # offline, HTTP error, a cut download, a malformed raw file
-        _prune(folder, before, made)
-        raise DatasetNotFoundError(f"dataset {name!r}: PyG's {cls_name} could not load or download it into {folder} "
-                                   f"(nothing new was kept): {type(err).__name__}: {err}") from err
+        raise DatasetNotFoundError(f"dataset {name!r}: PyG's {cls_name} could not load or download it under "
+                                   f"{', '.join(map(str, folders))} (nothing new was kept): "
+                                   f"{type(err).__name__}: {err}") from err
+    if dataset is None:
+        raise DatasetNotFoundError(
+            f"dataset {name!r} not found: PyG's {cls_name} reads {expected}, which do not all exist. Put those "
+            f"files there, or fetch them through PyG into {folders[0]} with download=True (command line: --download)")
     if len(dataset) != 1:
         raise UnknownDatasetError(f"dataset {name!r} holds {len(dataset)} graphs; node classification needs one")
     data = dataset[0]
     keep = {key: data[key] for key in ("train_mask", "val_mask", "test_mask") if key in data}
     plain = Data(x=data.x, edge_index=data.edge_index, y=data.y, **keep)
     return prepare_graph(plain, name=name)
-
-
-def _refuse_download(self) -> None:
-    raise _Missing([os.fspath(p) for p in self.raw_paths])

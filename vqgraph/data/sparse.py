@@ -24,12 +24,14 @@ def density(x: Tensor) -> float:
     return float(torch.count_nonzero(x)) / max(1, x.numel())
 
 
-def use_sparse(choice: str, x: Tensor) -> bool:
-    """Whether features ``x`` go sparse: ``on``, ``off``, or ``auto`` (density at most
-    :data:`SPARSE_MAX_DENSITY`: Cora 1.3% and Citeseer 0.9% are, the Amazon graphs' 35% not)."""
+def use_sparse(choice: str, x: Union[Tensor, float]) -> bool:
+    """Whether features ``x`` (or a known density of them) go sparse: ``on``, ``off``, or ``auto``
+    (density at most :data:`SPARSE_MAX_DENSITY`: Cora 1.3% and Citeseer 0.9% are, the Amazon
+    graphs' 35% not)."""
     if choice not in SPARSE_INPUTS:
         raise ValueError(f"sparse_input must be one of {SPARSE_INPUTS}, got {choice!r}")
-    return choice == "on" or (choice == "auto" and density(x) <= SPARSE_MAX_DENSITY)
+    share = x if isinstance(x, float) else density(x)
+    return choice == "on" or (choice == "auto" and share <= SPARSE_MAX_DENSITY)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from torch_geometric.data import Data
 
+from vqgraph import distributed
 from vqgraph.data.datasets import load_dataset
 from vqgraph.data.graph import FeatureTransform
 from vqgraph.data.splits import NodeSplit, Setting, make_split
@@ -34,9 +35,21 @@ class Task(NamedTuple):
 def prepare_task(dataset: str, setting: str, seed: int, config: DataConfig = DataConfig(), root=None,
                  download: bool = False) -> Task:
     """Load ``dataset`` (a name or a CPF ``.npz`` path; ``root``: the data root; ``download``: fetch
-    it into the first data root when missing, see :func:`load_dataset`), split it for
+    it into the first data root when missing, see :func:`load_dataset`; under torchrun rank 0
+    fetches and the other ranks wait, then read), split it for
     ``setting`` with ``seed`` (the split depends on labels only) and normalise its features with
     statistics (if any) of the observed nodes only: hidden test nodes never shape the inputs."""
+    if download and distributed.world().world_size > 1:  # one process fetches, the others then read
+        failure = None
+        if distributed.world().is_main:
+            try:
+                load_dataset(dataset, root=root, download=True, seed=seed)
+            except Exception as err:  # every rank must reach the barrier; rank 0 raises after it
+                failure = err
+        distributed.barrier()
+        if failure is not None:
+            raise failure
+        download = False
     data = load_dataset(dataset, root=root, download=download, seed=seed)
     split = make_split(
         data,

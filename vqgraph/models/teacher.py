@@ -13,6 +13,7 @@ k-means initialisation and dead-code restart (``dead_code_threshold``). With
 
 from __future__ import annotations
 
+import types
 from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple, Optional
 
@@ -28,6 +29,17 @@ from vqgraph.models.encoders import DEEP, LINEAR_FIRST, NORMS, GNNEncoder, layer
 EDGE_RECON = ("sampled", "dense")
 TOKENIZE = ("inner", "all")
 DENSE_MAX_NODES = 50_000  # the dense structure loss is for small graphs (paper parity) only
+
+
+def _counting_replace(book, batch_samples, batch_mask, seq_mask=None):
+    """The codebook's dead-code replacement, counting the codes it replaces into
+    ``book.vqgraph_restarts``: per codebook head, the dead codes, at most as many as there are
+    samples (the library then replaces a random subset and defers the rest)."""
+    for ind, mask in enumerate(batch_mask):
+        samples = batch_samples[ind] if seq_mask is None else batch_samples[ind][seq_mask[ind]]
+        if samples.numel():
+            book.vqgraph_restarts = getattr(book, "vqgraph_restarts", 0) + min(int(mask.sum()), samples.shape[0])
+    return type(book).replace(book, batch_samples, batch_mask, seq_mask=seq_mask)
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,8 @@ class VQGraphTeacher(nn.Module):
                 rotation_trick=False,
                 sync_codebook=agree_chunks is not None,  # EMA statistics summed over ranks (sharded mini-batches)
             )
+            book = self.quantizer._codebook  # vector-quantize-pytorch 1.32 (pinned): count its restarts
+            book.replace = types.MethodType(_counting_replace, book)
             self.feature_decoder = nn.Linear(hidden, in_channels)
             self.edge_decoder = nn.Linear(hidden, hidden)
         # the classifier: one more graph layer straight to class scores (its weight is the linear head)
@@ -252,12 +266,11 @@ class VQGraphTeacher(nn.Module):
         return q, codes, commitment
 
     def _quantizer_call(self, h: Tensor):
-        """One quantizer call; in training, counts the dead codes it restarted into ``restarts``
-        (a restarted code leaves the call with its EMA usage at exactly the reset value)."""
+        """One quantizer call; the dead codes it restarted (training only) are added to ``restarts``."""
+        book = self.quantizer._codebook
+        book.vqgraph_restarts = 0
         out = self.quantizer(h)
-        if self.training and self.config.dead_code_threshold > 0:
-            book = self.quantizer._codebook  # vector-quantize-pytorch 1.32 (pinned)
-            self.restarts += int((book.cluster_size == book.reset_cluster_size).sum())
+        self.restarts += book.vqgraph_restarts
         return out
 
     # ---- layer-wise inference hooks (driven by vqgraph.distributed.infer_layerwise) ----------

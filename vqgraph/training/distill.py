@@ -11,7 +11,8 @@ Per batch of global node ids ``idx``:
   - ``soft`` (the paper's): ``tau^2 * KL(softmax(t/tau) || softmax(s/tau))`` where
     ``t = code_logits(teacher z[idx], codebook)`` and ``s = code_logits(student z, codebook)``:
     the same similarity on both sides, the frozen teacher codebook, rows aligned by global id.
-    Nothing of size N x K is ever built.
+    The logits are affine in the codes, so the teacher's side enters through its mean code per
+    node (N x D, computed once): nothing of size N x K is ever built or gathered.
   - ``index``: ``tau^2 * CE(softmax(s/tau), teacher code)``, the teacher's nearest code as a
     hard target (its soft assignment is nearly flat: the nearest codes are almost tied).
   - ``class``: ``KL(P[teacher code] || softmax(student logits))``, where ``P[k]`` is the mean
@@ -75,7 +76,6 @@ class DistillConfig:
     token_temperature: float = 0.1  # tau of the code-assignment softmaxes (cosine scores in [-1, 1])
     code_target: str = "soft"  # soft: KL over soft code assignments | index: CE to the teacher's code | class: its class mix
     select_by: str = "val"  # val: validation-selected (honest) | test: the paper's protocol, for comparison only
-    code_cache_mb: float = 1024.0  # teacher soft codes (N x K floats) are precomputed once if they fit, else per batch
     val_targets: str = "auto"  # fit | held_out: train on validation nodes' targets? (auto: held_out inductively)
     similarity_weight: float = 0.0  # in-batch representation-similarity term (NOSMOG); glnn and vqgraph
     similarity_rows: int = 1024  # rows of each batch the similarity matrices span
@@ -96,8 +96,6 @@ class DistillConfig:
             raise ValueError(f"select_by must be 'val' or 'test', got {self.select_by!r}")
         if (self.teacher_temperature is not None and self.teacher_temperature <= 0) or self.token_temperature <= 0:
             raise ValueError("temperatures must be > 0")
-        if self.code_cache_mb < 0:
-            raise ValueError(f"code_cache_mb must be >= 0, got {self.code_cache_mb}")
         if self.val_targets not in VAL_TARGETS:
             raise ValueError(f"val_targets must be one of {VAL_TARGETS}, got {self.val_targets!r}")
         if self.code_target not in CODE_TARGETS:
@@ -221,7 +219,7 @@ class CodebookDistiller:
         self.teacher_z = targets.z.to(device)
         self.codebook = targets.codebook.to(device) if targets.codebook is not None else None
         self.metric = targets.metric
-        self._codes_cache = None
+        self._moments = None
         code_term = config.uses_soft_tokens and config.soft_token_weight
         if code_term and config.code_target != "soft":
             self.teacher_codes = targets.codes.to(device)
@@ -229,11 +227,9 @@ class CodebookDistiller:
             if fit_idx is None:
                 raise ValueError("code_target 'class' needs the training nodes (fit_idx) to form each code's class mix")
             self.code_classes = self._code_class_mix(fit_idx.to(device))
-        if code_term and config.code_target == "soft":
-            n, k = targets.num_nodes, targets.codebook.size(0)
-            if 4 * n * k <= config.code_cache_mb * 2**20:  # teacher targets are fixed: compute them once
-                parts = [self._soft_codes(chunk) for chunk in torch.arange(n, device=self.teacher_z.device).split(8192)]
-                self._codes_cache = tuple(torch.cat(p) for p in zip(*parts))
+        if code_term and config.code_target == "soft":  # the teacher's side is fixed: its moments, once
+            chunks = torch.arange(targets.num_nodes, device=self.teacher_z.device).split(8192)
+            self._moments = tuple(torch.cat(p) for p in zip(*(self._code_moments(c) for c in chunks)))
 
     @torch.no_grad()
     def _code_class_mix(self, fit_idx: Tensor) -> Tensor:
@@ -263,9 +259,33 @@ class CodebookDistiller:
     def teacher_soft_codes(self, idx: Tensor):
         """Teacher soft code assignments of nodes ``idx`` at temperature tau [B, K], and the
         per-node sum of t log t [B] (the constant part of the KL)."""
-        if self._codes_cache is not None:
-            return self._codes_cache[0][idx], self._codes_cache[1][idx]
         return self._soft_codes(idx)
+
+    @torch.no_grad()
+    def _code_moments(self, idx: Tensor):
+        """What the KL needs of the teacher's soft assignments ``t`` of nodes ``idx``: the code
+        logits are affine in the codes, so ``t . l`` for any student logits ``l`` needs only
+        ``t``'s mean code (and, for ``euclidean``, its mean squared code norm). Returns
+        ``(sum t log t [B], mean code [B, D], mean squared norm [B])``, the mean code of
+        ``cosine`` taken over the scaled unit codes."""
+        scale = 1.0 / self.config.token_temperature
+        t, t_log_t = self._soft_codes(idx)
+        if self.metric == "cosine":
+            return t_log_t, t @ (F.normalize(self.codebook, dim=-1) * scale), t.new_zeros(t.size(0))
+        return t_log_t, t @ self.codebook, t @ self.codebook.pow(2).sum(-1)
+
+    def soft_code_kl(self, z: Tensor, idx: Tensor) -> Tensor:
+        """``KL(t || softmax(l))`` per row, ``l = code_logits(z, codebook) / tau``, computed as
+        ``sum t log t - t . l + logsumexp(l)`` (``sum t = 1``), with ``t . l`` from the teacher's
+        moments: no [B, K] teacher matrix is gathered or multiplied, nothing N x K is stored."""
+        scale = 1.0 / self.config.token_temperature
+        t_log_t, mean_code, mean_square = (part[idx] for part in self._moments)
+        logits = code_logits(z, self.codebook, self.metric, scale)
+        if self.metric == "cosine":
+            t_dot_l = (F.normalize(z, dim=-1) * mean_code).sum(-1)
+        else:  # l = -scale * |z - c|^2, expanded
+            t_dot_l = -scale * (z.pow(2).sum(-1) - 2 * (z * mean_code).sum(-1) + mean_square)
+        return t_log_t - t_dot_l + torch.logsumexp(logits, dim=-1)
 
     def __call__(self, out, idx: Tensor, y: Tensor, labelled: Tensor, share: Optional[Share] = None) -> DistillLosses:
         """``out``: student output for nodes ``idx`` (global ids); ``labelled``: bool mask of
@@ -285,13 +305,11 @@ class CodebookDistiller:
         if self.config.code_target == "class":
             kl = F.kl_div(F.log_softmax(out.logits, dim=-1), self.code_classes[self.teacher_codes[idx]], reduction="sum")
             return share.mean(kl, share.rows)
-        log_s = F.log_softmax(code_logits(out.z, self.codebook, self.metric, 1.0 / tau), dim=-1)
         if self.config.code_target == "index":
+            log_s = F.log_softmax(code_logits(out.z, self.codebook, self.metric, 1.0 / tau), dim=-1)
             ce = F.nll_loss(log_s, self.teacher_codes[idx], reduction="sum")
             return tau * tau * share.mean(ce, share.rows)
-        t, t_log_t = self.teacher_soft_codes(idx)
-        kl = (t_log_t - (t * log_s).sum(-1)).sum()  # KL(t || s)
-        return tau * tau * share.mean(kl, share.rows)
+        return tau * tau * share.mean(self.soft_code_kl(out.z, idx).sum(), share.rows)
 
     def label_terms(self, logits: Tensor, idx: Tensor, y: Tensor, labelled: Tensor, share: Share):
         """The weighted ``label`` and ``soft_label`` terms of :meth:`__call__` (0 when off)."""

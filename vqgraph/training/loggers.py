@@ -8,6 +8,7 @@ only when a logger is enabled.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
@@ -142,12 +143,15 @@ class WandbLogger:
 
         self.run.log({key: wandb.Image(str(path), caption=caption or None)})
 
-    def stage(self, prefix: str):
+    def stage(self, prefix: str) -> "_Stage":
         """A ``log(metrics, epoch)`` callable that logs under ``prefix`` with its own epoch axis."""
-        return lambda metrics, epoch: self.log_metrics(metrics, epoch, prefix)
+        return _Stage(self, prefix)
 
-    def __call__(self, metrics: Mapping[str, float], step: int) -> None:
-        self.log_metrics(metrics, step)
+    # the training loop hands non-scalar extras (a histogram's counts) only to a log that says it takes them
+    takes_extras = True
+
+    def __call__(self, metrics: Mapping[str, float], step: int, extras: Optional[Mapping[str, Any]] = None) -> None:
+        self.log_metrics({**metrics, **(extras or {})}, step)
 
     def summary(self, metrics: Mapping[str, Any]) -> None:
         if self.run is None:
@@ -160,7 +164,8 @@ class WandbLogger:
             return
         import wandb
 
-        artifact = wandb.Artifact(name=name, type=type, metadata=dict(metadata or {}))
+        # W&B allows letters, digits, dashes, underscores and dots in artifact names ("pyg:Amazon/Photo" is not)
+        artifact = wandb.Artifact(name=re.sub(r"[^\w.-]", "-", name), type=type, metadata=dict(metadata or {}))
         artifact.add_file(str(path))
         self.run.log_artifact(artifact)
 
@@ -174,3 +179,15 @@ class WandbLogger:
 
     def __exit__(self, *exc) -> None:
         self.finish()
+
+
+class _Stage:
+    """:meth:`WandbLogger.stage`: logs under a prefix, extras (histograms) included."""
+
+    takes_extras = True
+
+    def __init__(self, logger: WandbLogger, prefix: str):
+        self.logger, self.prefix = logger, prefix
+
+    def __call__(self, metrics: Mapping[str, float], epoch: int, extras: Optional[Mapping[str, Any]] = None) -> None:
+        self.logger.log_metrics({**metrics, **(extras or {})}, epoch, self.prefix)

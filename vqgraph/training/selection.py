@@ -39,10 +39,14 @@ class BestCheckpoint:
 def end_epoch(epoch: int, metrics: Dict[str, float], history: list, best: BestCheckpoint, model, log=None, bar=None,
               extras: Optional[Dict] = None) -> bool:
     """Record an epoch's metrics (history, logger, progress bar, selection); True means stop.
-    ``extras`` (for example a histogram's counts) go to the logger only, not to the history."""
+    ``extras`` (for example a histogram's counts) go only to a logger whose ``takes_extras`` is
+    true, as ``log(metrics, epoch, extras)``; a plain ``log(metrics, epoch)`` sees floats only."""
     history.append(metrics)
     if log is not None:
-        log({**metrics, **(extras or {})}, epoch)
+        if extras and getattr(log, "takes_extras", False):
+            log(metrics, epoch, extras)
+        else:
+            log(metrics, epoch)
     if bar is not None:
         bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", **{best.monitor: f"{metrics[best.monitor]:.3f}"})
     return best.update(epoch, metrics, model)

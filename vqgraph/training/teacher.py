@@ -143,7 +143,7 @@ class TeacherObjective:
     def losses(self, net, batch: TeacherBatch) -> Dict[str, Tensor]:
         out = net(batch.x, batch.adj, batch.edge_index, batch.num_targets, num_tokenized=batch.num_tokenized)
         self._codes.append(out.codes.detach().cpu())
-        self._model, self._z = getattr(net, "module", net), out.z[:ENTROPY_ROWS].detach()
+        self._model, self._z = getattr(net, "module", net), out.z[:ENTROPY_ROWS].detach().clone()  # not a view of all z
         ce = F.cross_entropy(out.logits[batch.rows], batch.y, reduction="sum")
         commit, feature_recon, edge_recon = out.losses
         ce = batch.share.mean(ce, batch.share.labelled)
