@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import json
 import shlex
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -27,6 +28,7 @@ from experiments.common import RunSpec, csv_table, markdown_table, observed_dens
 from experiments.teacher_table import mean_std, parse_seeds
 from vqgraph.config import ConfigError
 from vqgraph.data.task import DataConfig, prepare_task
+from vqgraph.training.checkpoint import CheckpointMismatchError
 from vqgraph.training.loggers import MODES, WandbLogger
 from vqgraph.training.loop import progress
 from vqgraph.training.teacher import sparse_teacher
@@ -189,7 +191,12 @@ def finished_run(spec: RunSpec, folder: Path, cache: Path, data_root=None) -> Di
     else:
         if folder.is_dir():
             _clean_partial(folder)
-        run_cli.run(spec, folder, cache, data_root)
+        try:
+            run_cli.run(spec, folder, cache, data_root)
+        except CheckpointMismatchError as err:  # an unfinished run of another config: the grid's config wins
+            warnings.warn(f"{folder}: {err}; that run was unfinished, so it starts over with the grid's config",
+                          stacklevel=2)
+            run_cli.run(spec, folder, cache, data_root, fresh=True)
     return json.loads(result.read_text())
 
 

@@ -145,3 +145,22 @@ def test_grid_summary_run_holds_the_tables_offline(tmp_path, monkeypatch):
     contents = [json.loads(p.read_text()) for p in files]
     results = next(c for c in contents if "published" in c["columns"])
     assert {row[2] for row in results["data"]} == {"mlp", "glnn"}
+
+
+def test_an_unfinished_run_of_another_config_starts_over(tmp_path, monkeypatch):
+    from vqgraph.training.checkpoint import CheckpointMismatchError
+
+    calls = []
+
+    def fake_run(spec, folder, cache, data_root=None, fresh=False):
+        calls.append(fresh)
+        if not fresh:
+            raise CheckpointMismatchError(f"{folder}/checkpoint.pt was written by another configuration")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.json").write_text(json.dumps({"config": {}, "ok": True}))
+
+    monkeypatch.setattr(reproduce.run_cli, "run", fake_run)
+    spec = reproduce.RunSpec("synthetic", "transductive", "glnn", "gcn", 0)
+    with pytest.warns(UserWarning, match="starts over with the grid's config"):
+        result = reproduce.finished_run(spec, tmp_path / "run", tmp_path / "cache")
+    assert calls == [False, True] and result["ok"]
