@@ -147,7 +147,8 @@ def config_changes(result: Dict, spec: RunSpec, data_root=None) -> List[str]:
     not compared, nor is ``teacher.tokenize`` of a full-batch teacher (its tokenizer sees every
     node either way, as :func:`~experiments.common.teacher_key` says); ``teacher.sparse_input``
     is compared by its effect on the run's features (``auto`` against ``off`` on dense ones is no change)."""
-    current = json.loads(json.dumps(spec.config().to_dict()))  # through JSON, as the run recorded it
+    cfg = spec.config()
+    current = json.loads(json.dumps(cfg.to_dict()))  # through JSON, as the run recorded it
     recorded = result.get("config", {})
     inert = {("teacher", "tokenize")} if current.get("train", {}).get("batch_size") is None else set()
     changes = [
@@ -158,7 +159,6 @@ def config_changes(result: Dict, spec: RunSpec, data_root=None) -> List[str]:
     ]
     if any((section, key) == ("teacher", "sparse_input") and "auto" in (was, now) for section, key, was, now in changes):
         # auto acts by the features' density: the same teacher as the value it resolves to
-        cfg = spec.config()
         share = _density(spec.dataset, spec.setting, spec.seed, json.dumps(current["data"], sort_keys=True), data_root)
         effect = lambda value: "on" if sparse_teacher(dataclasses.replace(cfg.teacher, sparse_input=value),  # noqa: E731
                                                       cfg.train, share) else "off"

@@ -109,15 +109,7 @@ def run(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off
             "config": config,
             "environment": {**environment(), "world_size": me.world_size},
         }
-        try:  # a figure is a convenience: its failure must not cost the run its results
-            figure = codebook_figure(targets, out / "codebook.png", f"{name} {setting}, teacher {spec.teacher}, "
-                                                                   f"seed {spec.seed}")
-        except Exception as err:  # noqa: BLE001 (matplotlib and disk errors alike)
-            warnings.warn(f"the codebook figure was not written: {type(err).__name__}: {err}", stacklevel=2)
-            figure = None
-        if figure is not None:
-            results["figures"] = {"codebook": figure.name}
-            logger.log_image("teacher/codebook", figure, "code usage and codes, coloured by majority predicted class")
+        results.update(figures(targets, out, f"{name} {setting}, teacher {spec.teacher}, seed {spec.seed}", logger))
         write_json(out / "results.json", results)
         logger.summary({f"final/{k}": v for k, v in metrics.items()})
         logger.summary({f"teacher/final/{k}": v for k, v in results["teacher_metrics"].items()})
@@ -148,6 +140,20 @@ def ensemble(spec: RunSpec, task, cfg, cache: Path, first, logger, fresh: bool =
         members.append(targets)
         seconds += spent
     return ensemble_targets(members, task.data, task.split), seconds
+
+
+def figures(targets, out: Path, title: str, logger: WandbLogger) -> dict:
+    """Write the codebook figure beside the results (and log it); ``{"figures": {...}}`` or ``{}``.
+    A figure is a convenience: its failure warns and must not cost the run its results."""
+    try:
+        figure = codebook_figure(targets, out / "codebook.png", title)
+    except Exception as err:  # noqa: BLE001 (matplotlib and disk errors alike)
+        warnings.warn(f"the codebook figure was not written: {type(err).__name__}: {err}", stacklevel=2)
+        return {}
+    if figure is None:
+        return {}
+    logger.log_image("teacher/codebook", figure, "code usage and codes, coloured by majority predicted class")
+    return {"figures": {"codebook": figure.name}}
 
 
 def summary_line(results: dict, out: Path) -> str:

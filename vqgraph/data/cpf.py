@@ -12,10 +12,9 @@ from typing import Optional
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 from torch_geometric.data import Data
 
-from vqgraph.data.graph import build_graph
+from vqgraph.data.graph import build_graph, largest_connected_component
 from vqgraph.data.npz import read_npz
 from vqgraph.errors import DataFormatError
 
@@ -40,13 +39,6 @@ def _csr(arrays, prefix: str, path: Path) -> sp.csr_matrix:
         )
     except (ValueError, TypeError, IndexError) as err:
         raise DataFormatError(f"{path}: arrays '{prefix}_*' do not form a valid CSR matrix: {err}") from err
-
-
-def largest_connected_component(adj: sp.spmatrix) -> np.ndarray:
-    """Sorted ids of the nodes in the largest connected component of a symmetric adjacency."""
-    _, component = connected_components(adj, directed=False)
-    sizes = np.bincount(component)
-    return np.flatnonzero(component == int(np.argmax(sizes)))
 
 
 def load_cpf_npz(path: Path, name: Optional[str] = None, standardize: bool = True) -> Data:

@@ -12,7 +12,9 @@ import copy
 from typing import NamedTuple, Optional
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 from torch_geometric.data import Data
 
@@ -267,18 +269,26 @@ def prepare_graph(data: Data, *, num_classes: Optional[int] = None, remap_labels
     # against the user's edges, before any attribute of ours is added
     for key in [k for k in out.keys() if k != "edge_index" and out.is_edge_attr(k)]:
         del out[key]
+    y, num_classes, class_values = _class_labels(y, num_classes, remap_labels, where)
+    out.x, out.y = x, y
+    out.edge_index = canonical_edges(edge_index, x.size(0))
+    if largest_component:
+        out = _largest_component(out, where)
+    out.name, out.num_classes = where, int(num_classes)
+    if class_values is not None:  # set last: not a node or edge attribute, whatever its length
+        out.class_values = class_values
+    return out
+
+
+def _class_labels(y: Tensor, num_classes: Optional[int], remap: bool, where: str):
+    """:func:`prepare_graph`'s labels: ``(int64 labels, number of classes, original values or None)``."""
     values = torch.unique(y)
     class_values = None
-    if remap_labels:
+    if remap:
         class_values = values
         y = torch.searchsorted(values, y)
-    elif num_classes is None and values.numel() and values.numel() != int(values[-1]) + 1:
-        present, missing = set(values.tolist()), []
-        for c in range(int(values[-1]) + 1):  # the first few missing classes (labels may be large ids)
-            if c not in present:
-                missing.append(c)
-                if len(missing) > 10:
-                    break
+    elif num_classes is None and _has_gaps(values):
+        missing = _first_missing(values)
         raise GraphValidationError(
             f"{where}: labels have gaps: classes {missing[:10]}{' ...' if len(missing) > 10 else ''} have no node "
             f"(labels used: {values.tolist()[:10]}{' ...' if values.numel() > 10 else ''}); pass "
@@ -289,26 +299,44 @@ def prepare_graph(data: Data, *, num_classes: Optional[int] = None, remap_labels
         num_classes = inferred
     elif num_classes < inferred:
         raise GraphValidationError(f"{where}: num_classes={num_classes} but a node has label {inferred - 1}")
-    out.x, out.y = x, y.to(torch.long)
-    out.edge_index = canonical_edges(edge_index, x.size(0))
-    if largest_component:
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
+    return y.to(torch.long), num_classes, class_values
 
-        n = x.size(0)
-        ei = out.edge_index.cpu().numpy()
-        if ei.shape[1] == 0 and n > 1:
-            raise GraphValidationError(f"{where}: largest_component=True on a graph without edges: every component "
-                                       "is a single node")
-        _, component = connected_components(coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n)),
-                                            directed=False)
-        keep = torch.from_numpy(np.flatnonzero(component == int(np.argmax(np.bincount(component)))))
-        out = out.subgraph(keep.to(out.edge_index.device))
-        out.orig_id = keep.to(out.edge_index.device)
-    out.name, out.num_classes = where, int(num_classes)
-    if class_values is not None:  # set last: not a node or edge attribute, whatever its length
-        out.class_values = class_values
+
+def _largest_component(data: Data, where: str) -> Data:
+    """The subgraph of ``data``'s largest connected component; ``orig_id`` holds the kept ids."""
+    n, edge_index = data.num_nodes, data.edge_index
+    if edge_index.numel() == 0 and n > 1:
+        raise GraphValidationError(f"{where}: largest_component=True on a graph without edges: every component "
+                                   "is a single node")
+    ei = edge_index.cpu().numpy()
+    adj = sp.coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n))
+    keep = torch.from_numpy(largest_connected_component(adj)).to(edge_index.device)
+    out = data.subgraph(keep)
+    out.orig_id = keep
     return out
+
+
+def _has_gaps(values: Tensor) -> bool:
+    """Whether sorted distinct labels ``values`` leave a class below the largest without a node."""
+    return bool(values.numel()) and values.numel() != int(values[-1]) + 1
+
+
+def _first_missing(values: Tensor, limit: int = 10) -> list:
+    """Up to ``limit + 1`` classes below the largest label that no node has (labels may be large ids)."""
+    present, missing = set(values.tolist()), []
+    for c in range(int(values[-1]) + 1):
+        if c not in present:
+            missing.append(c)
+            if len(missing) > limit:
+                break
+    return missing
+
+
+def largest_connected_component(adj: sp.spmatrix) -> np.ndarray:
+    """Sorted ids of the nodes in the largest connected component of a symmetric adjacency."""
+    _, component = connected_components(adj, directed=False)
+    sizes = np.bincount(component)
+    return np.flatnonzero(component == int(np.argmax(sizes)))
 
 
 def is_canonical_edges(edge_index: Tensor, num_nodes: int) -> bool:
@@ -360,7 +388,7 @@ def ensure_graph(data: Data, where: str = "data") -> Data:
             f"directions, sorted, no self-loops, no duplicates); {_PREPARE} makes them so")
     if given is None:
         values = torch.unique(y)
-        if values.numel() and values.numel() != int(values[-1]) + 1:
+        if _has_gaps(values):
             raise GraphValidationError(
                 f"{where}: graph {name!r} has labels with gaps (values used: {values.tolist()[:10]}"
                 f"{' ...' if values.numel() > 10 else ''}) and no data.num_classes; "

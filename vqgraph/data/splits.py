@@ -87,8 +87,16 @@ class NodeSplit:
 
     @property
     def hidden_mask(self) -> Tensor:
+        return self._mask(self.test_ind_idx)
+
+    @property
+    def train_mask(self) -> Tensor:
+        """[N] bool: the labelled training nodes."""
+        return self._mask(self.train_idx)
+
+    def _mask(self, idx: Tensor) -> Tensor:
         mask = torch.zeros(self.num_nodes, dtype=torch.bool)
-        mask[self.test_ind_idx] = True
+        mask[idx] = True
         return mask
 
     @property

@@ -38,7 +38,7 @@ def _counting_replace(book, batch_samples, batch_mask, seq_mask=None):
     for ind, mask in enumerate(batch_mask):
         samples = batch_samples[ind] if seq_mask is None else batch_samples[ind][seq_mask[ind]]
         if samples.numel():
-            book.vqgraph_restarts = getattr(book, "vqgraph_restarts", 0) + min(int(mask.sum()), samples.shape[0])
+            book.vqgraph_restarts += min(int(mask.sum()), samples.shape[0])
     return type(book).replace(book, batch_samples, batch_mask, seq_mask=seq_mask)
 
 
@@ -163,12 +163,12 @@ class VQGraphTeacher(nn.Module):
             )
             book = self.quantizer._codebook  # vector-quantize-pytorch 1.32 (pinned): count its restarts
             book.replace = types.MethodType(_counting_replace, book)
+            book.vqgraph_restarts = 0
             self.feature_decoder = nn.Linear(hidden, in_channels)
             self.edge_decoder = nn.Linear(hidden, hidden)
         # the classifier: one more graph layer straight to class scores (its weight is the linear head)
         self.head_conv = resolve_conv(config.conv).build(hidden, num_classes)
         self.dropout = nn.Dropout(config.dropout)
-        self.restarts = 0  # dead codes restarted by training quantizer calls (read and reset per epoch)
 
     def param_groups(self, weight_decay: float) -> list:
         """The optimiser's parameter groups: every parameter with ``weight_decay``, except that
@@ -257,21 +257,23 @@ class VQGraphTeacher(nn.Module):
         if synced:
             pieces = self.agree_chunks(pieces)
         if pieces <= 1:
-            q, codes, commitment = self._quantizer_call(h)
+            q, codes, commitment = self.quantizer(h)
             return q, codes, commitment.sum()
-        parts = [self._quantizer_call(part) for part in (h.tensor_split(pieces) if synced else h.split(chunk))]
+        parts = [self.quantizer(part) for part in (h.tensor_split(pieces) if synced else h.split(chunk))]
         q = torch.cat([p[0] for p in parts])
         codes = torch.cat([p[1] for p in parts])
         commitment = sum(p[2].sum() * p[0].size(0) for p in parts) / h.size(0)
         return q, codes, commitment
 
-    def _quantizer_call(self, h: Tensor):
-        """One quantizer call; the dead codes it restarted (training only) are added to ``restarts``."""
-        book = self.quantizer._codebook
-        book.vqgraph_restarts = 0
-        out = self.quantizer(h)
-        self.restarts += book.vqgraph_restarts
-        return out
+    @property
+    def restarts(self) -> int:
+        """Dead codes the quantizer restarted (in training) since this was last set to 0."""
+        return self.quantizer._codebook.vqgraph_restarts if self.quantizer is not None else 0
+
+    @restarts.setter
+    def restarts(self, value: int) -> None:
+        if self.quantizer is not None:
+            self.quantizer._codebook.vqgraph_restarts = value
 
     # ---- layer-wise inference hooks (driven by vqgraph.distributed.infer_layerwise) ----------
     @property

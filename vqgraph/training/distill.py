@@ -251,15 +251,12 @@ class CodebookDistiller:
         return code_logits(self.teacher_z[idx], self.codebook, self.metric, scale)
 
     @torch.no_grad()
-    def _soft_codes(self, idx: Tensor):
-        log_t = F.log_softmax(self.teacher_code_logits(idx, 1.0 / self.config.token_temperature), dim=-1)
-        t = log_t.exp()
-        return t, (t * log_t).sum(-1)
-
     def teacher_soft_codes(self, idx: Tensor):
         """Teacher soft code assignments of nodes ``idx`` at temperature tau [B, K], and the
         per-node sum of t log t [B] (the constant part of the KL)."""
-        return self._soft_codes(idx)
+        log_t = F.log_softmax(self.teacher_code_logits(idx, 1.0 / self.config.token_temperature), dim=-1)
+        t = log_t.exp()
+        return t, (t * log_t).sum(-1)
 
     @torch.no_grad()
     def _code_moments(self, idx: Tensor):
@@ -269,7 +266,7 @@ class CodebookDistiller:
         ``(sum t log t [B], mean code [B, D], mean squared norm [B])``, the mean code of
         ``cosine`` taken over the scaled unit codes."""
         scale = 1.0 / self.config.token_temperature
-        t, t_log_t = self._soft_codes(idx)
+        t, t_log_t = self.teacher_soft_codes(idx)
         if self.metric == "cosine":
             return t_log_t, t @ (F.normalize(self.codebook, dim=-1) * scale), t.new_zeros(t.size(0))
         return t_log_t, t @ self.codebook, t @ self.codebook.pow(2).sum(-1)
@@ -357,8 +354,7 @@ class DistillObjective:
         # sparse: the features as CSR rows; a batch is then a sparse tensor (vqgraph.data.sparse)
         self.x = SparseRows.from_dense(data.x).to(self.device) if sparse else data.x.to(self.device)
         self.y = data.y.to(self.device)
-        self.is_train = torch.zeros(data.num_nodes, dtype=torch.bool, device=self.device)
-        self.is_train[split.train_idx] = True
+        self.is_train = split.train_mask.to(self.device)
         self.fit_idx = fit_nodes(split, config).to(self.device)
         if config.adversarial_weight:  # the radius in units of the training features' root mean square
             square_mean = self.x.square_mean(self.fit_idx) if sparse else float(self.x[self.fit_idx].pow(2).mean())
@@ -473,24 +469,16 @@ def make_distiller(data: Data, split: NodeSplit, targets: Optional[TeacherTarget
     if distill.smooth_hops or distill.smooth_labels:
         soft_labels = smooth_soft_labels(
             F.softmax(targets.logits.float() / temperature, dim=-1), observed_edges(data, split), distill.smooth_hops,
-            distill.smooth_alpha, data.y if distill.smooth_labels else None, train_mask(split, data.num_nodes))
+            distill.smooth_alpha, data.y if distill.smooth_labels else None, split.train_mask)
     return CodebookDistiller(targets, distill, device, temperature, fit_nodes(split, distill), soft_labels)
-
-
-def train_mask(split: NodeSplit, num_nodes: int) -> Tensor:
-    mask = torch.zeros(num_nodes, dtype=torch.bool)
-    mask[split.train_idx] = True
-    return mask
 
 
 def observed_edges(data: Data, split: NodeSplit) -> Tensor:
     """The edges training may see, by global id: inductively none that touches a hidden node."""
     if split.setting is Setting.TRANSDUCTIVE:
         return data.edge_index
-    observed = torch.zeros(data.num_nodes, dtype=torch.bool)
-    observed[split.observed_idx] = True
-    keep = observed[data.edge_index[0]] & observed[data.edge_index[1]]
-    return data.edge_index[:, keep]
+    hidden = split.hidden_mask
+    return data.edge_index[:, ~(hidden[data.edge_index[0]] | hidden[data.edge_index[1]])]
 
 
 @torch.no_grad()
