@@ -102,7 +102,8 @@ def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Name
 
 # keys added later, with the value that reproduces what came before: left out of the hash at that value
 LATER_KEYS = {"train": {"optimizer": "adam"},
-              "teacher": {"deep_weight_decay": None, "tokenize": "all", "sparse_input": "off"}}
+              "teacher": {"deep_weight_decay": None, "tokenize": "all", "sparse_input": "off"},
+              "data": {"val_split": "shared"}}
 
 
 def observed_density(task: Task) -> float:
@@ -117,17 +118,17 @@ def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig, x=
     Given the features the teacher trains on ``x`` (or their density), ``teacher.sparse_input``
     counts by its effect (``auto`` on dense features is ``off``: the same teacher, the same entry)."""
     train = {k: v for k, v in to_dict(cfg.train).items() if k not in NOT_RESULT_KEYS}
-    teacher = to_dict(cfg.teacher)
+    teacher, data = to_dict(cfg.teacher), to_dict(cfg.data)
     if x is not None:
         teacher["sparse_input"] = "on" if sparse_teacher(cfg.teacher, cfg.train, x) else "off"
-    for section, values in (("train", train), ("teacher", teacher)):  # keys added later, at their default,
-        for key, default in LATER_KEYS[section].items():              # are left out: earlier caches stay valid
+    for section, values in (("train", train), ("teacher", teacher), ("data", data)):
+        for key, default in LATER_KEYS[section].items():  # added later, at their default: earlier caches stay valid
             if key in values and values[key] == default:
                 del values[key]
     if train.get("batch_size") is None:  # the tokenizer sees every node of a full batch either way
         teacher.pop("tokenize", None)
     blob = json.dumps(
-        {"dataset": dataset, "setting": setting, "seed": seed, "data": to_dict(cfg.data),
+        {"dataset": dataset, "setting": setting, "seed": seed, "data": data,
          "teacher": teacher, "train": train},
         sort_keys=True,
     )

@@ -5,9 +5,9 @@ validation: the half the teacher was selected and calibrated on, and a half it n
         [--out experiments/results/val_halves.md]
 
 Per dataset and seed, the validation nodes of the CPF split are halved per class (half A, half
-B, drawn with seed 100 + seed). The preset's teacher (the transductive recipe's) is trained with
-half A as its validation set (early stopping, checkpoint choice) and half B moved to the test
-nodes; its soft labels are calibrated on half A. Then each variant of the targets (raw soft
+B, drawn with seed 100 + seed, by ``NodeSplit.halve_validation``). The preset's teacher (the
+transductive recipe's) is trained with half A as its validation set (early stopping, checkpoint
+choice); its soft labels are calibrated on half A. Then each variant of the targets (raw soft
 labels, and soft labels smoothed over neighbours: ``distill.smooth_hops`` / ``smooth_alpha``) is
 scored by the accuracy of its argmax on half A, on half B and on the CPF test nodes. If half A
 favours the raw targets while half B and test favour smoothing, validation is biased toward the
@@ -23,12 +23,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import List
 
-import torch
 import torch.nn.functional as F
 
 from experiments.common import RunSpec, emit, markdown_table
 from experiments.teacher_table import mean_std, parse_seeds
-from vqgraph.data.splits import NodeSplit
 from vqgraph.data.task import prepare_task
 from vqgraph.losses import calibrate_temperature
 from vqgraph.targets import smooth_soft_labels
@@ -38,26 +36,13 @@ from vqgraph.training.distill import observed_edges
 VARIANTS = ((0, 0.0), (2, 0.5), (10, 0.5), (10, 0.8))  # (smooth_hops, smooth_alpha); (0, 0): raw soft labels
 
 
-def halves(y: torch.Tensor, val_idx: torch.Tensor, num_classes: int, seed: int):
-    """Validation nodes split in two halves per class (sorted global ids)."""
-    gen = torch.Generator().manual_seed(100 + seed)
-    a, b = [], []
-    for c in range(num_classes):
-        nodes = val_idx[y[val_idx] == c]
-        nodes = nodes[torch.randperm(nodes.numel(), generator=gen)]
-        a.append(nodes[: nodes.numel() // 2])
-        b.append(nodes[nodes.numel() // 2:])
-    return torch.sort(torch.cat(a)).values, torch.sort(torch.cat(b)).values
-
-
 def one_seed(dataset: str, seed: int, data_root) -> List[List[float]]:
     """[variant][half A, half B, test] accuracies (%) of one seed."""
     cfg = RunSpec(dataset, "transductive", "glnn", "gcn", seed).config()
     data, split, _ = prepare_task(dataset, "transductive", seed, cfg.data, data_root)
-    val_a, val_b = halves(data.y, split.val_idx, data.num_classes, seed)
-    test = torch.sort(torch.cat([split.test_idx, val_b])).values
-    teacher_split = NodeSplit(split.num_nodes, split.train_idx, val_a, test, split.test_ind_idx, seed)
-    targets = fit_teacher(data, teacher_split, cfg.teacher, replace(cfg.train, progress=False)).targets
+    split = split.halve_validation(data.y, seed=100 + seed)
+    val_a, val_b = split.for_teacher().val_idx, split.for_student().val_idx
+    targets = fit_teacher(data, split, cfg.teacher, replace(cfg.train, progress=False)).targets
     probs = F.softmax(targets.logits / calibrate_temperature(targets.logits[val_a], data.y[val_a]), dim=-1)
     edges = observed_edges(data, split)
     out = []

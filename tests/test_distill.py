@@ -380,7 +380,8 @@ def test_config_overrides_parse_lists_and_reject_bad_values():
     assert config.train.fanouts == (5, 5) and config.train.batch_size is None
     assert config.student_train == ExperimentConfig().student_train  # one section changed, not the other
     for bad, key in [("train.fanouts=5,x", "train.fanouts"), ("train.lr=fast", "train.lr"), ("train.fanouts=0", "fanouts"),
-                     ("trian.lr=0.1", "trian"), ("train.lrr=0.1", "train.lrr")]:
+                     ("trian.lr=0.1", "trian"), ("train.lrr=0.1", "train.lrr"),
+                     ("data.val_split=thirds", "val_split must be one of")]:
         with pytest.raises(ConfigError, match=key):
             config.with_overrides([bad])
 
@@ -468,3 +469,37 @@ def test_smoothing_reaches_the_soft_label_term_and_sees_only_observed_edges(task
     assert torch.equal(other.teacher_probs(idx), distiller.teacher_probs(idx))
     with pytest.raises(ValueError, match="smooth_alpha"):
         DistillConfig(smooth_alpha=1.5)
+
+
+def test_halved_validation_selects_the_teacher_on_its_half_and_the_student_on_the_other(task):
+    data, shared = task
+    split = shared.halve_validation(data.y)
+    own, rest = split.for_teacher().val_idx, split.for_student().val_idx
+    teacher = fit_teacher(data, split, TeacherConfig(hidden_channels=16, codebook_size=32),
+                          TrainConfig(max_epochs=15, progress=False))
+    hits = teacher.targets.logits.argmax(-1) == data.y
+    assert teacher.metrics["val/acc"] == pytest.approx(float(hits[own].double().mean()))
+    assert teacher.metrics["val_student/acc"] == pytest.approx(float(hits[rest].double().mean()))
+    assert [h["val/acc"] for h in teacher.history][teacher.metrics["best_epoch"]] == teacher.metrics["val/acc"]
+    train = TrainConfig(max_epochs=5, patience=None, progress=False)
+    student = fit_student(data, split, teacher.targets, StudentConfig(hidden_channels=8), DistillConfig(method="glnn"), train)
+    assert _accuracy(student.model, data, rest) == pytest.approx(student.metrics["val/acc"], abs=1e-12)
+    expected = calibrate_temperature(teacher.targets.logits[own], data.y[own])  # calibrated on the teacher's half
+    assert student.metrics["targets/teacher_temperature"] == pytest.approx(expected)
+    with pytest.raises(Exception, match="another split"):  # targets of the shared split are not these
+        fit_student(data, shared, teacher.targets, StudentConfig(hidden_channels=8), DistillConfig(method="glnn"), train)
+
+
+def test_a_linear_student_trains_and_a_projecting_one_needs_a_hidden_layer(task, targets):
+    from vqgraph.config import ConfigError, ExperimentConfig
+
+    data, split = task
+    train = TrainConfig(max_epochs=30, patience=None, progress=False, lr=0.05)
+    linear = fit_student(data, split, targets, StudentConfig(num_layers=1), DistillConfig(method="glnn"), train)
+    assert not linear.model.layers and linear.model.classifier.in_features == data.num_features
+    assert linear.metrics["val/acc"] > 0.6  # three well-separated classes
+    with pytest.raises(ValueError, match="needs num_layers >= 2"):
+        MLPStudent(16, 3, StudentConfig(num_layers=1), code_dim=8)
+    with pytest.raises(ConfigError, match="student.num_layers=1: method 'vqgraph' projects"):
+        ExperimentConfig.from_preset("cora", "gcn", "vqgraph", ["student.num_layers=1"])
+    assert ExperimentConfig.from_preset("cora", "gcn", "mlp", ["student.num_layers=1"]).student.num_layers == 1

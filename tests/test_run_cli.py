@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -276,3 +277,15 @@ def test_a_bad_config_file_is_a_usage_error_naming_the_file(tmp_path, capsys, co
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert str(preset) in err and words in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("dataset,setting", [("cora", "transductive"), ("a-photo", "inductive")])
+def test_teacher_cache_keys_of_the_committed_grid_still_hold_and_halving_makes_a_new_one(dataset, setting):
+    from experiments.common import RunSpec, teacher_key
+
+    recorded = Path(__file__).parents[1] / "experiments/results/headline_runs/glnn" / f"{dataset}-{setting}-glnn-gcn-s0" / "results.json"
+    key = Path(json.loads(recorded.read_text())["teacher_artifact"]).parent.name
+    spec = RunSpec(dataset, setting, "glnn", "gcn", 0)
+    assert teacher_key(dataset, setting, 0, spec.config(), 1.0) == key  # dense features; keys added since are inert
+    halves = dataclasses.replace(spec, overrides=("data.val_split=halves",)).config()
+    assert teacher_key(dataset, setting, 0, halves, 1.0) != key

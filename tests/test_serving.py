@@ -57,10 +57,10 @@ def test_student_without_codebook_reports_code_minus_one():
     assert (out.codes == -1).all() and out.probs.shape == (raw.size(0), C)
 
 
-def _trained_like_student(norm: str, codes: bool, metric: str):
+def _trained_like_student(norm: str, codes: bool, metric: str, num_layers: int = 3):
     """A student whose batch-norm statistics and affine weights are not the identity (what folding must honour)."""
     torch.manual_seed(1)
-    model = MLPStudent(F, C, StudentConfig(hidden_channels=16, num_layers=3, norm=norm), D if codes else None)
+    model = MLPStudent(F, C, StudentConfig(hidden_channels=16, num_layers=num_layers, norm=norm), D if codes else None)
     with torch.no_grad():
         for layer_norm in model.norms:
             for name in ("weight", "bias"):
@@ -73,16 +73,17 @@ def _trained_like_student(norm: str, codes: bool, metric: str):
 
 
 @pytest.mark.parametrize("backend", ["fused", "onnxruntime"])
-@pytest.mark.parametrize("norm,transform,codes,metric", [
-    ("batch", "standard", True, "cosine"), ("batch", "row", True, "euclidean"), ("layer", "row", False, "cosine"),
-    ("none", "none", True, "cosine"), ("layer", "standard", True, "euclidean"),
+@pytest.mark.parametrize("norm,transform,codes,metric,layers", [
+    ("batch", "standard", True, "cosine", 3), ("batch", "row", True, "euclidean", 3), ("layer", "row", False, "cosine", 3),
+    ("none", "none", True, "cosine", 3), ("layer", "standard", True, "euclidean", 3),
+    ("none", "standard", False, "cosine", 1), ("none", "row", False, "cosine", 1),  # linear students
 ])
-def test_lean_backends_equal_the_eager_module(backend, norm, transform, codes, metric, monkeypatch):
+def test_lean_backends_equal_the_eager_module(backend, norm, transform, codes, metric, layers, monkeypatch):
     import vqgraph.serving as serving
 
     # the 300 rows take onnxruntime's many-thread session, the chunks of 1 and 7 its one-thread one
     monkeypatch.setattr(serving, "SMALL_BATCH", 8)
-    model, codebook = _trained_like_student(norm, codes, metric)
+    model, codebook = _trained_like_student(norm, codes, metric, layers)
     raw = torch.randn(300, F) * 3
     fitted = FeatureTransform.fit(raw, transform)
     eager = Predictor(model, fitted, codebook, metric, backend="eager").predict(raw)

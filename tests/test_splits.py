@@ -218,3 +218,46 @@ def test_fixed_split_inductive(load_real):
     obs = split.observed_graph(texas)
     assert obs.num_nodes == 183 - 7
     assert obs.train_mask.shape == (176, 10)
+
+
+# ---- validation halved between teacher and student -----------------------------------------------
+@pytest.mark.parametrize("setting", ["transductive", "inductive"])
+def test_halved_validation_gives_each_model_its_own_half_per_class(csbm, setting):
+    shared = make_split(csbm, seed=3, setting=setting)
+    split = shared.halve_validation(csbm.y)
+    teacher, student = split.for_teacher(), split.for_student()
+    assert _ids(teacher.val_idx).isdisjoint(_ids(student.val_idx))
+    assert _ids(teacher.val_idx) | _ids(student.val_idx) == _ids(shared.val_idx)
+    per_class = torch.bincount(csbm.y[teacher.val_idx], minlength=4)
+    assert per_class.tolist() == (torch.bincount(csbm.y[shared.val_idx], minlength=4) // 2).tolist()
+    for view in (teacher, student):  # only validation differs; the views are plain splits
+        assert view.teacher_val_idx is None and view.setting is shared.setting
+        assert torch.equal(view.train_idx, shared.train_idx) and torch.equal(view.test_ind_idx, shared.test_ind_idx)
+    assert shared.for_teacher() is shared and shared.for_student() is shared
+    # reproducible, other seeds other halves, and the halving is part of the fingerprint
+    assert torch.equal(shared.halve_validation(csbm.y).teacher_val_idx, split.teacher_val_idx)
+    assert not torch.equal(shared.halve_validation(csbm.y, seed=4).teacher_val_idx, split.teacher_val_idx)
+    assert split.fingerprint() != shared.fingerprint()
+    assert shared.fingerprint() == make_split(csbm, seed=3, setting=setting).fingerprint()
+
+
+def test_halving_survives_the_inductive_step(csbm):
+    split = make_split(csbm, seed=0).halve_validation(csbm.y).inductive()
+    assert split.teacher_val_idx is not None and split.for_student().test_ind_idx.numel() > 0
+
+
+def test_teacher_val_must_be_a_strict_part_of_val():
+    with pytest.raises(SplitError, match="teacher_val must be a part of val"):
+        NodeSplit(6, [0, 1], [2, 3], [4, 5], [], teacher_val_idx=[4])
+    with pytest.raises(SplitError, match="teacher_val must be a part of val"):
+        NodeSplit(6, [0, 1], [2, 3], [4, 5], [], teacher_val_idx=[2, 3])
+
+
+def test_halving_draws_per_class_with_the_seed_given():
+    y = torch.arange(60) % 3
+    split = NodeSplit(60, torch.arange(1, 60, 4), torch.arange(0, 60, 2), torch.arange(3, 60, 4), [])
+    a = split.halve_validation(y, seed=0).for_teacher().val_idx
+    assert torch.bincount(y[a], minlength=3).tolist() == [5, 5, 5]  # 10 validation nodes per class, halved
+    assert torch.equal(split.halve_validation(y, seed=0).teacher_val_idx, a)
+    assert not torch.equal(split.halve_validation(y, seed=1).teacher_val_idx, a)
+    assert torch.equal(split.halve_validation(y).teacher_val_idx, split.halve_validation(y, seed=104729).teacher_val_idx)

@@ -230,6 +230,9 @@ class ExperimentConfig:
             self.distill.check_learns()
         except ValueError as err:
             raise ConfigError(f"distill: {err}") from err
+        if self.distill.uses_projection and self.student.num_layers < 2:
+            raise ConfigError(f"student.num_layers={self.student.num_layers}: method {self.distill.method!r} projects "
+                              "a hidden layer into code space, so it needs num_layers >= 2")
 
     def with_overrides(self, overrides: Iterable[str]) -> "ExperimentConfig":
         """This config with ``["section.key=value", ...]`` applied (values parsed by type)."""

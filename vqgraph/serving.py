@@ -104,6 +104,7 @@ class FusedStudent(nn.Module):
         self.register_buffer("head_weight", head_weight)
         self.register_buffer("head_bias", head_bias)
         self.num_classes, self.norm_kind, self.has_codes = num_classes, norm_kind, has_codes
+        self.in_channels = (layers[0][0] if layers else head_weight).size(0)  # weights are [in, out]
         self.train(False)
 
     @classmethod
@@ -113,9 +114,8 @@ class FusedStudent(nn.Module):
         layers, norms = [], []
         for i, (linear, norm) in enumerate(zip(student.layers, student.norms)):
             w, b = linear.weight.detach().clone(), linear.bias.detach().clone()
-            if i == 0 and module.norm_kind == "standard":  # W ((x - m) / s) + b = (W / s) x + (b - W (m / s))
-                b = b - w @ (module.mean / module.std)
-                w = w / module.std
+            if i == 0:
+                w, b = _fold_standard(module, w, b)
             if isinstance(norm, nn.BatchNorm1d):  # g (y - mu) / sqrt(var + eps) + beta
                 scale = norm.weight / (norm.running_var + norm.eps).sqrt()
                 w, b = w * scale.unsqueeze(1), (b - norm.running_mean) * scale + norm.bias
@@ -123,6 +123,8 @@ class FusedStudent(nn.Module):
             layers.append((w.t().contiguous(), b))  # [in, out]: x @ w is one addmm
             norms.append(copy.deepcopy(norm))
         head_w, head_b = student.classifier.weight, student.classifier.bias
+        if not layers:  # a linear student: its classifier reads the (standardised) features
+            head_w, head_b = _fold_standard(module, head_w.detach().clone(), head_b.detach().clone())
         if module.has_codes:
             proj = student.projection
             if module.metric == "cosine":
@@ -150,6 +152,14 @@ class FusedStudent(nn.Module):
         labels = probs.argmax(dim=-1)
         codes = out[:, self.num_classes:].argmax(dim=-1) if self.has_codes else torch.full_like(labels, -1)
         return probs, labels, codes
+
+
+def _fold_standard(module: ServingModule, w: Tensor, b: Tensor):
+    """A linear map on standardised features as one on raw ones: W ((x - m) / s) + b =
+    (W / s) x + (b - W (m / s)) (unchanged for other normalisations)."""
+    if module.norm_kind != "standard":
+        return w, b
+    return w / module.std, b - w @ (module.mean / module.std)
 
 
 def onnx_session(fused: FusedStudent, threads: Optional[int] = None):
@@ -199,7 +209,7 @@ def onnx_session(fused: FusedStudent, threads: Optional[int] = None):
                   helper.make_node("Expand", [const("minus1", torch.tensor(-1, dtype=torch.long)), "n"], ["codes"])]
     graph = helper.make_graph(
         nodes, "vqgraph_student",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", fused.weights[0].size(0)])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", fused.in_channels])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", fused.num_classes]),
          helper.make_tensor_value_info("labels", TensorProto.INT64, ["batch"]),
          helper.make_tensor_value_info("codes", TensorProto.INT64, ["batch"])],

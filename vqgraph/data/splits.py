@@ -10,6 +10,7 @@ global ids kept in ``n_id``). Code that trains or evaluates asks the split, neve
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from enum import Enum
@@ -55,6 +56,9 @@ class NodeSplit:
         train_idx, val_idx, test_idx: global ids; ``test_idx`` holds every test node.
         test_ind_idx: the hidden test nodes (empty in the transductive setting).
         seed: the seed the split was drawn with (or the index of a fixed split).
+        teacher_val_idx: ``None`` (validation shared), or the part of ``val_idx`` the teacher is
+            selected and calibrated on; the student is then selected on the rest
+            (:meth:`halve_validation`, :meth:`for_teacher`, :meth:`for_student`).
     """
 
     num_nodes: int
@@ -63,6 +67,7 @@ class NodeSplit:
     test_idx: Tensor
     test_ind_idx: Tensor
     seed: int = 0
+    teacher_val_idx: Optional[Tensor] = None
 
     def __post_init__(self):
         for key in ("train_idx", "val_idx", "test_idx"):
@@ -79,6 +84,11 @@ class NodeSplit:
             in_test[self.test_idx] = True
             if not bool(in_test[self.test_ind_idx].all()):
                 raise SplitError("hidden (test_ind) nodes must be test nodes")
+        if self.teacher_val_idx is not None:
+            own = _as_idx(self.teacher_val_idx, "teacher_val", self.num_nodes)
+            object.__setattr__(self, "teacher_val_idx", own)
+            if not bool(torch.isin(own, self.val_idx).all()) or own.numel() == self.val_idx.numel():
+                raise SplitError("teacher_val must be a part of val, not all of it (the student selects on the rest)")
 
     # ---- views -------------------------------------------------------------------------------
     @property
@@ -124,10 +134,45 @@ class NodeSplit:
     def fingerprint(self) -> str:
         """A short hash of every index set, to check that saved artifacts match this split."""
         digest = hashlib.sha256(str(self.num_nodes).encode())
-        for key, idx in sorted(self.index_dict().items()):
+        sets = self.index_dict()
+        if self.teacher_val_idx is not None:  # absent when shared: earlier fingerprints stay valid
+            sets["teacher_val"] = self.teacher_val_idx
+        for key, idx in sorted(sets.items()):
             digest.update(key.encode())
             digest.update(torch.sort(idx).values.numpy().tobytes())
         return digest.hexdigest()[:16]
+
+    # ---- validation roles --------------------------------------------------------------------
+    def halve_validation(self, y: Tensor, seed: Optional[int] = None) -> "NodeSplit":
+        """This split with half of each class's validation nodes set apart for the teacher, drawn
+        with ``seed`` (default: this split's seed, salted). Why: a teacher selected and calibrated
+        on the validation nodes fits them better than others, so a student judged on the same
+        nodes is judged on its teacher's selection (docs/results.md, "a bias of validation")."""
+        seed = self.seed + 104729 if seed is None else seed  # salted: independent of the class draws
+        gen = torch.Generator().manual_seed(int(seed))
+        y = torch.as_tensor(y, dtype=torch.long)
+        labels = y[self.val_idx]
+        part = []
+        for c in torch.unique(labels):
+            nodes = self.val_idx[labels == c]
+            part.append(nodes[torch.randperm(nodes.numel(), generator=gen)[: nodes.numel() // 2]])
+        own = torch.sort(torch.cat(part)).values
+        if own.numel() == 0:
+            raise SplitError(f"halve_validation: {self.val_idx.numel()} validation node(s) leave the teacher none")
+        return dataclasses.replace(self, teacher_val_idx=own)
+
+    def for_teacher(self) -> "NodeSplit":
+        """The split as the teacher sees it: its validation nodes are ``teacher_val_idx``."""
+        return self if self.teacher_val_idx is None else self._with_val(self.teacher_val_idx)
+
+    def for_student(self) -> "NodeSplit":
+        """The split as the student is selected on: validation less the teacher's part."""
+        if self.teacher_val_idx is None:
+            return self
+        return self._with_val(self.val_idx[~torch.isin(self.val_idx, self.teacher_val_idx)])
+
+    def _with_val(self, val_idx: Tensor) -> "NodeSplit":
+        return dataclasses.replace(self, val_idx=val_idx, teacher_val_idx=None)
 
     # ---- graphs ------------------------------------------------------------------------------
     def check_graph(self, data: Data) -> None:
@@ -179,14 +224,7 @@ class NodeSplit:
             raise SplitError(
                 f"test_ind_ratio={test_ind_ratio} of {perm.numel()} test nodes leaves an empty test_ind or test_tran"
             )
-        return NodeSplit(
-            self.num_nodes,
-            self.train_idx,
-            self.val_idx,
-            self.test_idx,
-            torch.sort(perm[:num_hidden]).values,
-            self.seed,
-        )
+        return dataclasses.replace(self, test_ind_idx=torch.sort(perm[:num_hidden]).values)
 
     def to_setting(self, setting, test_ind_ratio: float = 0.2) -> "NodeSplit":
         return self.inductive(test_ind_ratio) if Setting.parse(setting) is Setting.INDUCTIVE else self

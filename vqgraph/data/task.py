@@ -13,6 +13,9 @@ from vqgraph.data.graph import FeatureTransform
 from vqgraph.data.splits import NodeSplit, Setting, make_split
 
 
+VAL_SPLITS = ("shared", "halves")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """How a graph's features are prepared and how it is split."""
@@ -21,6 +24,11 @@ class DataConfig:
     test_ind_ratio: float = 0.2  # fraction of test nodes hidden in the inductive setting
     train_per_class: int = 20  # CPF split (datasets without fixed splits)
     val_per_class: int = 30
+    val_split: str = "shared"  # shared | halves: the teacher selects on one half of validation, the student on the other
+
+    def __post_init__(self):
+        if self.val_split not in VAL_SPLITS:
+            raise ValueError(f"val_split must be one of {VAL_SPLITS}, got {self.val_split!r}")
 
 
 class Task(NamedTuple):
@@ -37,7 +45,8 @@ def prepare_task(dataset: str, setting: str, seed: int, config: DataConfig = Dat
     """Load ``dataset`` (a name or a CPF ``.npz`` path; ``root``: the data root; ``download``: fetch
     it into the first data root when missing, see :func:`load_dataset`; under torchrun rank 0
     fetches and the other ranks wait, then read), split it for
-    ``setting`` with ``seed`` (the split depends on labels only) and normalise its features with
+    ``setting`` with ``seed`` (the split depends on labels only; ``config.val_split="halves"``
+    sets half of validation apart for the teacher) and normalise its features with
     statistics (if any) of the observed nodes only: hidden test nodes never shape the inputs."""
     if download and distributed.world().world_size > 1:  # one process fetches, the others then read
         failure = None
@@ -59,6 +68,8 @@ def prepare_task(dataset: str, setting: str, seed: int, config: DataConfig = Dat
         train_per_class=config.train_per_class,
         val_per_class=config.val_per_class,
     )
+    if config.val_split == "halves":
+        split = split.halve_validation(data.y)
     transform = FeatureTransform.fit(data.x, config.feature_norm, fit_idx=split.observed_idx)
     data = data.clone()
     data.x = transform(data.x)

@@ -17,15 +17,15 @@ class StudentConfig:
     """MLP student architecture (flat, each with its default)."""
 
     hidden_channels: int = 128  # width of every hidden layer
-    num_layers: int = 2  # linear layers, the classifier included
+    num_layers: int = 2  # linear layers, the classifier included (1: a linear model; only without code projection)
     dropout: float = 0.6  # dropout before every linear layer after the first
     input_dropout: float = 0.0  # dropout on input features
     norm: str = "none"  # none | batch | layer, after every hidden layer
     sparse_input: str = "auto"  # features held sparse in training (auto: at most 10% non-zeros); same model either way
 
     def __post_init__(self):
-        if self.num_layers < 2:
-            raise ValueError(f"the student needs num_layers >= 2 (a hidden layer to project), got {self.num_layers}")
+        if self.num_layers < 1:
+            raise ValueError(f"the student needs num_layers >= 1, got {self.num_layers}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, got {self.norm!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -51,18 +51,23 @@ class MLPStudent(nn.Module):
     Args:
         in_channels: feature width F. num_classes: C.
         code_dim: width of the teacher's codes; ``None`` builds no projection (``mlp``/``glnn``).
+            A projection needs a hidden layer (``num_layers >= 2``); without one, ``num_layers=1``
+            is a linear model (multinomial logistic regression).
     """
 
     uses_graph = False
 
     def __init__(self, in_channels: int, num_classes: int, config: StudentConfig = StudentConfig(), code_dim=None):
         super().__init__()
+        if code_dim and config.num_layers < 2:
+            raise ValueError(f"a student that projects into code space needs num_layers >= 2 (a hidden layer), got "
+                             f"{config.num_layers}")
         self.config = config
         self.in_channels, self.num_classes = in_channels, num_classes
         dims = [in_channels] + [config.hidden_channels] * (config.num_layers - 1)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.norms = nn.ModuleList(NORMS[config.norm](config.hidden_channels) for _ in self.layers)
-        self.classifier = nn.Linear(config.hidden_channels, num_classes)
+        self.classifier = nn.Linear(dims[-1], num_classes)
         self.projection = nn.Linear(config.hidden_channels, code_dim) if code_dim else None
         self.dropout = nn.Dropout(config.dropout)
         self.input_dropout = nn.Dropout(config.input_dropout)
@@ -79,4 +84,9 @@ class MLPStudent(nn.Module):
                 x = layer(self.input_dropout(x) if i == 0 else self.dropout(x))
             x = torch.relu(norm(x))
         z = self.projection(x) if self.projection is not None else None
+        if not self.layers:  # a linear model: the classifier reads the features
+            if x.layout == torch.sparse_csr:
+                return StudentOutput(sparse_linear(x, self.classifier.weight, self.classifier.bias,
+                                                   self.input_dropout.p, self.training), z)
+            return StudentOutput(self.classifier(self.input_dropout(x)), z)
         return StudentOutput(self.classifier(self.dropout(x)), z)

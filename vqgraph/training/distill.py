@@ -455,8 +455,8 @@ def predict_rows(model: MLPStudent, x: Tensor, rows: range, chunk: int = 65_536)
 
 
 def make_distiller(data: Data, split: NodeSplit, targets: Optional[TeacherTargets], distill: DistillConfig, device):
-    """The distiller of a method (None for ``mlp``), its soft labels calibrated on validation
-    nodes (temperature scaling) unless ``distill.teacher_temperature`` is set."""
+    """The distiller of a method (None for ``mlp``), its soft labels calibrated on the teacher's
+    validation nodes (temperature scaling) unless ``distill.teacher_temperature`` is set."""
     if distill.method == "mlp":
         return None
     if targets is None:
@@ -464,7 +464,8 @@ def make_distiller(data: Data, split: NodeSplit, targets: Optional[TeacherTarget
     targets.check_matches(data, split)
     temperature = distill.teacher_temperature
     if temperature is None:
-        temperature = calibrate_temperature(targets.logits[split.val_idx], data.y[split.val_idx])
+        calibration = split.for_teacher().val_idx  # a part of the targets: never the student's selection nodes
+        temperature = calibrate_temperature(targets.logits[calibration], data.y[calibration])
     soft_labels = None
     if distill.smooth_hops or distill.smooth_labels:
         soft_labels = smooth_soft_labels(
@@ -554,7 +555,7 @@ def _fit_once(data, split, targets, student, distill, train, log=None, checkpoin
     distiller = make_distiller(data, split, targets, distill, distributed.local_device(train.device))
     objective = DistillObjective(data, split, distiller, distill, student.norm == "batch", train, streams.order,
                                  use_sparse(student.sparse_input, data.x))
-    evaluator = Evaluator.for_split(objective.y, split)
+    evaluator = Evaluator.for_split(objective.y, split.for_student())  # validation: the student's part
     eval_rows = distributed.row_ranges(data.num_nodes, me.world_size)[me.rank]  # this rank's share of inference
     test_key = "test/acc" if split.setting is Setting.TRANSDUCTIVE else "test_tran/acc"
     monitor = "val/acc" if distill.select_by == "val" else test_key

@@ -205,7 +205,8 @@ def fit_teacher(
     model, streams = loop.build(train, lambda: VQGraphTeacher(data.num_features, data.num_classes, config, agree), sharded)
     graph = split.observed_graph(data)
     objective = TeacherObjective(graph, split.to_local(split.train_idx), config, train, streams)
-    evaluator = Evaluator(objective.y, {"train": objective.train_rows, "val": split.to_local(split.val_idx)})
+    selection = split.for_teacher()  # the teacher's validation nodes (all of them unless halved)
+    evaluator = Evaluator(objective.y, {"train": objective.train_rows, "val": split.to_local(selection.val_idx)})
     eval_rows = distributed.row_ranges(graph.num_nodes, me.world_size)[me.rank]
 
     def evaluate(model: VQGraphTeacher) -> Dict[str, float]:
@@ -226,8 +227,12 @@ def fit_teacher(
 
 def evaluate_targets(targets: TeacherTargets, data: Data, split: NodeSplit) -> Dict[str, float]:
     """Accuracy of the teacher's logits (all N nodes: a local computation) on every evaluation set
-    of ``split`` (inductive: ``test_prod/acc`` too), plus codebook stats."""
-    metrics = Evaluator.for_split(data.y, split)(targets.logits)
+    of ``split`` (inductive: ``test_prod/acc`` too), plus codebook stats. With validation halved,
+    ``val/acc`` is on the teacher's half and ``val_student/acc`` on the student's."""
+    sets = split.for_teacher().index_dict()
+    if split.teacher_val_idx is not None:
+        sets["val_student"] = split.for_student().val_idx
+    metrics = Evaluator(data.y, sets)(targets.logits)
     if targets.codebook is not None:
         stats = codebook_stats(targets.codes, targets.codebook.size(0))
         metrics["codebook/used_frac"], metrics["codebook/perplexity"] = stats["used_frac"], stats["perplexity"]
