@@ -503,3 +503,15 @@ def test_a_linear_student_trains_and_a_projecting_one_needs_a_hidden_layer(task,
     with pytest.raises(ConfigError, match="student.num_layers=1: method 'vqgraph' projects"):
         ExperimentConfig.from_preset("cora", "gcn", "vqgraph", ["student.num_layers=1"])
     assert ExperimentConfig.from_preset("cora", "gcn", "mlp", ["student.num_layers=1"]).student.num_layers == 1
+
+
+def test_row_logsumexp_is_torchs_with_the_same_gradient():
+    from vqgraph.losses import row_logsumexp
+
+    scores = (torch.randn(6, 40, dtype=torch.double) * 30).requires_grad_(True)  # spread: the max shift matters
+    assert torch.allclose(row_logsumexp(scores), torch.logsumexp(scores, dim=-1))
+    assert torch.autograd.gradcheck(row_logsumexp, (scores,))
+    weights = torch.randn(6, dtype=torch.double)
+    ours, = torch.autograd.grad((row_logsumexp(scores) * weights).sum(), scores)
+    theirs, = torch.autograd.grad((torch.logsumexp(scores, dim=-1) * weights).sum(), scores)
+    assert torch.allclose(ours, theirs)

@@ -31,6 +31,30 @@ def code_logits(z: Tensor, codebook: Tensor, metric: str = "cosine", scale: floa
     raise ValueError(f"unknown metric {metric!r}; choose from {METRICS}")
 
 
+class _RowLogSumExp(torch.autograd.Function):
+    """``logsumexp`` over the last dim that keeps its softmax for the backward pass: one exp
+    over the [B, K] scores instead of torch's two (forward, then again in backward)."""
+
+    @staticmethod
+    def forward(ctx, scores: Tensor) -> Tensor:
+        top = scores.amax(dim=-1, keepdim=True)
+        probs = (scores - top).exp_()
+        total = probs.sum(dim=-1, keepdim=True)
+        ctx.save_for_backward(probs.div_(total))
+        return (top + total.log()).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (probs,) = ctx.saved_tensors
+        return probs * grad.unsqueeze(-1)
+
+
+def row_logsumexp(scores: Tensor) -> Tensor:
+    """``torch.logsumexp(scores, dim=-1)`` with a cheaper backward (the code term's [B, K] scores,
+    K up to thousands, make this the student's largest elementwise cost)."""
+    return _RowLogSumExp.apply(scores)
+
+
 def edge_recon_dense(z: Tensor, edge_index: Tensor, num_nodes: int) -> Tensor:
     """The paper's structure loss: sqrt-MSE between the dense adjacency and min-max normalised
     inner products ``z z^T``. Memory O(N^2): small graphs only (parity with the paper)."""

@@ -50,7 +50,7 @@ from vqgraph import distributed
 from vqgraph.data.graph import ensure_graph
 from vqgraph.data.sparse import SparseRows, use_sparse
 from vqgraph.data.splits import NodeSplit, Setting
-from vqgraph.losses import calibrate_temperature, code_logits, entropy
+from vqgraph.losses import calibrate_temperature, code_logits, entropy, row_logsumexp
 from vqgraph.models.encoders import resolve_conv
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.targets import TeacherTargets, smooth_soft_labels
@@ -282,7 +282,7 @@ class CodebookDistiller:
             t_dot_l = (F.normalize(z, dim=-1) * mean_code).sum(-1)
         else:  # l = -scale * |z - c|^2, expanded
             t_dot_l = -scale * (z.pow(2).sum(-1) - 2 * (z * mean_code).sum(-1) + mean_square)
-        return t_log_t - t_dot_l + torch.logsumexp(logits, dim=-1)
+        return t_log_t - t_dot_l + row_logsumexp(logits)
 
     def __call__(self, out, idx: Tensor, y: Tensor, labelled: Tensor, share: Optional[Share] = None) -> DistillLosses:
         """``out``: student output for nodes ``idx`` (global ids); ``labelled``: bool mask of
