@@ -381,7 +381,9 @@ def test_config_overrides_parse_lists_and_reject_bad_values():
     assert config.student_train == ExperimentConfig().student_train  # one section changed, not the other
     for bad, key in [("train.fanouts=5,x", "train.fanouts"), ("train.lr=fast", "train.lr"), ("train.fanouts=0", "fanouts"),
                      ("trian.lr=0.1", "trian"), ("train.lrr=0.1", "train.lrr"),
-                     ("data.val_split=thirds", "val_split must be one of")]:
+                     ("data.val_split=thirds", "val_split must be one of"),
+                     ("data.feature_norm=l2", "feature_norm must be one of"), ("data.test_ind_ratio=1.5", "test_ind_ratio"),
+                     ("data.train_per_class=0", "train_per_class and val_per_class must be >= 1")]:
         with pytest.raises(ConfigError, match=key):
             config.with_overrides([bad])
 
@@ -515,3 +517,19 @@ def test_row_logsumexp_is_torchs_with_the_same_gradient():
     ours, = torch.autograd.grad((row_logsumexp(scores) * weights).sum(), scores)
     theirs, = torch.autograd.grad((torch.logsumexp(scores, dim=-1) * weights).sum(), scores)
     assert torch.allclose(ours, theirs)
+
+
+def test_sparse_linear_has_the_dense_layers_gradients():
+    from vqgraph.data.sparse import to_csr, sparse_linear
+
+    torch.manual_seed(0)
+    dense = (torch.rand(50, 300) < 0.03).float() * torch.rand(50, 300)
+    dense[7] = 0.0  # a row without any stored entry
+    layer = torch.nn.Linear(300, 16)
+    out = sparse_linear(to_csr(dense), layer.weight, layer.bias)
+    grad = torch.randn(50, 16)
+    weight_grad, bias_grad = torch.autograd.grad((out * grad).sum(), [layer.weight, layer.bias])
+    ref = layer(dense)
+    ref_weight, ref_bias = torch.autograd.grad((ref * grad).sum(), [layer.weight, layer.bias])
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(weight_grad, ref_weight, atol=1e-5) and torch.allclose(bias_grad, ref_bias, atol=1e-5)

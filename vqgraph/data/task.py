@@ -9,7 +9,7 @@ from torch_geometric.data import Data
 
 from vqgraph import distributed
 from vqgraph.data.datasets import load_dataset
-from vqgraph.data.graph import FeatureTransform
+from vqgraph.data.graph import FEATURE_NORMS, FeatureTransform
 from vqgraph.data.splits import NodeSplit, Setting, make_split
 
 
@@ -27,6 +27,13 @@ class DataConfig:
     val_split: str = "shared"  # shared | halves: the teacher selects on one half of validation, the student on the other
 
     def __post_init__(self):
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm must be one of {FEATURE_NORMS}, got {self.feature_norm!r}")
+        if not 0.0 < self.test_ind_ratio < 1.0:
+            raise ValueError(f"test_ind_ratio must be in (0, 1), got {self.test_ind_ratio}")
+        if self.train_per_class < 1 or self.val_per_class < 1:
+            raise ValueError(f"train_per_class and val_per_class must be >= 1, got {self.train_per_class}, "
+                             f"{self.val_per_class}")
         if self.val_split not in VAL_SPLITS:
             raise ValueError(f"val_split must be one of {VAL_SPLITS}, got {self.val_split!r}")
 
