@@ -72,7 +72,7 @@ def lbfgs_baseline(dataset: str, seed: int, hidden: int, data_root=None) -> Dict
     for penalty in L2_GRID:
         torch.manual_seed(seed)
         layers = [torch.nn.Linear(x.size(1), hidden), torch.nn.ReLU()] if hidden else []
-        model = torch.nn.Sequential(*layers, torch.nn.Linear(hidden or x.size(1), int(y.max()) + 1))
+        model = torch.nn.Sequential(*layers, torch.nn.Linear(hidden or x.size(1), task.data.num_classes))
         weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
         opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=500, history_size=20, line_search_fn="strong_wolfe",
                                 tolerance_grad=1e-6, tolerance_change=1e-9)

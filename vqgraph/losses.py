@@ -50,8 +50,8 @@ class _RowLogSumExp(torch.autograd.Function):
 
 
 def row_logsumexp(scores: Tensor) -> Tensor:
-    """``torch.logsumexp(scores, dim=-1)`` with a cheaper backward (the code term's [B, K] scores,
-    K up to thousands, make this the student's largest elementwise cost)."""
+    """``torch.logsumexp(scores, dim=-1)`` of finite scores, with a cheaper backward (the code
+    term's [B, K] scores, K up to thousands, make this the student's largest elementwise cost)."""
     return _RowLogSumExp.apply(scores)
 
 
