@@ -61,12 +61,16 @@ def logistic_baseline(dataset: str, seed: int, data_root=None) -> Dict[str, floa
 L2_GRID = tuple(10.0**k for k in range(-4, 1))
 
 
-def lbfgs_baseline(dataset: str, seed: int, hidden: int, data_root=None) -> Dict[str, float]:
-    """A linear model (``hidden=0``) or a one-hidden-layer MLP trained to the optimum of its
-    L2-penalised cross-entropy by full-batch L-BFGS on the training nodes (no dropout, no early
-    stopping), the penalty (:data:`L2_GRID`, on the weights) chosen on validation; raw features,
-    as a graph without preset gets."""
+def lbfgs_baselines(dataset: str, seed: int, hiddens, data_root=None) -> List[Dict[str, float]]:
+    """Per width in ``hiddens``: a linear model (0) or a one-hidden-layer MLP trained to the
+    optimum of its L2-penalised cross-entropy by full-batch L-BFGS on the training nodes (no
+    dropout, no early stopping), the penalty (:data:`L2_GRID`, on the weights) chosen on
+    validation; raw features, as a graph without preset gets."""
     task = prepare_task(dataset, "transductive", seed, DataConfig(), data_root)
+    return [_lbfgs_best(task, seed, hidden) for hidden in hiddens]
+
+
+def _lbfgs_best(task, seed: int, hidden: int) -> Dict[str, float]:
     x, y, split = task.data.x, task.data.y, task.split
     best = None
     for penalty in L2_GRID:
@@ -111,9 +115,11 @@ def mlp_row(dataset: str, name: str, runs, linear, settings: str) -> list:
 
 def lbfgs_rows(dataset: str, seeds, linear, record: dict, data_root=None) -> list:
     """The L-BFGS linear model and MLP, and per seed the one of the two better on validation."""
+    models = (("L-BFGS linear", 0), ("L-BFGS mlp", 128))
+    per_seed = [lbfgs_baselines(dataset, s, [hidden for _, hidden in models], data_root) for s in seeds]
     rows, runs = [], {}
-    for name, hidden in (("L-BFGS linear", 0), ("L-BFGS mlp", 128)):
-        runs[name] = record[name] = [lbfgs_baseline(dataset, s, hidden, data_root) for s in seeds]
+    for m, (name, _) in enumerate(models):
+        runs[name] = record[name] = [results[m] for results in per_seed]
         rows.append(mlp_row(dataset, name, runs[name], linear, ", ".join(sorted({r["choice"] for r in runs[name]}))))
     chosen = [max(pair, key=lambda r: r["val/acc"]) for pair in zip(*runs.values())]
     rows.append(mlp_row(dataset, "L-BFGS, linear or mlp chosen on validation", chosen, linear, "per seed"))

@@ -57,7 +57,7 @@ def test_sweep_pairs_variants_by_seed_and_reuses_finished_runs(tmp_path, capsys)
 @pytest.mark.realdata
 def test_label_baselines_compare_the_mlp_with_a_tuned_linear_model(tmp_path, data_root):
     out = tmp_path / "lb.md"
-    argv = ["--datasets", "cora", "--seeds", "0", "--data-root", str(data_root), "--choose", "--out", str(out),
+    argv = ["--datasets", "cora", "--seeds", "0", "--data-root", str(data_root), "--choose", "--lbfgs", "--out", str(out),
             "--variants", "a:student_train.max_epochs=5;distill.weight_decays=",
             "b:student_train.max_epochs=5;distill.weight_decays=0.5"]
     assert label_baselines.main(argv) == 0
@@ -70,3 +70,7 @@ def test_label_baselines_compare_the_mlp_with_a_tuned_linear_model(tmp_path, dat
     assert f"{100 * record[best][0]['test/acc']:.2f}" in chosen_row
     diff = 100 * (record["a"][0]["test/acc"] - linear["test/acc"])
     assert f"{diff:+.2f}" in next(line for line in table.splitlines() if "| mlp a |" in line)
+    lbfgs = [record[name][0] for name in ("L-BFGS linear", "L-BFGS mlp")]
+    assert all(r["choice"].startswith("l2=") and 0.3 < r["test/acc"] < 0.8 for r in lbfgs)
+    either = max(lbfgs, key=lambda r: r["val/acc"])  # the linear model on ties
+    assert f"{100 * either['test/acc']:.2f}" in next(line for line in table.splitlines() if "linear or mlp chosen" in line)

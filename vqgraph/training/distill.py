@@ -530,12 +530,15 @@ def fit_student(
         raise ValueError(f"distill.teachers={distill.teachers} but the targets come from {made_by} teacher(s): "
                          "average several with vqgraph.ensemble_targets")
     train = train or student_train_defaults(distill.method)
+    # the teacher's side (calibration, smoothing, code moments) once for every candidate
+    distiller = make_distiller(data, split, targets, distill, distributed.local_device(train.device))
     if not distill.weight_decays:
-        return _fit_once(data, split, targets, student, distill, train, log, checkpoint)
+        return _fit_once(data, split, targets, distiller, student, distill, train, log, checkpoint)
     best, seconds = None, 0.0
     for weight_decay in distill.weight_decays:
         own = checkpoint.for_candidate(f"wd{weight_decay:g}") if checkpoint is not None else None
-        result = _fit_once(data, split, targets, student, distill, replace(train, weight_decay=weight_decay), None, own)
+        result = _fit_once(data, split, targets, distiller, student, distill, replace(train, weight_decay=weight_decay),
+                           None, own)
         seconds += result.metrics["train_s"]
         monitor = result.metrics["selected_by"]
         if best is None or result.metrics[monitor] > best.metrics[monitor]:
@@ -547,12 +550,11 @@ def fit_student(
     return best
 
 
-def _fit_once(data, split, targets, student, distill, train, log=None, checkpoint=None) -> StudentResult:
-    """One student of :func:`fit_student`, with ``train.weight_decay``."""
+def _fit_once(data, split, targets, distiller, student, distill, train, log=None, checkpoint=None) -> StudentResult:
+    """One student of :func:`fit_student`, with ``train.weight_decay``, on ``distiller``'s targets."""
     me = distributed.init(train.device)  # torchrun: join the job; else a world of one
     code_dim = targets.z.size(1) if distill.uses_projection and targets is not None else None
     model, streams = loop.build(train, lambda: MLPStudent(data.num_features, data.num_classes, student, code_dim), True)
-    distiller = make_distiller(data, split, targets, distill, distributed.local_device(train.device))
     objective = DistillObjective(data, split, distiller, distill, student.norm == "batch", train, streams.order,
                                  use_sparse(student.sparse_input, data.x))
     evaluator = Evaluator.for_split(objective.y, split.for_student())  # validation: the student's part
