@@ -1,4 +1,4 @@
-"""The student's soft-code KL, forward and backward, in three forms, interleaved in one run.
+"""The student's soft-code KL, forward and backward, in four forms, interleaved in one run.
 
     python -m experiments.bench_code_term [--nodes 20000] [--codes 2048] [--dim 64] [--batch 4096] [--repeats 12]
 
@@ -6,10 +6,15 @@
   package's form until the mean-code form, while N x K fitted its cache);
 - ``per-batch``: the teacher's softmax recomputed per batch (that form when N x K did not fit);
 - ``mean codes``: ``sum t log t - t . l + logsumexp(l)`` with ``t . l`` from the teacher's mean
-  code per node (N x D), what :class:`vqgraph.training.distill.CodebookDistiller` computes now.
+  code per node (N x D), the log-sum-exp torch's (three fresh [B, K] tensors a step);
+- ``one buffer``: the same sum, its log-sum-exp :func:`vqgraph.losses.linear_logsumexp` with a
+  :class:`vqgraph.losses.ScoreBuffer`, what :class:`vqgraph.training.distill.CodebookDistiller`
+  computes now.
 
-Prints the median milliseconds per batch of each (the first two repeats are warm-up) and checks
-that the three give the same value. Cosine codes, temperature 0.1, random representations.
+Prints the median milliseconds per batch of each (the first two repeats are warm-up), checks
+that the four give the same value, and times the two [B, D] x [D, K] products alone (the
+scores and the representation's gradient, into reused memory): the floor of an exact code
+term. Cosine codes, temperature 0.1, random representations.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from vqgraph.losses import code_logits
+from vqgraph.losses import ScoreBuffer, code_logits, linear_logsumexp
 
 
 def main(argv=None) -> int:
@@ -57,7 +62,19 @@ def main(argv=None) -> int:
         logits = code_logits(z, codebook, "cosine", 1 / tau)
         return (t_log_t[idx] - (F.normalize(z, dim=-1) * mean_code[idx]).sum(-1) + torch.logsumexp(logits, -1)).sum()
 
-    forms = [("cached", cached), ("per-batch", per_batch), ("mean codes", mean_codes)]
+    weight, buffer = F.normalize(codebook, dim=-1) / tau, ScoreBuffer()
+
+    def one_buffer(z, idx):
+        unit = F.normalize(z, dim=-1)
+        return (t_log_t[idx] - (unit * mean_code[idx]).sum(-1) + linear_logsumexp(unit, weight, None, buffer)).sum()
+
+    scores = torch.empty(args.batch, args.codes)
+
+    def products(z, idx):  # not a loss: the two products every exact form computes
+        torch.mm(z.detach(), weight.t(), out=scores)
+        return scores @ weight
+
+    forms = [("cached", cached), ("per-batch", per_batch), ("mean codes", mean_codes), ("one buffer", one_buffer)]
     times = {name: [] for name, _ in forms}
     for rep in range(args.repeats):
         idx = torch.randperm(n)[: args.batch]
@@ -67,6 +84,9 @@ def main(argv=None) -> int:
             form(z, idx).backward()
             times[name].append(time.perf_counter() - start)
             z.grad = None
+        start = time.perf_counter()
+        products(z, idx)
+        times.setdefault("products", []).append(time.perf_counter() - start)
     with torch.no_grad():
         values = [float(form(z, idx)) for _, form in forms]
     assert max(values) - min(values) <= 1e-4 * abs(values[0]), f"the forms disagree: {values}"
@@ -74,9 +94,11 @@ def main(argv=None) -> int:
     print(f"{n:,} nodes, {args.codes} codes of width {args.dim}, batch {args.batch}, {args.threads} thread(s); "
           "ms per batch, forward and backward (median): "
           + ", ".join(f"{name} {ms:.1f}" for name, ms in medians.items()))
-    print(f"mean codes against cached: {medians['cached'] / medians['mean codes']:.2f}x; against per-batch: "
-          f"{medians['per-batch'] / medians['mean codes']:.2f}x; teacher-side memory {4 * n * args.dim / 2**20:.0f} MiB "
-          f"(N x D) instead of {4 * n * args.codes / 2**20:.0f} MiB (N x K)")
+    print(f"one buffer against mean codes: {medians['mean codes'] / medians['one buffer']:.2f}x, against cached: "
+          f"{medians['cached'] / medians['one buffer']:.2f}x, against per-batch: "
+          f"{medians['per-batch'] / medians['one buffer']:.2f}x; the two products alone {medians['products']:.1f} ms "
+          f"({2 * 2 * args.batch * args.dim * args.codes / medians['products'] / 1e6:.0f} GFLOP/s); teacher-side "
+          f"memory {4 * n * args.dim / 2**20:.0f} MiB (N x D) instead of {4 * n * args.codes / 2**20:.0f} MiB (N x K)")
     return 0
 
 

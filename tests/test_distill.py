@@ -507,16 +507,48 @@ def test_a_linear_student_trains_and_a_projecting_one_needs_a_hidden_layer(task,
     assert ExperimentConfig.from_preset("cora", "gcn", "mlp", ["student.num_layers=1"]).student.num_layers == 1
 
 
-def test_row_logsumexp_is_torchs_with_the_same_gradient():
-    from vqgraph.losses import row_logsumexp
+def test_linear_logsumexp_is_torchs_with_the_same_gradients():
+    from vqgraph.losses import linear_logsumexp
 
-    scores = (torch.randn(6, 40, dtype=torch.double) * 30).requires_grad_(True)  # spread: the max shift matters
-    assert torch.allclose(row_logsumexp(scores), torch.logsumexp(scores, dim=-1))
-    assert torch.autograd.gradcheck(row_logsumexp, (scores,))
-    weights = torch.randn(6, dtype=torch.double)
-    ours, = torch.autograd.grad((row_logsumexp(scores) * weights).sum(), scores)
-    theirs, = torch.autograd.grad((torch.logsumexp(scores, dim=-1) * weights).sum(), scores)
-    assert torch.allclose(ours, theirs)
+    torch.manual_seed(0)
+    x = torch.randn(6, 5, dtype=torch.double, requires_grad=True)
+    weight = (torch.randn(40, 5, dtype=torch.double) * 8).requires_grad_(True)  # spread: the max shift matters
+    bias = torch.randn(40, dtype=torch.double, requires_grad=True)
+    reference = torch.logsumexp(x @ weight.t() + bias, dim=-1)
+    assert torch.allclose(linear_logsumexp(x, weight, bias), reference)
+    assert torch.autograd.gradcheck(linear_logsumexp, (x, weight, bias))
+    assert torch.autograd.gradcheck(lambda a, w: linear_logsumexp(a, w), (x, weight))
+    row_weights = torch.randn(6, dtype=torch.double)
+    ours = torch.autograd.grad((linear_logsumexp(x, weight, bias) * row_weights).sum(), (x, weight, bias))
+    theirs = torch.autograd.grad((reference * row_weights).sum(), (x, weight, bias))
+    assert all(torch.allclose(a, b) for a, b in zip(ours, theirs))
+
+
+def test_score_buffer_is_reused_between_steps_and_never_read_stale():
+    from vqgraph.losses import ScoreBuffer, linear_logsumexp
+
+    torch.manual_seed(0)
+    weight = torch.randn(30, 4)
+    buffer = ScoreBuffer()
+    x = torch.randn(8, 4, requires_grad=True)
+    (expected,) = torch.autograd.grad(torch.logsumexp(x @ weight.t(), -1).sum(), x)
+    first = linear_logsumexp(x, weight, None, buffer)
+    assert buffer.lent
+    address = buffer._data.data_ptr()
+    while_lent = linear_logsumexp(x, weight, None, buffer)  # a second graph before the first's backward
+    assert buffer._data.data_ptr() == address  # it got a tensor of its own
+    for out in (first, while_lent):
+        (got,) = torch.autograd.grad(out.sum(), x, retain_graph=out is first)
+        assert torch.allclose(got, expected, atol=1e-6)
+    assert not buffer.lent  # given back by the first graph's backward
+    second = linear_logsumexp(x[:5] * 2, weight, None, buffer)  # fewer rows: the same memory
+    assert buffer._data.data_ptr() == address and buffer.lent
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(first.sum(), x)  # its scores were overwritten: refused, not read
+    second.sum().backward()
+    with torch.no_grad():
+        linear_logsumexp(x, weight, None, buffer)
+    assert not buffer.lent  # nothing to keep for a backward pass
 
 
 def test_sparse_linear_has_the_dense_layers_gradients():

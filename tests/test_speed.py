@@ -82,14 +82,21 @@ def test_wide_feature_benchmark_times_the_default_teacher_and_student(tmp_path):
     from experiments import bench_wide_features
 
     out = tmp_path / "wide.json"
-    argv = ["--nodes", "600", "--edges", "2000", "--features", "300", "--density", "0.02", "--epochs", "2", "--out", str(out)]
+    argv = ["--nodes", "600", "--edges", "2000", "--features", "300", "--density", "0.02", "--epochs", "2",
+            "--repeats", "3", "--out", str(out)]
     assert bench_wide_features.main(argv) == 0
     row = json.loads(out.read_text())
     assert (row["nodes"], row["features"], row["epochs"]) == (600, 300, 2)
+    assert sorted(row["runs_s"]) == ["student_off", "student_on", "teacher_off", "teacher_on"]
+    assert row["student_method"] == "vqgraph"  # the package default
+    assert all(len(times) == 3 for times in row["runs_s"].values())
+    assert row["student_sparse_epoch_s"] == sorted(row["runs_s"]["student_on"])[1]  # the median of three
     assert abs(row["density"] - 0.02) < 0.005  # the features are the requested bag of words
     assert row["teacher_sparse_epoch_s"] > 0 and row["student_epoch_s"] > 0 and row["student_sparse_epoch_s"] > 0
     assert row["teacher_speedup"] == row["teacher_epoch_s"] / row["teacher_sparse_epoch_s"]
     assert row["student_speedup"] == row["student_epoch_s"] / row["student_sparse_epoch_s"]
+    with pytest.raises(SystemExit):
+        bench_wide_features.main(argv[:-2] + ["--repeats", "0"])
 
 
 def test_wide_feature_benchmark_times_a_whole_default_run(tmp_path):

@@ -7,9 +7,12 @@ use one function (the official code compares cosine teacher scores with Euclidea
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 METRICS = ("cosine", "euclidean")
 
@@ -31,28 +34,95 @@ def code_logits(z: Tensor, codebook: Tensor, metric: str = "cosine", scale: floa
     raise ValueError(f"unknown metric {metric!r}; choose from {METRICS}")
 
 
-class _RowLogSumExp(torch.autograd.Function):
-    """``logsumexp`` over the last dim that keeps its softmax for the backward pass: one exp
-    over the [B, K] scores instead of torch's two (forward, then again in backward)."""
+class ScoreBuffer:
+    """One reusable [B, K] buffer for the scores of :func:`linear_logsumexp`.
+
+    On a CPU, a fresh tensor of this size (32 MiB for 4,096 rows of 2,048 codes) is new pages
+    from the operating system each time, whose first touch the product writing them pays for
+    (``experiments.bench_code_term`` times the forms). The buffer is lent to one forward pass
+    and returned by its backward pass (or at once when no gradient is needed); a call made
+    while it is lent out allocates its own.
+    A graph dropped without a backward pass keeps it lent: later calls then allocate, as
+    without a buffer. Writing into the buffer bumps the version of the scores an unfinished
+    graph saved, so autograd refuses a stale backward instead of reading overwritten scores.
+    """
+
+    def __init__(self):
+        self._data: Optional[Tensor] = None
+        self.lent = False
+
+    def borrow(self, rows: int, cols: int, like: Tensor) -> Optional[Tensor]:
+        """A [rows, cols] view of the buffer (grown if needed), or None while it is lent out."""
+        if self.lent:
+            return None
+        data = self._data
+        if data is None or data.numel() < rows * cols or data.device != like.device or data.dtype != like.dtype:
+            data = self._data = like.new_empty(rows * cols)
+        self.lent = True
+        return data[: rows * cols].view(rows, cols)
+
+    def give_back(self) -> None:
+        self.lent = False
+
+
+class _LinearLogSumExp(torch.autograd.Function):
+    """``logsumexp(x @ weight.T + bias, dim=-1)`` with one [B, K] buffer for the whole pass:
+    the scores are shifted and exponentiated in place and kept for backward, which multiplies
+    them straight into the gradients (``softmax @ weight`` for ``x``): no [B, K] gradient of the
+    scores is formed."""
 
     @staticmethod
-    def forward(ctx, scores: Tensor) -> Tensor:
-        top = scores.amax(dim=-1, keepdim=True)
-        probs = (scores - top).exp_()
-        total = probs.sum(dim=-1, keepdim=True)
-        ctx.save_for_backward(probs.div_(total))
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], buffer: Optional[ScoreBuffer]) -> Tensor:
+        out = buffer.borrow(x.size(0), weight.size(0), x) if buffer is not None else None
+        probs, top, total = _exp_scores(x, weight, bias, out)
+        ctx.save_for_backward(x, weight, probs, total)
+        ctx.buffer = buffer if out is not None else None
         return (top + total.log()).squeeze(-1)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (probs,) = ctx.saved_tensors
-        return probs * grad.unsqueeze(-1)
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, weight, probs, total = ctx.saved_tensors
+        row = grad.unsqueeze(-1) / total  # d lse / d scores = probs / total, per row
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (probs @ weight).mul_(row)
+        if ctx.needs_input_grad[1]:
+            grad_weight = probs.t() @ (x * row)
+        if ctx.needs_input_grad[2]:
+            grad_bias = probs.t() @ row.squeeze(-1)
+        if ctx.buffer is not None:
+            ctx.buffer.give_back()
+        return grad_x, grad_weight, grad_bias, None
 
 
-def row_logsumexp(scores: Tensor) -> Tensor:
-    """``torch.logsumexp(scores, dim=-1)`` of finite scores, with a cheaper backward (the code
-    term's [B, K] scores, K up to thousands, make this the student's largest elementwise cost)."""
-    return _RowLogSumExp.apply(scores)
+def linear_logsumexp(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
+                     buffer: Optional[ScoreBuffer] = None) -> Tensor:
+    """``torch.logsumexp(x @ weight.T + bias, dim=-1)`` for ``x`` [B, D], ``weight`` [K, D],
+    ``bias`` [K] (optional), computed in one [B, K] buffer (``buffer``: reused across calls).
+
+    The code term's log-sum-exp over K codes, K up to thousands, is the student's largest cost:
+    torch's form allocates three [B, K] tensors per step (scores, shifted scores, their
+    gradient) and exponentiates twice; this one exponentiates once and, with a
+    :class:`ScoreBuffer`, allocates none.
+    """
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
+        return _LinearLogSumExp.apply(x, weight, bias, buffer)
+    out = buffer.borrow(x.size(0), weight.size(0), x) if buffer is not None else None
+    _, top, total = _exp_scores(x, weight, bias, out)
+    if out is not None:
+        buffer.give_back()
+    return (top + total.log()).squeeze(-1)
+
+
+def _exp_scores(x: Tensor, weight: Tensor, bias: Optional[Tensor], out: Optional[Tensor]) -> tuple:
+    """``exp(scores - row max)`` written into ``out`` (a fresh tensor if None), the row max, the row sums."""
+    scores = torch.mm(x, weight.t(), out=out)
+    if bias is not None:
+        scores.add_(bias)
+    top = scores.amax(dim=-1, keepdim=True)
+    probs = scores.sub_(top).exp_()
+    return probs, top, probs.sum(dim=-1, keepdim=True)
 
 
 def edge_recon_dense(z: Tensor, edge_index: Tensor, num_nodes: int) -> Tensor:

@@ -415,7 +415,7 @@ class Predictor:
             raise ValueError(f"unknown export format {format!r}; choose from {EXPORT_FORMATS}")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        module = copy.deepcopy(self.module).cpu()  # the served model stays where it is
+        module = copy.deepcopy(self.module).cpu().eval()  # the served model stays where it is, as it is
         example = torch.rand(max(2, example_batch), self.in_channels)
         batch = torch.export.Dim("batch", min=1)
         tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")

@@ -50,7 +50,7 @@ from vqgraph import distributed
 from vqgraph.data.graph import ensure_graph
 from vqgraph.data.sparse import SparseRows, use_sparse
 from vqgraph.data.splits import NodeSplit, Setting
-from vqgraph.losses import calibrate_temperature, code_logits, entropy, row_logsumexp
+from vqgraph.losses import ScoreBuffer, calibrate_temperature, code_logits, entropy, linear_logsumexp
 from vqgraph.models.encoders import resolve_conv
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.targets import TeacherTargets, smooth_soft_labels
@@ -230,6 +230,8 @@ class CodebookDistiller:
         if code_term and config.code_target == "soft":  # the teacher's side is fixed: its moments, once
             chunks = torch.arange(targets.num_nodes, device=self.teacher_z.device).split(8192)
             self._moments = tuple(torch.cat(p) for p in zip(*(self._code_moments(c) for c in chunks)))
+            self._code_map = self._student_code_map()
+            self._scores = ScoreBuffer()  # the student's [B, K] code scores, one buffer for every step
 
     @torch.no_grad()
     def _code_class_mix(self, fit_idx: Tensor) -> Tensor:
@@ -271,18 +273,29 @@ class CodebookDistiller:
             return t_log_t, t @ (F.normalize(self.codebook, dim=-1) * scale), t.new_zeros(t.size(0))
         return t_log_t, t @ self.codebook, t @ self.codebook.pow(2).sum(-1)
 
+    def _student_code_map(self) -> tuple:
+        """``(weight [K, D], bias [K] or None)`` with ``l = z' @ weight.T + bias`` the student's
+        code logits at temperature tau, up to a per-row constant (``z'``: the unit ``z`` for
+        ``cosine``, ``z`` itself for ``euclidean``, whose constant is ``-|z|^2 / tau``)."""
+        scale = 1.0 / self.config.token_temperature
+        if self.metric == "cosine":
+            return F.normalize(self.codebook, dim=-1) * scale, None
+        return 2 * scale * self.codebook, -scale * self.codebook.pow(2).sum(-1)
+
     def soft_code_kl(self, z: Tensor, idx: Tensor) -> Tensor:
         """``KL(t || softmax(l))`` per row, ``l = code_logits(z, codebook) / tau``, computed as
         ``sum t log t - t . l + logsumexp(l)`` (``sum t = 1``), with ``t . l`` from the teacher's
         moments: no [B, K] teacher matrix is gathered or multiplied, nothing N x K is stored."""
         scale = 1.0 / self.config.token_temperature
         t_log_t, mean_code, mean_square = (part[idx] for part in self._moments)
-        logits = code_logits(z, self.codebook, self.metric, scale)
+        weight, bias = self._code_map
         if self.metric == "cosine":
-            t_dot_l = (F.normalize(z, dim=-1) * mean_code).sum(-1)
-        else:  # l = -scale * |z - c|^2, expanded
-            t_dot_l = -scale * (z.pow(2).sum(-1) - 2 * (z * mean_code).sum(-1) + mean_square)
-        return t_log_t - t_dot_l + row_logsumexp(logits)
+            unit = F.normalize(z, dim=-1)
+            return t_log_t - (unit * mean_code).sum(-1) + linear_logsumexp(unit, weight, None, self._scores)
+        # l = -scale |z - c|^2 = 2 scale z.c - scale |c|^2 - scale |z|^2: the last part, common to
+        # every code, leaves the KL (it is in both t . l and logsumexp(l))
+        t_dot_l = scale * (2 * (z * mean_code).sum(-1) - mean_square)
+        return t_log_t - t_dot_l + linear_logsumexp(z, weight, bias, self._scores)
 
     def __call__(self, out, idx: Tensor, y: Tensor, labelled: Tensor, share: Optional[Share] = None) -> DistillLosses:
         """``out``: student output for nodes ``idx`` (global ids); ``labelled``: bool mask of
