@@ -29,19 +29,10 @@ import torch.nn.functional as F
 from vqgraph.losses import ScoreBuffer, code_logits, linear_logsumexp
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench_code_term", description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=20_000)
-    parser.add_argument("--codes", type=int, default=2048)
-    parser.add_argument("--dim", type=int, default=64, help="code width (the default teacher's hidden width)")
-    parser.add_argument("--batch", type=int, default=4096)
-    parser.add_argument("--repeats", type=int, default=12)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    n, tau = args.nodes, 0.1
-    teacher_z, codebook = torch.randn(n, args.dim), torch.randn(args.codes, args.dim)
+def code_term_forms(n: int, codes: int, dim: int, batch: int, tau: float = 0.1):
+    """The four ``(name, form(z, idx))`` of the module docstring, on random teacher
+    representations and codes, and ``products(z)``: the two products alone."""
+    teacher_z, codebook = torch.randn(n, dim), torch.randn(codes, dim)
     log_t = F.log_softmax(code_logits(teacher_z, codebook, "cosine", 1 / tau), -1)
     t_all = log_t.exp()
     t_log_t = (t_all * log_t).sum(-1)
@@ -68,13 +59,29 @@ def main(argv=None) -> int:
         unit = F.normalize(z, dim=-1)
         return (t_log_t[idx] - (unit * mean_code[idx]).sum(-1) + linear_logsumexp(unit, weight, None, buffer)).sum()
 
-    scores = torch.empty(args.batch, args.codes)
+    scores = torch.empty(batch, codes)
 
-    def products(z, idx):  # not a loss: the two products every exact form computes
+    def products(z):  # not a loss: the two products every exact form computes
         torch.mm(z.detach(), weight.t(), out=scores)
         return scores @ weight
 
     forms = [("cached", cached), ("per-batch", per_batch), ("mean codes", mean_codes), ("one buffer", one_buffer)]
+    return forms, products
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench_code_term", description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=20_000)
+    parser.add_argument("--codes", type=int, default=2048)
+    parser.add_argument("--dim", type=int, default=64, help="code width (the default teacher's hidden width)")
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    n = args.nodes
+    forms, products = code_term_forms(n, args.codes, args.dim, args.batch)
     times = {name: [] for name, _ in forms}
     for rep in range(args.repeats):
         idx = torch.randperm(n)[: args.batch]
@@ -85,7 +92,7 @@ def main(argv=None) -> int:
             times[name].append(time.perf_counter() - start)
             z.grad = None
         start = time.perf_counter()
-        products(z, idx)
+        products(z)
         times.setdefault("products", []).append(time.perf_counter() - start)
     with torch.no_grad():
         values = [float(form(z, idx)) for _, form in forms]

@@ -536,7 +536,7 @@ def test_score_buffer_is_reused_between_steps_and_never_read_stale():
     assert buffer.lent
     address = buffer._data.data_ptr()
     while_lent = linear_logsumexp(x, weight, None, buffer)  # a second graph before the first's backward
-    assert buffer._data.data_ptr() == address  # it got a tensor of its own
+    assert buffer._data.data_ptr() == address  # the buffer stays the first graph's (the second allocated)
     for out in (first, while_lent):
         (got,) = torch.autograd.grad(out.sum(), x, retain_graph=out is first)
         assert torch.allclose(got, expected, atol=1e-6)
@@ -545,10 +545,17 @@ def test_score_buffer_is_reused_between_steps_and_never_read_stale():
     assert buffer._data.data_ptr() == address and buffer.lent
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         torch.autograd.grad(first.sum(), x)  # its scores were overwritten: refused, not read
+    assert buffer.lent  # still the second graph's
     second.sum().backward()
     with torch.no_grad():
         linear_logsumexp(x, weight, None, buffer)
     assert not buffer.lent  # nothing to keep for a backward pass
+    dropped = linear_logsumexp(x, weight, None, buffer)
+    assert buffer.lent
+    del dropped  # its graph freed without a backward pass
+    assert not buffer.lent
+    linear_logsumexp(x, weight, None, buffer).sum().backward()
+    assert buffer._data.data_ptr() == address and not buffer.lent
 
 
 def test_sparse_linear_has_the_dense_layers_gradients():

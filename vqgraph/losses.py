@@ -7,6 +7,7 @@ use one function (the official code compares cosine teacher scores with Euclidea
 
 from __future__ import annotations
 
+import weakref
 from typing import Optional
 
 import torch
@@ -40,29 +41,35 @@ class ScoreBuffer:
     On a CPU, a fresh tensor of this size (32 MiB for 4,096 rows of 2,048 codes) is new pages
     from the operating system each time, whose first touch the product writing them pays for
     (``experiments.bench_code_term`` times the forms). The buffer is lent to one forward pass
-    and returned by its backward pass (or at once when no gradient is needed); a call made
-    while it is lent out allocates its own.
-    A graph dropped without a backward pass keeps it lent: later calls then allocate, as
-    without a buffer. Writing into the buffer bumps the version of the scores an unfinished
-    graph saved, so autograd refuses a stale backward instead of reading overwritten scores.
+    and comes back with its backward pass, or when that graph is freed without one (at once
+    when no gradient is needed); a call made while it is lent out allocates its own. Writing
+    into the buffer bumps the version of the scores an unfinished graph saved, so autograd
+    refuses a stale backward instead of reading overwritten scores.
     """
 
     def __init__(self):
         self._data: Optional[Tensor] = None
-        self.lent = False
+        self._holder = None  # None: free; else a weak reference to the borrower (or True)
 
-    def borrow(self, rows: int, cols: int, like: Tensor) -> Optional[Tensor]:
-        """A [rows, cols] view of the buffer (grown if needed), or None while it is lent out."""
+    @property
+    def lent(self) -> bool:
+        return self._holder is not None and (self._holder is True or self._holder() is not None)
+
+    def borrow(self, rows: int, cols: int, like: Tensor, holder=None) -> Optional[Tensor]:
+        """A [rows, cols] view of the buffer (grown if needed), or None while it is lent out.
+        ``holder``: an object whose end gives the buffer back (default: only :meth:`give_back`)."""
         if self.lent:
             return None
         data = self._data
         if data is None or data.numel() < rows * cols or data.device != like.device or data.dtype != like.dtype:
             data = self._data = like.new_empty(rows * cols)
-        self.lent = True
+        self._holder = True if holder is None else weakref.ref(holder)
         return data[: rows * cols].view(rows, cols)
 
-    def give_back(self) -> None:
-        self.lent = False
+    def give_back(self, holder=None) -> None:
+        """End the loan (given ``holder``: only if the buffer is lent to it)."""
+        if holder is None or (self._holder not in (None, True) and self._holder() is holder):
+            self._holder = None
 
 
 class _LinearLogSumExp(torch.autograd.Function):
@@ -73,7 +80,7 @@ class _LinearLogSumExp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], buffer: Optional[ScoreBuffer]) -> Tensor:
-        out = buffer.borrow(x.size(0), weight.size(0), x) if buffer is not None else None
+        out = buffer.borrow(x.size(0), weight.size(0), x, holder=ctx) if buffer is not None else None
         probs, top, total = _exp_scores(x, weight, bias, out)
         ctx.save_for_backward(x, weight, probs, total)
         ctx.buffer = buffer if out is not None else None
@@ -92,7 +99,7 @@ class _LinearLogSumExp(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_bias = probs.t() @ row.squeeze(-1)
         if ctx.buffer is not None:
-            ctx.buffer.give_back()
+            ctx.buffer.give_back(ctx)
         return grad_x, grad_weight, grad_bias, None
 
 
