@@ -15,23 +15,17 @@ accuracy in %) sits beside the published numbers.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import functools
-import json
 import shlex
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from experiments import run as run_cli
-from experiments.common import RunSpec, csv_table, markdown_table, observed_density
-from experiments.teacher_table import mean_std, parse_seeds
-from vqgraph.config import ConfigError
-from vqgraph.data.task import DataConfig, prepare_task
-from vqgraph.training.checkpoint import CheckpointMismatchError
-from vqgraph.training.loggers import MODES, WandbLogger
+from experiments.common import parse_seeds
+from vqgraph.app.grid import finished_run
+from vqgraph.app.loggers import MODES, WandbLogger
+from vqgraph.app.records import PAIRED_COLUMNS, csv_table, load_rows, markdown_table, mean_std, paired_lines
+from vqgraph.app.run import RunSpec
+from vqgraph.errors import ConfigError
 from vqgraph.training.loop import progress
-from vqgraph.training.teacher import sparse_teacher
 from vqgraph.utils.io import atomic_write_text
 
 # Published test accuracy (%), CPF split (shared/METHOD.md). VQGraph's transductive numbers
@@ -54,12 +48,6 @@ PUBLISHED = {
     ("a-computer", "inductive", "glnn"): 80.92,
     ("a-photo", "inductive", "glnn"): 91.18,
 }
-
-
-def _clean_partial(folder: Path) -> None:
-    """Remove temporary files a killed run left behind (results are only ever renamed into place)."""
-    for tmp in folder.glob(".*.tmp"):
-        tmp.unlink()
 
 
 def summarise(rows: List[Dict], variant: str = "") -> Dict[str, Any]:
@@ -88,122 +76,6 @@ def summarise(rows: List[Dict], variant: str = "") -> Dict[str, Any]:
     cells = [[entry.get(c, "") for c in columns] for entry in table]
     return {"markdown": markdown_table(columns, cells), "csv": csv_table(columns, cells), "columns": columns,
             "cells": cells}
-
-
-# (method, baseline) pairs compared seed by seed inside a grid: what the code term adds over soft
-# labels, and what soft labels add over labels alone
-PAIRS = (("vqgraph", "glnn"), ("glnn", "mlp"))
-
-
-PAIRED_COLUMNS = ["dataset", "setting", "difference", "metric", "seeds", "mean ± std (points)", "wins / ties / losses"]
-
-
-def paired(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str = "", baseline_label: str = "") -> str:
-    """Markdown table of :func:`paired_lines` ("" when nothing pairs up)."""
-    lines = paired_lines(rows, baseline, label, baseline_label)
-    return markdown_table(PAIRED_COLUMNS, lines) if lines else ""
-
-
-def paired_lines(rows: List[Dict], baseline: Optional[List[Dict]] = None, label: str = "",
-                 baseline_label: str = "") -> List[List]:
-    """Rows (:data:`PAIRED_COLUMNS`) of per-seed test accuracy differences (points) between runs that share a seed.
-
-    Without ``baseline``, the methods of :data:`PAIRS` are compared inside ``rows``. With it (the
-    rows of another grid, e.g. the default configuration), each method of ``rows`` (named
-    ``label``, the variant) is compared with the same method in ``baseline`` (named
-    ``baseline_label``, e.g. its folder). Runs of one (dataset, setting, seed) share the split
-    and the cached teacher (unless a variant changes the teacher's config), so a difference
-    cancels their seed noise: the spread left is the students'. Only seeds run on both sides
-    count.
-    """
-    def index(source):
-        return {(r["dataset"], r["setting"], r["method"], r["seed"]): r for r in source}
-
-    ours = index(rows)
-    if baseline is None:
-        theirs, comparisons = ours, [(m, b, f"{m} - {b}") for m, b in PAIRS]
-    else:
-        theirs = index(baseline)
-        methods = dict.fromkeys(r["method"] for r in rows)
-        suffix = f" ({baseline_label})" if baseline_label else ""
-        comparisons = [(m, m, f"{m} ({label or 'variant'}) - {m}{suffix}") for m in methods]
-    lines = []
-    for dataset, setting in dict.fromkeys((r["dataset"], r["setting"]) for r in rows):
-        keys = ["test/acc"] if setting == "transductive" else ["test_ind/acc", "test_prod/acc"]
-        for method, other, name in comparisons:
-            seeds = sorted(s for (d, st, m, s) in ours if (d, st, m) == (dataset, setting, method)
-                           and (dataset, setting, other, s) in theirs)
-            for key in keys if seeds else ():
-                diffs = [ours[(dataset, setting, method, s)]["metrics"][key]
-                         - theirs[(dataset, setting, other, s)]["metrics"][key] for s in seeds]
-                lines.append([dataset, setting, name, key, len(seeds), mean_std(diffs, signed=True),
-                              " / ".join(map(str, win_tie_loss(diffs)))])
-    return lines
-
-
-def config_changes(result: Dict, spec: RunSpec, data_root=None) -> List[str]:
-    """How the config a finished run recorded differs from the one ``spec`` would use now, as
-    ``section.key: was -> now`` lines. Keys the run did not record (added to the code since) are
-    not compared, nor is ``teacher.tokenize`` of a full-batch teacher (its tokenizer sees every
-    node either way, as :func:`~experiments.common.teacher_key` says); ``teacher.sparse_input``
-    is compared by its effect on the run's features (``auto`` against ``off`` on dense ones is no change)."""
-    cfg = spec.config()
-    current = json.loads(json.dumps(cfg.to_dict()))  # through JSON, as the run recorded it
-    recorded = result.get("config", {})
-    inert = {("teacher", "tokenize")} if current.get("train", {}).get("batch_size") is None else set()
-    changes = [
-        (section, key, recorded[section][key], now)
-        for section, values in current.items()
-        for key, now in values.items()
-        if key in recorded.get(section, {}) and recorded[section][key] != now and (section, key) not in inert
-    ]
-    if any((section, key) == ("teacher", "sparse_input") and "auto" in (was, now) for section, key, was, now in changes):
-        # auto acts by the features' density: the same teacher as the value it resolves to
-        share = _density(spec.dataset, spec.setting, spec.seed, json.dumps(current["data"], sort_keys=True), data_root)
-        effect = lambda value: "on" if sparse_teacher(dataclasses.replace(cfg.teacher, sparse_input=value),  # noqa: E731
-                                                      cfg.train, share) else "off"
-        changes = [c for c in changes if c[:2] != ("teacher", "sparse_input") or effect(c[2]) != effect(c[3])]
-    return [f"{section}.{key}: {was!r} -> {now!r}" for section, key, was, now in changes]
-
-
-@functools.lru_cache(maxsize=64)
-def _density(dataset: str, setting: str, seed: int, data_json: str, data_root) -> float:
-    """The observed features' density of a run's task (loaded once per dataset, setting, seed)."""
-    return observed_density(prepare_task(dataset, setting, seed, DataConfig(**json.loads(data_json)), data_root))
-
-
-def win_tie_loss(diffs: List[float]) -> tuple:
-    """How many paired differences are positive, zero and negative."""
-    wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-    return wins, len(diffs) - wins - losses, losses
-
-
-def finished_run(spec: RunSpec, folder: Path, cache: Path, data_root=None) -> Dict:
-    """The results of ``spec`` in ``folder``: reused if finished, else run there (after removing
-    what a killed run left). A finished run whose recorded config differs from ``spec``'s is a
-    ConfigError naming the folder and the keys, never silently reused."""
-    result = folder / "results.json"
-    if result.is_file():
-        changes = config_changes(json.loads(result.read_text()), spec, data_root)
-        if changes:
-            raise ConfigError(f"{folder} finished with another config than this grid's ({'; '.join(changes)}): "
-                              "run the grid into another --runs folder, or delete that run")
-    else:
-        if folder.is_dir():
-            _clean_partial(folder)
-        try:
-            run_cli.run(spec, folder, cache, data_root)
-        except CheckpointMismatchError as err:  # an unfinished run of another config: the grid's config wins
-            warnings.warn(f"{folder}: {err}; that run was unfinished, so it starts over with the grid's config",
-                          stacklevel=2)
-            run_cli.run(spec, folder, cache, data_root, fresh=True)
-    return json.loads(result.read_text())
-
-
-def load_rows(runs: Path) -> List[Dict]:
-    """Every finished run's ``results.json`` under ``runs`` (read when the table is made, so a
-    baseline grid still running counts what it has finished)."""
-    return [json.loads(path.read_text()) for path in sorted(runs.glob("*/results.json"))]
 
 
 def main(argv=None) -> int:

@@ -23,10 +23,11 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-from experiments.common import RunSpec, emit, markdown_table
-from experiments.reproduce import finished_run, win_tie_loss
-from experiments.teacher_table import mean_std, parse_seeds
-from vqgraph.config import ConfigError
+from experiments.common import emit, parse_seeds
+from vqgraph.app.grid import finished_run
+from vqgraph.app.records import markdown_table, mean_std, win_tie_loss
+from vqgraph.app.run import RunSpec
+from vqgraph.errors import ConfigError
 from vqgraph.training.loop import progress
 
 

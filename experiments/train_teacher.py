@@ -14,10 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.common import add_run_arguments, dataset_stem, identity, parse_run, write_json
+from experiments.common import add_run_arguments, parse_run
 from vqgraph import distributed
-from vqgraph.config import to_dict
-from vqgraph.data.task import prepare_task
+from vqgraph.app.cache import teacher_identity
+from vqgraph.app.config import to_dict
+from vqgraph.app.records import write_json
+from vqgraph.app.run import dataset_stem
+from vqgraph.app.task import prepare_task
 from vqgraph.errors import VQGraphError
 from vqgraph.training import fit_teacher
 from vqgraph.utils.io import ensure_writable, remove_if_empty
@@ -42,8 +45,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         if me.is_main:  # before any training: an unwritable folder is reported now
             ensure_writable(out, "output folder")
-        who = identity({"data": to_dict(cfg.data), "teacher": to_dict(cfg.teacher), "train": to_dict(cfg.train)},
-                       dataset=data.name, setting=split.setting.value, seed=args.seed)
+        who = teacher_identity(cfg, data.name, split.setting.value, args.seed)
         checkpoint = cfg.train.checkpoint(Path(out) / "checkpoint.pt", who, args.fresh)
         result = fit_teacher(data, split, cfg.teacher, cfg.train, checkpoint=checkpoint)
     except VQGraphError as err:  # a clear line, no traceback; nothing was written

@@ -125,7 +125,7 @@ def test_adversarial_perturbation_stays_in_its_ball_raises_the_loss_and_moves_no
 
 
 def test_the_label_only_baseline_chooses_its_weight_decay_on_validation(graph):
-    from vqgraph.config import ExperimentConfig
+    from vqgraph.app.config import ExperimentConfig
     from vqgraph.training.distill import MLP_WEIGHT_DECAYS
 
     split = make_split(graph, seed=0, train_per_class=10, val_per_class=10)

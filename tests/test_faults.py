@@ -68,7 +68,7 @@ def test_an_unusable_teacher_cache_entry_is_reported_and_retrained(tmp_path, dam
     import warnings
 
     from vqgraph import Predictor, TeacherTargets
-    from vqgraph.utils.io import ArtifactMismatchError
+    from vqgraph.errors import ArtifactMismatchError
 
     out, cache, marker = tmp_path / "run", tmp_path / "cache", tmp_path / "executed"
     argv = ["--dataset", "synthetic", "--seed", "0", "--quiet", "--out", str(out), "--cache", str(cache),

@@ -79,7 +79,9 @@ def test_command_line_runs_a_pyg_dataset(tmp_path, monkeypatch):
     assert run_cli.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"] == "pyg:WikiCS" and results["method"] == "vqgraph"
-    assert run_cli.RunSpec("pyg:Amazon/Photo").name.startswith("pyg-Amazon-Photo-transductive")
+    from vqgraph.app.run import RunSpec
+
+    assert RunSpec("pyg:Amazon/Photo").name.startswith("pyg-Amazon-Photo-transductive")
 
 
 @pytest.mark.parametrize("name, message", [

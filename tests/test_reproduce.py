@@ -13,6 +13,8 @@ import time
 import pytest
 from conftest import REPO
 from experiments import reproduce
+from vqgraph.app import grid, records
+from vqgraph.app.run import RunSpec
 
 ARGS = ["--datasets", "synthetic", "--settings", "transductive", "--methods", "mlp", "glnn", "--seeds", "0-2"]
 FAST = ["--set", "train.max_epochs=3", "student_train.max_epochs=30", "student_train.patience=none",
@@ -75,18 +77,18 @@ def test_paired_differences_match_seeds_and_count_wins():
     rows = [row("glnn", 0, 0.80), row("glnn", 1, 0.82), row("glnn", 2, 0.90),
             row("vqgraph", 0, 0.81), row("vqgraph", 1, 0.82), row("vqgraph", 3, 0.10),  # seed 3: no glnn pair
             row("glnn", 0, 0.70, "inductive"), row("vqgraph", 0, 0.69, "inductive")]
-    md = reproduce.paired(rows)
+    md = records.paired(rows)
     # seeds 0 and 1 pair up: +1 and 0 points; seed 2 (glnn only) and seed 3 (vqgraph only) are left out
     assert "| cora | transductive | vqgraph - glnn | test/acc | 2 | +0.50 ± 0.71 | 1 / 1 / 0 |" in md
     assert "| cora | inductive | vqgraph - glnn | test_ind/acc | 1 | -1.00 ± 0.00 | 0 / 0 / 1 |" in md
     assert "test_prod/acc | 1 | -1.00 ± 0.00" in md
     assert "glnn - mlp" not in md  # no mlp runs: no such row
-    assert reproduce.paired([row("glnn", 0, 0.8)]) == ""
+    assert records.paired([row("glnn", 0, 0.8)]) == ""
     # against another grid: each method with itself there, by seed
     variant = [row("vqgraph", 0, 0.83), row("vqgraph", 1, 0.80)]
-    md = reproduce.paired(variant, baseline=rows, label="code weight 0")
+    md = records.paired(variant, baseline=rows, label="code weight 0")
     assert "| cora | transductive | vqgraph (code weight 0) - vqgraph | test/acc | 2 | +0.00 ± 2.83 | 1 / 0 / 1 |" in md
-    md = reproduce.paired(variant, baseline=rows, label="code weight 0", baseline_label="default")
+    md = records.paired(variant, baseline=rows, label="code weight 0", baseline_label="default")
     assert "| vqgraph (code weight 0) - vqgraph (default) | test/acc |" in md
 
 
@@ -98,27 +100,27 @@ def test_compare_to_a_missing_grid_fails_before_running(tmp_path, capsys):
 
 
 def test_a_full_batch_teachers_tokenize_setting_is_not_a_config_change():
-    spec = reproduce.RunSpec("cora", "transductive", "glnn", "gcn", 0)
+    spec = RunSpec("cora", "transductive", "glnn", "gcn", 0)
     recorded = {"config": json.loads(json.dumps(spec.config().to_dict()))}
     recorded["config"]["teacher"]["tokenize"] = "all"  # runs made before inner became the default
-    assert reproduce.config_changes(recorded, spec) == []
+    assert grid.config_changes(recorded, spec) == []
     recorded["config"]["teacher"]["hidden_channels"] = 7
-    assert reproduce.config_changes(recorded, spec) == [f"teacher.hidden_channels: 7 -> {spec.config().teacher.hidden_channels}"]
-    batched = reproduce.RunSpec("cora", "transductive", "glnn", "gcn", 0, ("train.batch_size=256",))
+    assert grid.config_changes(recorded, spec) == [f"teacher.hidden_channels: 7 -> {spec.config().teacher.hidden_channels}"]
+    batched = RunSpec("cora", "transductive", "glnn", "gcn", 0, ("train.batch_size=256",))
     recorded = {"config": json.loads(json.dumps(batched.config().to_dict()))}
     recorded["config"]["teacher"]["tokenize"] = "all"
-    assert reproduce.config_changes(recorded, batched) == ["teacher.tokenize: 'all' -> 'inner'"]
+    assert grid.config_changes(recorded, batched) == ["teacher.tokenize: 'all' -> 'inner'"]
 
 
 def test_teacher_sparse_input_is_compared_by_its_effect():
     # the synthetic graph's features are dense: auto and off are the same teacher there
-    spec = reproduce.RunSpec("synthetic", "transductive", "glnn", "gcn", 0)
+    spec = RunSpec("synthetic", "transductive", "glnn", "gcn", 0)
     recorded = {"config": json.loads(json.dumps(spec.config().to_dict()))}
     assert recorded["config"]["teacher"]["sparse_input"] == "auto"
     recorded["config"]["teacher"]["sparse_input"] = "off"
-    assert reproduce.config_changes(recorded, spec) == []
+    assert grid.config_changes(recorded, spec) == []
     recorded["config"]["teacher"]["sparse_input"] = "on"
-    assert reproduce.config_changes(recorded, spec) == ["teacher.sparse_input: 'on' -> 'auto'"]
+    assert grid.config_changes(recorded, spec) == ["teacher.sparse_input: 'on' -> 'auto'"]
 
 
 def test_grid_summary_run_holds_the_tables_offline(tmp_path, monkeypatch):
@@ -148,7 +150,7 @@ def test_grid_summary_run_holds_the_tables_offline(tmp_path, monkeypatch):
 
 
 def test_an_unfinished_run_of_another_config_starts_over(tmp_path, monkeypatch):
-    from vqgraph.training.checkpoint import CheckpointMismatchError
+    from vqgraph.errors import CheckpointMismatchError
 
     calls = []
 
@@ -159,8 +161,8 @@ def test_an_unfinished_run_of_another_config_starts_over(tmp_path, monkeypatch):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "results.json").write_text(json.dumps({"config": {}, "ok": True}))
 
-    monkeypatch.setattr(reproduce.run_cli, "run", fake_run)
-    spec = reproduce.RunSpec("synthetic", "transductive", "glnn", "gcn", 0)
+    monkeypatch.setattr(grid, "run_experiment", fake_run)
+    spec = RunSpec("synthetic", "transductive", "glnn", "gcn", 0)
     with pytest.warns(UserWarning, match="starts over with the grid's config"):
-        result = reproduce.finished_run(spec, tmp_path / "run", tmp_path / "cache")
+        result = grid.finished_run(spec, tmp_path / "run", tmp_path / "cache")
     assert calls == [False, True] and result["ok"]

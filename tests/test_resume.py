@@ -113,8 +113,8 @@ def test_two_processes_resume_from_rank_zeros_checkpoint(tmp_path):
 @pytest.mark.realdata
 def test_two_threads_give_the_same_teacher_and_student_twice(data_root):
     from vqgraph import fit_student, fit_teacher
-    from vqgraph.config import ExperimentConfig
-    from vqgraph.data.task import prepare_task
+    from vqgraph.app.config import ExperimentConfig
+    from vqgraph.app.task import prepare_task
 
     cfg = ExperimentConfig.from_preset("cora", "gcn", "vqgraph", [
         "train.max_epochs=8", "train.patience=none", "train.progress=false", "student_train.max_epochs=8",

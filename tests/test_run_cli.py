@@ -16,7 +16,7 @@ from experiments import run as run_cli
 from vqgraph.data import load_dataset, make_split
 from vqgraph.serving import Predictor
 from vqgraph.training import DistillConfig
-from vqgraph.utils.io import ArtifactMismatchError
+from vqgraph.errors import ArtifactMismatchError
 
 FAST = ["train.max_epochs=4", "student_train.max_epochs=4", "teacher.codebook_size=64"]
 
@@ -109,7 +109,8 @@ def test_unknown_override_is_rejected_with_its_name(tmp_path, data_root, capsys)
 
 
 def test_preset_method_blocks_apply_to_their_method_only(tmp_path):
-    from vqgraph.config import ConfigError, ExperimentConfig
+    from vqgraph.app.config import ExperimentConfig
+    from vqgraph.errors import ConfigError
 
     preset = tmp_path / "p.yaml"
     preset.write_text("gcn:\n  student:\n    dropout: 0.3\n  mlp:\n    student:\n      dropout: 0.6\n")
@@ -127,7 +128,8 @@ def test_preset_method_blocks_apply_to_their_method_only(tmp_path):
 
 def test_run_without_method_or_teacher_takes_the_presets_recipe_per_setting(tmp_path):
     from experiments.common import parse_run
-    from vqgraph.config import DEFAULT_RECIPE, ConfigError, recipe
+    from vqgraph.app.config import DEFAULT_RECIPE, recipe
+    from vqgraph.errors import ConfigError
 
     preset = tmp_path / "p.yaml"
     preset.write_text("recipe:\n  inductive:\n    teacher: sage\n    method: glnn\n"
@@ -235,8 +237,8 @@ def test_an_ensemble_of_other_encoder_kinds_trains_each_with_its_own_settings(tm
 
 
 def test_teacher_cache_key_follows_the_tokenize_form_only_where_it_acts():
-    from experiments.common import teacher_key
-    from vqgraph.config import ExperimentConfig
+    from vqgraph.app.cache import teacher_key
+    from vqgraph.app.config import ExperimentConfig
 
     def key(overrides):
         return teacher_key("a-computer", "transductive", 0, ExperimentConfig.from_preset("a-computer", "gcn", "glnn", overrides))
@@ -248,8 +250,8 @@ def test_teacher_cache_key_follows_the_tokenize_form_only_where_it_acts():
 
 
 def test_teacher_cache_key_follows_sparse_input_by_its_effect():
-    from experiments.common import teacher_key
-    from vqgraph.config import ExperimentConfig
+    from vqgraph.app.cache import teacher_key
+    from vqgraph.app.config import ExperimentConfig
 
     dense, sparse = torch.rand(50, 20), (torch.rand(50, 200) < 0.02).float()
 
@@ -281,7 +283,8 @@ def test_a_bad_config_file_is_a_usage_error_naming_the_file(tmp_path, capsys, co
 
 @pytest.mark.parametrize("dataset,setting", [("cora", "transductive"), ("a-photo", "inductive")])
 def test_teacher_cache_keys_of_the_committed_grid_still_hold_and_halving_makes_a_new_one(dataset, setting):
-    from experiments.common import RunSpec, teacher_key
+    from vqgraph.app.cache import teacher_key
+    from vqgraph.app.run import RunSpec
 
     recorded = Path(__file__).parents[1] / "experiments/results/headline_runs/glnn" / f"{dataset}-{setting}-glnn-gcn-s0" / "results.json"
     key = Path(json.loads(recorded.read_text())["teacher_artifact"]).parent.name

@@ -11,9 +11,10 @@ import warnings
 import pytest
 
 from experiments.train_teacher import main
-from vqgraph.config import ConfigError, ExperimentConfig
-from vqgraph.data.task import DataConfig, prepare_task
-from vqgraph.targets import ArtifactMismatchError, TeacherTargets
+from vqgraph.app.config import ExperimentConfig
+from vqgraph.app.task import DataConfig, prepare_task
+from vqgraph.errors import ArtifactMismatchError, ConfigError
+from vqgraph.targets import TeacherTargets
 
 EPOCHS = 5
 EVAL_KEYS = {

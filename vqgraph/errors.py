@@ -1,4 +1,6 @@
-"""Exceptions raised by vqgraph. Each names what was wrong, where, and what was expected."""
+"""Every exception vqgraph raises on purpose, in one module. Each names what was wrong, where,
+and what was expected; all derive from :class:`VQGraphError` and from the built-in exception a
+caller would otherwise catch (``ValueError``, ``OSError``, ...)."""
 
 
 class VQGraphError(Exception):
@@ -30,3 +32,19 @@ class SplitError(VQGraphError, ValueError):
 
 class DivergenceError(VQGraphError, RuntimeError):
     """Training produced a non-finite loss term or parameter; nothing of the run is kept."""
+
+
+class ConfigError(VQGraphError, ValueError):
+    """A configuration key is unknown or its value has the wrong type."""
+
+
+class ArtifactMismatchError(VQGraphError, ValueError):
+    """A saved artifact does not match the graph, split or format it is used with."""
+
+
+class CheckpointMismatchError(VQGraphError, ValueError):
+    """A checkpoint belongs to another configuration than the run that would resume from it."""
+
+
+class NotWritableError(VQGraphError, OSError):
+    """An output or cache folder cannot be created or written to."""

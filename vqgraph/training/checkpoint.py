@@ -28,16 +28,12 @@ import torch
 from torch import nn
 
 from vqgraph import distributed
-from vqgraph.errors import VQGraphError
-from vqgraph.utils.io import ArtifactMismatchError, atomic_torch_save, read_artifact
+from vqgraph.errors import ArtifactMismatchError, CheckpointMismatchError
+from vqgraph.utils.io import atomic_torch_save, read_artifact
 
 FORMAT = "vqgraph-checkpoint"
 FORMAT_VERSION = 1
 KILL_ENV = "VQGRAPH_KILL_AFTER_EPOCH"  # tests only: "<desc prefix>:<epoch>" kills the process after that epoch
-
-
-class CheckpointMismatchError(VQGraphError, ValueError):
-    """A checkpoint belongs to another configuration than the run that would resume from it."""
 
 
 @dataclass

@@ -8,15 +8,7 @@ from pathlib import Path
 
 import torch
 
-from vqgraph.errors import VQGraphError
-
-
-class ArtifactMismatchError(VQGraphError, ValueError):
-    """A saved artifact does not match the graph, split or format it is used with."""
-
-
-class NotWritableError(VQGraphError, OSError):
-    """An output or cache folder cannot be created or written to."""
+from vqgraph.errors import ArtifactMismatchError, NotWritableError
 
 
 def ensure_writable(folder, what: str) -> Path:

@@ -24,20 +24,16 @@ from typing import Any, Dict, Iterable, Mapping, Optional, TypeVar
 
 import yaml
 
-from vqgraph.data.task import DataConfig
-from vqgraph.errors import VQGraphError
+from vqgraph.app.task import DataConfig
+from vqgraph.errors import ConfigError
 from vqgraph.models.student import StudentConfig
 from vqgraph.models.teacher import TeacherConfig
 from vqgraph.training.distill import METHODS, DistillConfig, distill_defaults, student_defaults, student_train_defaults
 from vqgraph.training.loop import TrainConfig
 
-PRESET_DIR = Path(__file__).resolve().parent / "presets"
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 T = TypeVar("T")
-
-
-class ConfigError(VQGraphError, ValueError):
-    """A configuration key is unknown or its value has the wrong type."""
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -1,0 +1,103 @@
+"""The package's shape, as issue 28 set it: three layers (the library ``vqgraph/``, the commands in
+``experiments/``, the lab in ``experiments/bench/`` and ``experiments/studies/``), floors inside the
+library that import only downwards, and modules and functions of a readable size."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+# floors of the library, lowest first: a module may import its own floor and those below it
+FLOORS = (
+    ("vqgraph.errors", "vqgraph.utils", "vqgraph.distributed", "vqgraph.losses"),
+    ("vqgraph.data",),
+    ("vqgraph.models",),
+    ("vqgraph.evaluation", "vqgraph.targets"),
+    ("vqgraph.serving",),
+    ("vqgraph.training",),
+    ("vqgraph.app",),
+)
+LAB = ("experiments.bench", "experiments.studies")
+MAX_MODULE_LINES = {"vqgraph": 400}
+MAX_FUNCTION_LINES = {"vqgraph": 60, "experiments": 70}
+MAX_COMMANDS, MAX_COMMAND_LINES = 9, 200
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def sources(package: str):
+    return sorted((REPO / package).rglob("*.py"))
+
+
+def imports(path: Path):
+    """Every module ``path`` imports, at the top or inside a function (``from a import b`` counts as
+    ``a.b``, which :func:`floor` maps to ``a``'s floor when ``b`` is not a module)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def floor(name: str):
+    for level, prefixes in enumerate(FLOORS):
+        if any(name == p or name.startswith(p + ".") for p in prefixes):
+            return level
+    return None
+
+
+def test_library_imports_only_downwards():
+    back_up = []
+    for path in sources("vqgraph"):
+        me = module_name(path)
+        mine = floor(me)
+        for name in imports(path):
+            theirs = floor(name)
+            if name.startswith("experiments"):
+                back_up.append(f"{me} imports {name} (the library never imports the commands)")
+            elif mine is not None and theirs is not None and theirs > mine:
+                back_up.append(f"{me} (floor {mine}) imports {name} (floor {theirs})")
+    assert not back_up, "\n".join(back_up)
+
+
+def test_every_library_module_has_a_floor():
+    assert [module_name(p) for p in sources("vqgraph") if floor(module_name(p)) is None] == ["vqgraph"]
+
+
+def test_commands_do_not_import_the_lab():
+    bad = [f"{module_name(p)} imports {name}" for p in (REPO / "experiments").glob("*.py")
+           for name in imports(p) if name.startswith(LAB)]
+    assert not bad, "\n".join(bad)
+
+
+def test_experiments_top_level_holds_only_user_commands():
+    commands = sorted(p.name for p in (REPO / "experiments").glob("*.py"))
+    assert len(commands) <= MAX_COMMANDS, commands
+    long = {p.name: n for p in (REPO / "experiments").glob("*.py") if (n := len(p.read_text().splitlines())) > MAX_COMMAND_LINES}
+    assert not long, long
+
+
+@pytest.mark.parametrize("package", sorted(MAX_MODULE_LINES))
+def test_no_module_is_too_long(package):
+    limit = MAX_MODULE_LINES[package]
+    long = {module_name(p): n for p in sources(package) if (n := len(p.read_text().splitlines())) > limit}
+    assert not long, long
+
+
+@pytest.mark.parametrize("package", sorted(MAX_FUNCTION_LINES))
+def test_no_function_is_too_long(package):
+    limit, long = MAX_FUNCTION_LINES[package], []
+    for path in sources(package):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if node.end_lineno - start + 1 > limit:
+                    long.append(f"{module_name(path)}.{node.name}: {node.end_lineno - start + 1} lines")
+    assert not long, "\n".join(long)

@@ -1,0 +1,179 @@
+"""Run assembly: one distillation run of a :class:`RunSpec`, from the dataset to ``results.json``.
+
+:func:`run_experiment` loads and splits the data (:func:`~vqgraph.app.task.prepare_task`), takes the
+teacher from the cache or trains it (:func:`~vqgraph.app.cache.cached_teacher`; several for an
+ensemble), distils the student (choosing its weight decay when the config lists several), and
+writes ``student.pt`` and ``results.json``. ``python -m experiments.run`` is this with arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Tuple
+
+from vqgraph import distributed
+from vqgraph.app.cache import cached_teacher, identity
+from vqgraph.app.config import ExperimentConfig, preset_blocks, to_dict
+from vqgraph.app.figures import codebook_figure
+from vqgraph.app.loggers import WandbLogger
+from vqgraph.app.records import write_json
+from vqgraph.app.task import prepare_task
+from vqgraph.serving import Predictor
+from vqgraph.targets import ensemble_targets
+from vqgraph.training import fit_student
+from vqgraph.utils.io import ensure_writable
+from vqgraph.utils.profiling import environment
+
+
+def dataset_stem(dataset: str) -> str:
+    """A dataset's name in folder names: a file's stem, ``pyg:Amazon/Photo`` as ``pyg-Amazon-Photo``."""
+    if dataset.startswith("pyg:"):
+        return dataset.replace(":", "-").replace("/", "-")
+    return Path(dataset).stem
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: what ``experiments.run`` and ``experiments.train_teacher`` take."""
+
+    dataset: str
+    setting: str = "transductive"
+    method: str = "vqgraph"
+    teacher: str = "gcn"
+    seed: int = 0
+    overrides: Tuple[str, ...] = field(default_factory=tuple)  # section.key=value
+    preset: Optional[str] = None  # YAML preset (default: the dataset's packaged one)
+    device: Optional[str] = None
+    quiet: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{dataset_stem(self.dataset)}-{self.setting}-{self.method}-{self.teacher}-s{self.seed}"
+
+    def config(self) -> ExperimentConfig:
+        """Defaults < preset < ``overrides`` < the seed, device, progress and method of the spec.
+        Raises ConfigError on a bad key or value."""
+        flags = [f"train.seed={self.seed}", f"student_train.seed={self.seed}"]
+        for section in ("train", "student_train"):
+            flags += [f"{section}.device={self.device}"] if self.device else []
+            flags += [f"{section}.progress=false"] if self.quiet else []
+        overrides = [*self.overrides, *flags, f"distill.method={self.method}"]
+        return ExperimentConfig.from_preset(self.dataset, self.teacher, self.method, overrides, self.preset)
+
+
+def run_experiment(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off",
+                   project: str = "vqgraph", fresh: bool = False, download: bool = False) -> Optional[dict]:
+    """Train (or reuse) the teacher and distil the student of ``spec``; rank 0 writes
+    ``out/student.pt`` and ``out/results.json`` (last, atomically) and returns the results.
+
+    Teacher and student training checkpoint (``<cache>/<key>/checkpoint.pt``,
+    ``out/checkpoint.pt``; schedule ``train.checkpoint_*`` and ``student_train.checkpoint_*``):
+    the same call after a crash resumes where it stopped; ``fresh`` starts over. ``download``:
+    fetch a missing dataset into the first data root."""
+    cfg = spec.config()
+    me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
+    task = prepare_task(spec.dataset, spec.setting, spec.seed, cfg.data, data_root, download)
+    if me.is_main:  # before any training: an unwritable folder is reported now, not after an hour
+        ensure_writable(out, "output folder")
+        ensure_writable(cache, "teacher cache folder")
+    name, setting = task.data.name, task.split.setting.value
+    config = {**cfg.to_dict(), "dataset": name, "setting": setting, "method": spec.method,
+              "teacher_kind": spec.teacher, "seed": spec.seed}  # the run's identity beside its sections
+    logger = WandbLogger(wandb if me.is_main else "off", project=project, group=f"{name}/{setting}/{spec.method}",
+                         job_type="distill", name=f"{name}-{setting}-{spec.method}-{spec.teacher}-s{spec.seed}",
+                         config=config, dir=out, tags=[name, setting, spec.method, spec.teacher])
+    with logger:
+        targets, artifact, teacher_seconds = cached_teacher(task, cfg, spec.seed, cache, log=logger.stage("teacher/"),
+                                                            fresh=fresh)
+        if cfg.distill.teachers > 1:
+            targets, more_seconds = ensemble(spec, task, cfg, cache, targets, logger, fresh)
+            teacher_seconds += more_seconds
+        who = identity({"student": to_dict(cfg.student), "distill": to_dict(cfg.distill),
+                        "student_train": to_dict(cfg.student_train)},
+                       dataset=name, setting=setting, seed=spec.seed, teacher=artifact.parent.name)
+        checkpoint = cfg.student_train.checkpoint(out / "checkpoint.pt", who, fresh)
+        student = fit_student(task.data, task.split, targets, cfg.student, cfg.distill, cfg.student_train, log=logger,
+                              checkpoint=checkpoint)
+        if not me.is_main:  # every rank holds the same student; rank 0 writes it
+            return None
+        results = _record(spec, task, config, targets, artifact, student, teacher_seconds, out, me.world_size)
+        results.update(figures(targets, out, f"{name} {setting}, teacher {spec.teacher}, seed {spec.seed}", logger))
+        write_json(out / "results.json", results)
+        _log_final(logger, results, artifact, out, spec)
+    return results
+
+
+def _record(spec: RunSpec, task, config: dict, targets, artifact: Path, student, teacher_seconds: float, out: Path,
+            world_size: int) -> dict:
+    """Save the student (``out/student.pt``: weights, feature transform, codebook) and return the
+    run's results record."""
+    name, setting = task.data.name, task.split.setting.value
+    m = student.metrics
+    metrics = {k: v for k, v in m.items() if k.endswith("/acc")}
+    chosen = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("selected/")}  # e.g. the mlp's weight decay
+    codebook = targets.codebook if spec.method == "vqgraph" else None
+    meta = {"dataset": name, "setting": setting, "method": spec.method, "seed": spec.seed, "metrics": metrics, "config": config}
+    Predictor(student.model, task.transform, codebook, targets.metric, meta=meta, backend="eager").save(out / "student.pt")
+    return {
+        "dataset": name, "setting": setting, "method": spec.method, "teacher": spec.teacher, "seed": spec.seed,
+        "selected_by": m["selected_by"],
+        "metrics": metrics,
+        "teacher_metrics": {k: v for k, v in targets.metrics.items() if "/" in k},
+        "targets": {k: v for k, v in m.items() if k.startswith("targets/")},
+        "timings": {"teacher_train_s": teacher_seconds, "teacher_cached": teacher_seconds == 0.0,
+                    "student_train_s": m["train_s"], "student_infer_s": m["infer_s"]},
+        "selected": chosen,
+        "best_epoch": m["best_epoch"],
+        "epochs": m["epochs"],
+        "teacher_artifact": str(artifact),
+        "config": config,
+        "environment": {**environment(), "world_size": world_size},
+    }
+
+
+def _log_final(logger: WandbLogger, results: dict, artifact: Path, out: Path, spec: RunSpec) -> None:
+    logger.summary({f"final/{k}": v for k, v in results["metrics"].items()})
+    logger.summary({f"teacher/final/{k}": v for k, v in results["teacher_metrics"].items()})
+    logger.log_artifact(artifact, f"teacher-{artifact.parent.name}", "teacher", {"metrics": results["teacher_metrics"]})
+    logger.log_artifact(out / "student.pt", f"student-{results['dataset']}-{spec.method}-s{spec.seed}", "student")
+
+
+def ensemble(spec: RunSpec, task, cfg: ExperimentConfig, cache: Path, first, logger, fresh: bool = False):
+    """``distill.teachers`` teachers' targets averaged (:func:`vqgraph.targets.ensemble_targets`):
+    ``first`` and teachers m = 1, 2, ... trained with ``train.seed = seed + 1000 m``, each cached
+    as any teacher. Teacher m is of kind ``distill.teacher_kinds[m - 1]`` (default: the first's):
+    a member of another kind takes that kind's ``teacher`` and ``train`` sections (defaults <
+    its preset block < the run's overrides, which apply to every teacher); the graph, its
+    features and the split stay the run's. Returns the targets and the extra training seconds."""
+    members, seconds = [first], 0.0
+    kinds = cfg.distill.teacher_kinds or (spec.teacher,) * (cfg.distill.teachers - 1)
+    for m, kind in enumerate(kinds, start=1):
+        if kind != spec.teacher and kind not in preset_blocks(spec.dataset, spec.preset):
+            warnings.warn(f"teacher {m + 1} of the ensemble ({kind!r}) has no block in the preset of "
+                          f"{spec.dataset!r}: it trains with the package defaults for {kind!r} and the run's "
+                          "overrides", stacklevel=2)
+        own = dataclasses.replace(spec, teacher=kind).config()  # the first's kind: the run's own sections
+        member_cfg = dataclasses.replace(cfg, teacher=own.teacher,
+                                         train=dataclasses.replace(own.train, seed=spec.seed + 1000 * m))
+        targets, _, spent = cached_teacher(task, member_cfg, spec.seed, cache, log=logger.stage(f"teacher{m}/"),
+                                           fresh=fresh)
+        members.append(targets)
+        seconds += spent
+    return ensemble_targets(members, task.data, task.split), seconds
+
+
+def figures(targets, out: Path, title: str, logger: WandbLogger) -> dict:
+    """Write the codebook figure beside the results (and log it); ``{"figures": {...}}`` or ``{}``.
+    A figure is a convenience: its failure warns and must not cost the run its results."""
+    try:
+        figure = codebook_figure(targets, out / "codebook.png", title)
+    except Exception as err:  # noqa: BLE001 (matplotlib and disk errors alike)
+        warnings.warn(f"the codebook figure was not written: {type(err).__name__}: {err}", stacklevel=2)
+        return {}
+    if figure is None:
+        return {}
+    logger.log_image("teacher/codebook", figure, "code usage and codes, coloured by majority predicted class")
+    return {"figures": {"codebook": figure.name}}
