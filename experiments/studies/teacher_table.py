@@ -1,6 +1,6 @@
 """Teacher accuracy over seeds for named config variants, as a Markdown table.
 
-    python -m experiments.teacher_table --datasets cora citeseer --seeds 0-4 \
+    python -m experiments.studies.teacher_table --datasets cora citeseer --seeds 0-4 \
         --variants "vq:" "plain:teacher.use_tokenizer=false" "dense:teacher.edge_recon=dense" \
         [--teacher gcn] [--setting transductive] [--out experiments/results/teacher.md]
 
@@ -40,7 +40,7 @@ def mean_std(values, signed: bool = False, percent: bool = True):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.teacher_table", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.studies.teacher_table", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["cora", "citeseer"])
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--teacher", default="gcn")
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
             )
     lines = [
         f"Teacher `{args.teacher}`, {args.setting}, seeds {args.seeds}; accuracy in % (mean ± std), "
-        f"selected on validation. Command: `python -m experiments.teacher_table {shlex.join(argv or [])}`".rstrip(),
+        f"selected on validation. Command: `python -m experiments.studies.teacher_table {shlex.join(argv or [])}`".rstrip(),
         "",
     ]
     columns = ["dataset", "variant", "overrides", "test acc", "val acc", "codes used", "s/epoch", "seeds"]

@@ -1,6 +1,6 @@
 """How closely distilled students follow the teacher's tokenizer, from finished runs, as a table.
 
-    python -m experiments.code_fit RUNS [RUNS ...] [--data-root DIR] [--out FILE.md]
+    python -m experiments.studies.code_fit RUNS [RUNS ...] [--data-root DIR] [--out FILE.md]
 
 For every run with a codebook (``vqgraph``) under the grids ``RUNS`` (folders of runs, each with
 ``results.json`` and ``student.pt``), on its test nodes (``test`` or ``test_tran`` + ``test_ind``):
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from experiments.common import emit, markdown_table
-from experiments.teacher_table import mean_std
+from experiments.studies.teacher_table import mean_std
 from vqgraph.data.task import DataConfig, prepare_task
 from vqgraph.losses import code_logits
 from vqgraph.serving import Predictor
@@ -90,7 +90,7 @@ def run_fit(folder: Path, root=None) -> Dict[str, float]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.code_fit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.studies.code_fit", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="folders of runs (as written by experiments.reproduce)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here too")
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     keys = ["agreement", "top10", "z_cosine", "teacher_margin", "teacher_readout", "student_readout", "student_acc"]
     lines = [
         "On test nodes, mean ± std over seeds; % except `z cosine` and `teacher margin` (cosine units). "
-        "Command: `python -m experiments.code_fit " + " ".join(str(a) for a in (argv if argv is not None else [])) + "`",
+        "Command: `python -m experiments.studies.code_fit " + " ".join(str(a) for a in (argv if argv is not None else [])) + "`",
         "",
     ]
     columns = ["grid", "dataset", "setting", "seeds", "code agreement", "top-10", "z cosine", "teacher margin",

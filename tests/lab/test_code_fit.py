@@ -1,4 +1,4 @@
-"""experiments.code_fit: the student's fit to the teacher's codes, read back from finished runs."""
+"""experiments.studies.code_fit: the student's fit to the teacher's codes, read back from finished runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from experiments import code_fit
+from experiments.studies import code_fit
 from experiments import run as run_cli
 from vqgraph.data import load_dataset, make_split
 from vqgraph.serving import Predictor

@@ -1,8 +1,8 @@
 """Epoch time and peak memory per rank with 1 and 2 processes (torchrun, gloo on CPU).
 
-    python -m experiments.bench_distributed [--nprocs 1 2] [--jobs teacher student] [--epochs 2] [--threads T]
+    python -m experiments.bench.distributed [--nprocs 1 2] [--jobs teacher student] [--epochs 2] [--threads T]
                                             [--out FILE.json]
-    python -m experiments.bench_distributed --profile-step [--out FILE.json]   (teacher.tokenize all against inner)
+    python -m experiments.bench.distributed --profile-step [--out FILE.json]   (teacher.tokenize all against inner)
 
 Two jobs, each launched once per process count with ``torch.distributed.run --standalone``:
 
@@ -169,7 +169,7 @@ def _child(job: str, epochs: int) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench_distributed", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench.distributed", description=__doc__.splitlines()[0])
     parser.add_argument("--nprocs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--jobs", nargs="+", default=["teacher", "student"], choices=["teacher", "student"])
     parser.add_argument("--epochs", type=int, default=2)
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     for job in args.jobs:
         for nproc in args.nprocs:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                   "-m", "experiments.bench_distributed", "--child", job, "--epochs", str(args.epochs)]
+                   "-m", "experiments.bench.distributed", "--child", job, "--epochs", str(args.epochs)]
             env = dict(os.environ)
             if args.threads:
                 env["OMP_NUM_THREADS"] = str(args.threads)

@@ -1,6 +1,6 @@
 """Time and peak memory of teacher training epochs.
 
-    python -m experiments.bench_teacher [--data-root DIR] [--sizes 100000 200000 400000 1000000:10000000]
+    python -m experiments.bench.teacher [--data-root DIR] [--sizes 100000 200000 400000 1000000:10000000]
                                         [--epochs 3] [--batch-size N]
 
 Prints (1) seconds per epoch on Cora at the default config (train step + validation pass, the
@@ -57,7 +57,7 @@ def _synthetic_child(size: str, epochs: int, batch_size) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench_teacher", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench.teacher", description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--sizes", nargs="*", default=["100000", "200000", "400000", "1000000:10000000"])
     parser.add_argument("--epochs", type=int, default=3)
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     previous = None
     for size in args.sizes:
         extra = ["--batch-size", str(args.batch_size)] if args.batch_size else []
-        row = run_isolated("experiments.bench_teacher", ["--child", size, "--epochs", str(args.epochs), *extra])
+        row = run_isolated("experiments.bench.teacher", ["--child", size, "--epochs", str(args.epochs), *extra])
         ratio = row["peak_rss_gib"] / previous["peak_rss_gib"] if previous else float("nan")
         row["peak_ratio_vs_previous"] = round(ratio, 3)
         rows["synthetic"].append(row)

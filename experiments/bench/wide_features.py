@@ -1,9 +1,9 @@
 """Seconds per epoch of the default teacher and student on a graph with wide bag-of-words features.
 
-    python -m experiments.bench_wide_features [--nodes 20000] [--edges 100000] [--features 7000]
+    python -m experiments.bench.wide_features [--nodes 20000] [--edges 100000] [--features 7000]
                                               [--density 0.01] [--epochs 3] [--repeats 3]
                                               [--student-method vqgraph|glnn] [--out FILE.json]
-    python -m experiments.bench_wide_features --full-run auto|off [--out FILE.json]
+    python -m experiments.bench.wide_features --full-run auto|off [--out FILE.json]
 
 The graph is what a user brings most often: a CSBM with binary bag-of-words features
 (``make_csbm(feature_density=...)``: 20k nodes, 7k features of which 1% are ones, 100k
@@ -92,7 +92,7 @@ def full_run(nodes: int, edges: int, features: int, density: float, teacher_form
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench_wide_features",
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench.wide_features",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=20_000)
     parser.add_argument("--edges", type=int, default=100_000)

@@ -1,14 +1,14 @@
 """Bit-level snapshot of small training runs, to check that a refactor changes no result.
 
-    python -m experiments.snapshot OUT.json                # in this checkout
-    python -m experiments.snapshot --compare A.json B.json # prints every difference, exits 1 if any
+    python -m experiments.studies.snapshot OUT.json                # in this checkout
+    python -m experiments.studies.snapshot --compare A.json B.json # prints every difference, exits 1 if any
 
 Trains on a seeded 600-node CSBM graph, with one thread: SAGE teachers full-batch and
 mini-batch in both settings, each distilled into mlp, glnn and vqgraph students (full and
 mini-batch), then GCN, GAT, APPNP and sage_gcn teachers with both classifier inputs. It records
 every per-epoch history, the final metrics and hashes of the weights and targets. It uses only
 the top-level ``vqgraph`` API, so the file can be run against an older checkout too
-(``PYTHONPATH=OLD python experiments/snapshot.py before.json``).
+(``PYTHONPATH=OLD python experiments/studies/snapshot.py before.json``).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def differences(a: dict, b: dict) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.snapshot", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.studies.snapshot", description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", help="write the snapshot here (JSON)")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two snapshots")
     args = parser.parse_args(argv)

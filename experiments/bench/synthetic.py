@@ -1,6 +1,6 @@
 """Time and peak memory of the synthetic CSBM generators.
 
-    python -m experiments.bench_synthetic [--sizes 100000:1000000 1000000:10000000] [--generators csbm dcsbm]
+    python -m experiments.bench.synthetic [--sizes 100000:1000000 1000000:10000000] [--generators csbm dcsbm]
 
 Each size is ``NODES:UNDIRECTED_EDGES`` and runs in a fresh process per generator (``csbm``:
 near-uniform degrees, ``dcsbm``: degree-corrected, heavy-tailed at the exponent of ``experiments.speed``'s graphs), so the peak
@@ -20,7 +20,7 @@ from vqgraph.utils.profiling import current_rss_gib, peak_rss_gib, run_isolated
 def _one(num_nodes: int, num_edges: int, num_features: int, seed: int, generator: str = "csbm") -> dict:
     import torch
 
-    from experiments.speed import DEGREE_EXPONENT
+    from experiments.bench.latency import DEGREE_EXPONENT
     from vqgraph.data import degree_stats, make_csbm, make_dcsbm, num_undirected_edges
 
     base = current_rss_gib()
@@ -47,7 +47,7 @@ def _one(num_nodes: int, num_edges: int, num_features: int, seed: int, generator
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench_synthetic", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench.synthetic", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["100000:1000000", "1000000:10000000"])
     parser.add_argument("--num-features", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     for size in args.sizes:
         for generator in args.generators:
             row = run_isolated(
-                "experiments.bench_synthetic",
+                "experiments.bench.synthetic",
                 ["--child", "--sizes", size, "--num-features", str(args.num_features), "--seed", str(args.seed),
                  "--generators", generator],
             )

@@ -1,8 +1,8 @@
-"""experiments.val_halves: targets scored on the teacher's half of validation, the other half and test."""
+"""experiments.studies.val_halves: targets scored on the teacher's half of validation, the other half and test."""
 
 from __future__ import annotations
 
-from experiments import val_halves
+from experiments.studies import val_halves
 
 
 def test_one_seed_scores_each_variant_on_both_halves_and_test(data_root, monkeypatch):

@@ -1,6 +1,6 @@
 """The student's soft-code KL, forward and backward, in four forms, interleaved in one run.
 
-    python -m experiments.bench_code_term [--nodes 20000] [--codes 2048] [--dim 64] [--batch 4096] [--repeats 12]
+    python -m experiments.bench.code_term [--nodes 20000] [--codes 2048] [--dim 64] [--batch 4096] [--repeats 12]
 
 - ``cached``: the teacher's soft assignments stored N x K once and gathered per batch (the
   package's form until the mean-code form, while N x K fitted its cache);
@@ -70,7 +70,7 @@ def code_term_forms(n: int, codes: int, dim: int, batch: int, tau: float = 0.1):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench_code_term", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench.code_term", description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=20_000)
     parser.add_argument("--codes", type=int, default=2048)
     parser.add_argument("--dim", type=int, default=64, help="code width (the default teacher's hidden width)")

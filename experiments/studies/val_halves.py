@@ -1,7 +1,7 @@
 """Is validation biased toward the teacher it selected? Teacher targets judged on two halves of
 validation: the half the teacher was selected and calibrated on, and a half it never saw.
 
-    python -m experiments.val_halves --datasets cora citeseer a-computer a-photo --seeds 0-4 \
+    python -m experiments.studies.val_halves --datasets cora citeseer a-computer a-photo --seeds 0-4 \
         [--out experiments/results/val_halves.md]
 
 Per dataset and seed, the validation nodes of the CPF split are halved per class (half A, half
@@ -26,7 +26,7 @@ from typing import List
 import torch.nn.functional as F
 
 from experiments.common import RunSpec, emit, markdown_table
-from experiments.teacher_table import mean_std, parse_seeds
+from experiments.studies.teacher_table import mean_std, parse_seeds
 from vqgraph.data.task import prepare_task
 from vqgraph.losses import calibrate_temperature
 from vqgraph.targets import smooth_soft_labels
@@ -53,7 +53,7 @@ def one_seed(dataset: str, seed: int, data_root) -> List[List[float]]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.val_halves", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.studies.val_halves", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["cora", "citeseer", "a-computer", "a-photo"])
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--data-root", default=None)
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             cells = [mean_std([s[v][k] / 100 for s in per_seed]) for k in range(3)]
             diffs = [mean_std([(s[v][k] - s[0][k]) / 100 for s in per_seed], signed=True) for k in range(3)]
             rows.append([dataset, name, len(seeds), *(f"{c} ({d})" if v else c for c, d in zip(cells, diffs))])
-    command = "python -m experiments.val_halves " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python -m experiments.studies.val_halves " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = (f"# Validation halves: accuracy of the teacher's targets, seeds {args.seeds}\n\nCommand: `{command}`\n\n"
             "Accuracy in % of the targets' argmax, mean ± std over seeds; in brackets, minus the raw soft labels, "
             "in points. Half A: the validation nodes the teacher was selected and calibrated on; half B: the other "

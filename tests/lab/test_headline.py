@@ -1,4 +1,4 @@
-"""experiments.headline: rows built from the preset's recipe, one ablation per component, configs
+"""experiments.studies.headline: rows built from the preset's recipe, one ablation per component, configs
 run once, held-out seeds apart, resumable."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from experiments import headline
+from experiments.studies import headline
 
 FAST = ["train.max_epochs=3", "student_train.max_epochs=15", "student_train.patience=none",
         "teacher.codebook_size=32", "teacher.hidden_channels=16", "distill.weight_decays=0.0005"]

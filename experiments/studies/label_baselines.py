@@ -1,13 +1,13 @@
 """Label-only baselines on the same labelled nodes: a tuned linear model against the ``mlp`` student.
 
-    python -m experiments.label_baselines --datasets cora citeseer a-computer a-photo --seeds 0-4 \
+    python -m experiments.studies.label_baselines --datasets cora citeseer a-computer a-photo --seeds 0-4 \
         [--no-preset] [--choose] [--lbfgs] [--variants "default:" "wd5e-4:student_train.weight_decay=0.0005" ...] \
         [--out experiments/results/label_baselines.md]
 
-The linear model is scikit-learn's multinomial logistic regression (L2 penalty, L-BFGS) on the
-training nodes, its ``C`` (10^-3 .. 10^3) and feature normalisation (none / row / standard)
-chosen on validation accuracy. The ``mlp`` student is trained by :func:`vqgraph.fit_student`, each variant being
-``NAME:OVERRIDE[;OVERRIDE...]`` on top of the run config (the dataset preset, or with
+The linear model is scikit-learn's multinomial logistic regression (L2 penalty, L-BFGS; the
+``lab`` extra: ``pip install -e '.[lab]'``) on the training nodes, its ``C`` (10^-3 .. 10^3) and
+feature normalisation (none / row / standard) chosen on validation accuracy. The ``mlp`` student
+is trained by :func:`vqgraph.fit_student`, each variant being ``NAME:OVERRIDE[;OVERRIDE...]`` on top of the run config (the dataset preset, or with
 ``--no-preset`` the defaults a graph without preset gets; ``student.num_layers=1`` is a linear
 student). ``--lbfgs`` adds a linear model and an MLP trained to their penalised optimum by
 full-batch L-BFGS, to tell the optimiser's share of a gap from the model's. A label-only
@@ -26,10 +26,9 @@ from typing import Dict, List
 
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
 
 from experiments.common import emit, markdown_table
-from experiments.teacher_table import mean_std, parse_seeds
+from experiments.studies.teacher_table import mean_std, parse_seeds
 from vqgraph.config import ExperimentConfig
 from vqgraph.data.datasets import load_dataset
 from vqgraph.data.graph import FEATURE_NORMS, FeatureTransform
@@ -41,8 +40,18 @@ from vqgraph.utils.io import atomic_write_text
 C_GRID = tuple(10.0**k for k in range(-3, 4))
 
 
+def logistic_regression():
+    """scikit-learn's ``LogisticRegression``: the lab's only use of scikit-learn, an optional extra."""
+    try:
+        from sklearn.linear_model import LogisticRegression
+    except ImportError as err:
+        raise ImportError("the label baselines need scikit-learn: pip install -e '.[lab]'") from err
+    return LogisticRegression
+
+
 def logistic_baseline(dataset: str, seed: int, data_root=None) -> Dict[str, float]:
     """Val and test accuracy of the validation-chosen (normalisation, C) logistic regression."""
+    LogisticRegression = logistic_regression()
     data = load_dataset(dataset, root=data_root, seed=seed)
     split = make_split(data, seed=seed)
     best = None
@@ -127,7 +136,7 @@ def lbfgs_rows(dataset: str, seeds, linear, record: dict, data_root=None) -> lis
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.label_baselines", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.studies.label_baselines", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", required=True)
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--variants", nargs="*", default=["default:"], help="NAME:OVERRIDE[;OVERRIDE...]")
@@ -163,7 +172,7 @@ def main(argv=None) -> int:
             rows += lbfgs_rows(dataset, seeds, linear, record[dataset], args.data_root)
     preset = "no preset (defaults)" if args.no_preset else "dataset presets"
     text = (f"# Label-only baselines, CPF split, seeds {args.seeds}, {preset}\n\n"
-            f"`python -m experiments.label_baselines {shlex.join(argv if argv is not None else sys.argv[1:])}`\n\n")
+            f"`python -m experiments.studies.label_baselines {shlex.join(argv if argv is not None else sys.argv[1:])}`\n\n")
     text += markdown_table(["dataset", "model", "val acc", "test acc", "test - linear (wins)", "settings / choice"], rows)
     emit(text, args.out)
     if args.out is not None:  # per-seed figures beside the table

@@ -1,6 +1,6 @@
 """Peak memory against graph size: one teacher epoch and one student epoch, each size in a fresh process.
 
-    python -m experiments.bench_memory [--sizes 1000000:10000000 2000000:20000000] [--out FILE.json]
+    python -m experiments.bench.memory [--sizes 1000000:10000000 2000000:20000000] [--out FILE.json]
 
 For each ``NODES:UNDIRECTED_EDGES`` size, a fresh process builds the synthetic CSBM graph (128
 features, 10 classes; 1% of the nodes are training seeds, 1% validation), then trains
@@ -64,7 +64,7 @@ def _child(size: str) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench_memory", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench.memory", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["1000000:10000000", "2000000:20000000"])
     parser.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
           f"{'student':>8} {'peak GiB':>8} {'seconds':>8}")
     rows = []
     for size in args.sizes:
-        row = run_isolated("experiments.bench_memory", ["--child", size])
+        row = run_isolated("experiments.bench.memory", ["--child", size])
         rows.append(row)
         rss = row["rss_gib"]
         print(f"{row['nodes']:>10,} {row['edges']:>11,} {row['graph_tensors_gib']:>9.2f} {rss['graph']:>11.2f} "

@@ -1,7 +1,7 @@
 """The headline grid: teacher, mlp, glnn, vqgraph and each preset's recipe, its ablation and the
 paper's test-selected protocol, over seeds, with held-out seeds reported apart.
 
-    python -m experiments.headline --datasets cora citeseer a-computer a-photo \
+    python -m experiments.studies.headline --datasets cora citeseer a-computer a-photo \
         --settings transductive inductive --seeds 0-9 --held-out 5-9 \
         [--runs runs/headline] [--out experiments/results/headline] [--config PRESET] [--set ...] \
         [--candidate LABEL=METHOD[,SECTION.KEY=VALUE...] ...]
@@ -47,7 +47,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from experiments.common import RunSpec, markdown_table
 from experiments.reproduce import finished_run, win_tie_loss
-from experiments.teacher_table import mean_std, parse_seeds
+from experiments.studies.teacher_table import mean_std, parse_seeds
 from vqgraph.config import ConfigError, recipe
 from vqgraph.training.distill import METHODS
 from vqgraph.training.loop import progress
@@ -269,7 +269,7 @@ def headline_table(blocks: Dict[Tuple[str, str], Dict[str, Dict[int, Dict]]], se
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.headline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.studies.headline", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["cora", "citeseer", "a-computer", "a-photo"])
     parser.add_argument("--settings", nargs="+", default=["transductive", "inductive"], choices=["transductive", "inductive"])
     parser.add_argument("--seeds", default="0-9")
@@ -318,7 +318,7 @@ def spec(dataset: str, setting: str, variant: Variant, teacher: str, seed: int, 
 
 def report(plans, blocks, seeds, held_out, argv, preset=None) -> Tuple[str, Dict]:
     """The Markdown report and the per-seed JSON of a (possibly partial) grid."""
-    command = "python -m experiments.headline " + shlex.join(argv)
+    command = "python -m experiments.studies.headline " + shlex.join(argv)
     text = (f"# Headline grid, seeds {seeds[0]}-{seeds[-1]} (held out: {', '.join(map(str, held_out))})\n\n"
             f"Command: `{command}`\n\nAccuracy in %, mean ± std over seeds; every row of a block shares its "
             "seeds, splits and cached teacher; the student checkpoint and every setting are chosen on "

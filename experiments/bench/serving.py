@@ -1,6 +1,6 @@
 """Candidates for the student's serving path: latency, throughput and agreement with the eager module.
 
-    python -m experiments.bench_serving [--threads T] [--out FILE.json]
+    python -m experiments.bench.serving [--threads T] [--out FILE.json]
 
 On features of arxiv-like's size (169,343 nodes, 128 features, 40 classes), a width-256
 two-layer student, without codes (``glnn``'s head) and with a 2,048-code codebook and batch
@@ -121,7 +121,7 @@ def _throughput(fn, x, batch_size: int = 8192, passes: int = 3) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench_serving", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: every core)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
