@@ -43,7 +43,7 @@ import torch
 
 from experiments.bench.accuracy_latency import accuracy_points, plot
 from experiments.bench.latency import bench_graph, print_table
-from vqgraph.training.loggers import MODES, WandbLogger
+from vqgraph.app.loggers import MODES, WandbLogger
 from vqgraph.utils.io import atomic_write_text
 from vqgraph.utils.profiling import environment
 

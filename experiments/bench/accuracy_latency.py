@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from experiments.bench.latency import GCN, load_graph, student_module, time_requests
-from vqgraph.config import ExperimentConfig
+from vqgraph.app.config import ExperimentConfig
 from vqgraph.models.encoders import prepare_adjacency
 
 

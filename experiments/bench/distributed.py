@@ -182,7 +182,8 @@ def main(argv=None) -> int:
         _child(args.child, args.epochs)
         return 0
 
-    from experiments.common import report_json, write_json
+    from experiments.common import report_json
+    from vqgraph.app.records import write_json
     from vqgraph.utils.profiling import environment
 
     if args.profile_step:

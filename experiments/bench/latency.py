@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
-from experiments.common import markdown_table
+from vqgraph.app.records import markdown_table
 from vqgraph.data import FeatureTransform, degree_stats, load_dataset, make_csbm, make_dcsbm, num_undirected_edges
 from vqgraph.data.sampling import NeighborSampler
 from vqgraph.models.encoders import prepare_adjacency, resolve_conv

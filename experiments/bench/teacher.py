@@ -21,7 +21,7 @@ from vqgraph.utils.profiling import peak_rss_gib, run_isolated
 def _epoch_loop(data, split, epochs: int, batch_size=None, conv: str = "gcn", train_overrides=None) -> dict:
     import torch
 
-    from vqgraph.config import ExperimentConfig, replace_checked
+    from vqgraph.app.config import ExperimentConfig, replace_checked
     from vqgraph.training import fit_teacher
 
     cfg = ExperimentConfig.from_preset(getattr(data, "name", "synthetic"), conv)
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         print(json.dumps(_synthetic_child(args.child, args.epochs, args.batch_size)))
         return 0
 
-    from vqgraph.data.task import DataConfig, prepare_task
+    from vqgraph.app.task import DataConfig, prepare_task
     from vqgraph.utils.profiling import environment
 
     rows = {"environment": environment()}

@@ -29,9 +29,9 @@ from typing import Dict, List
 import torch
 from torch import Tensor
 
-from experiments.common import emit, markdown_table
-from experiments.studies.teacher_table import mean_std
-from vqgraph.data.task import DataConfig, prepare_task
+from experiments.common import emit
+from vqgraph.app.records import markdown_table, mean_std
+from vqgraph.app.task import DataConfig, prepare_task
 from vqgraph.losses import code_logits
 from vqgraph.serving import Predictor
 from vqgraph.targets import TeacherTargets

@@ -7,7 +7,7 @@ paper's test-selected protocol, over seeds, with held-out seeds reported apart.
         [--candidate LABEL=METHOD[,SECTION.KEY=VALUE...] ...]
 
 For every (dataset, setting) the rows are built from the preset's ``recipe.<setting>`` (teacher,
-method, overrides; :func:`vqgraph.config.recipe`):
+method, overrides; :func:`vqgraph.app.config.recipe`):
 
 - ``mlp``, ``glnn``, ``vqgraph``: the plain methods with the recipe's teacher (same seeds,
   splits and cached teacher, so every difference is paired);
@@ -45,10 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from experiments.common import RunSpec, markdown_table
-from experiments.reproduce import finished_run, win_tie_loss
-from experiments.studies.teacher_table import mean_std, parse_seeds
-from vqgraph.config import ConfigError, recipe
+from experiments.common import parse_seeds
+from vqgraph.app.config import recipe
+from vqgraph.app.grid import finished_run
+from vqgraph.app.records import markdown_table, mean_std, win_tie_loss
+from vqgraph.app.run import RunSpec
+from vqgraph.errors import ConfigError
 from vqgraph.training.distill import METHODS
 from vqgraph.training.loop import progress
 from vqgraph.utils.io import atomic_write_text

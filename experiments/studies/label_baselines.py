@@ -27,13 +27,13 @@ from typing import Dict, List
 import torch
 import torch.nn.functional as F
 
-from experiments.common import emit, markdown_table
-from experiments.studies.teacher_table import mean_std, parse_seeds
-from vqgraph.config import ExperimentConfig
+from experiments.common import emit, parse_seeds
+from vqgraph.app.config import ExperimentConfig
+from vqgraph.app.records import markdown_table, mean_std
 from vqgraph.data.datasets import load_dataset
 from vqgraph.data.graph import FEATURE_NORMS, FeatureTransform
 from vqgraph.data.splits import make_split
-from vqgraph.data.task import DataConfig, prepare_task
+from vqgraph.app.task import DataConfig, prepare_task
 from vqgraph.training import fit_student
 from vqgraph.utils.io import atomic_write_text
 

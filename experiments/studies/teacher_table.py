@@ -16,27 +16,10 @@ import shlex
 import statistics
 from pathlib import Path
 
-from experiments.common import emit, markdown_table
+from experiments.common import emit, parse_seeds
 from experiments.train_teacher import main as train_teacher
+from vqgraph.app.records import markdown_table, mean_std
 from vqgraph.utils.profiling import environment
-
-
-def parse_seeds(text: str):
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
-
-
-def mean_std(values, signed: bool = False, percent: bool = True):
-    """Fractions as ``"mean ± std"`` in percent (sample std; 0 for one value); ``signed`` shows a + on
-    gains; ``percent=False`` keeps the values' own units (three decimals)."""
-    if not values:
-        return "n/a"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    if not percent:
-        return f"{statistics.mean(values):{'+' if signed else ''}.3f} ± {std:.3f}"
-    return f"{100 * statistics.mean(values):{'+' if signed else ''}.2f} ± {100 * std:.2f}"
 
 
 def main(argv=None) -> int:

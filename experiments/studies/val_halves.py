@@ -25,9 +25,10 @@ from typing import List
 
 import torch.nn.functional as F
 
-from experiments.common import RunSpec, emit, markdown_table
-from experiments.studies.teacher_table import mean_std, parse_seeds
-from vqgraph.data.task import prepare_task
+from experiments.common import emit, parse_seeds
+from vqgraph.app.records import markdown_table, mean_std
+from vqgraph.app.run import RunSpec
+from vqgraph.app.task import prepare_task
 from vqgraph.losses import calibrate_temperature
 from vqgraph.targets import smooth_soft_labels
 from vqgraph.training import fit_teacher
