@@ -161,18 +161,19 @@ def test_row_ranges_and_shards_cover_every_row_once():
 
 def test_sharded_batches_give_every_rank_seeds(monkeypatch):
     from vqgraph.data import make_csbm
-    from vqgraph.models import TeacherConfig
+    from vqgraph.models import TeacherConfig, VQGraphTeacher
     from vqgraph.training import Share, TeacherObjective, TrainConfig
     from vqgraph.training.loop import Streams
 
     data = make_csbm(num_nodes=60, num_edges=200, num_classes=2, num_features=4, seed=0)
     config, train = TeacherConfig(conv="sage"), TrainConfig(batch_size=8, fanouts=(3,))
+    model = VQGraphTeacher(4, 2, config)
     seeds = torch.arange(17)  # batches of 8, 8, 1: the last one has fewer seeds than 2 ranks
     slices = []
     for rank in (0, 1):
         monkeypatch.setattr(distributed, "world", lambda rank=rank: distributed.Rank(rank, 2))
         streams = Streams(torch.Generator().manual_seed(0), torch.Generator().manual_seed(rank))
-        objective = TeacherObjective(data, seeds, config, train, streams)
+        objective = TeacherObjective(data, seeds, model, train, streams)
         sample = objective.batcher.sample
         objective.batcher.sample = lambda mine, gen, sample=sample: slices.append(mine) or sample(mine, gen)
         batches = list(objective.batches(0))
@@ -182,24 +183,24 @@ def test_sharded_batches_give_every_rank_seeds(monkeypatch):
     # the ranks' slices are parts of the same global batches: together every seed once per epoch
     assert sorted(torch.cat(slices).tolist()) == seeds.tolist()
     with pytest.raises(ValueError, match="1 training seed"):
-        list(TeacherObjective(data, seeds[:1], config, train, streams).batches(0))
+        list(TeacherObjective(data, seeds[:1], model, train, streams).batches(0))
 
 
 @pytest.mark.parametrize("kind", ["gcn", "sage", "sage_gcn", "gat", "appnp", "gcnii"])
 def test_layerwise_inference_in_a_world_of_one_is_the_full_forward(kind):
     from vqgraph.data import make_csbm
     from vqgraph.models import TeacherConfig, VQGraphTeacher
-    from vqgraph.models.encoders import prepare_adjacency
+    from vqgraph.models.inference import infer_layerwise
 
     data = make_csbm(num_nodes=200, num_edges=800, num_classes=3, num_features=8, seed=0)
     torch.manual_seed(0)
     model = VQGraphTeacher(8, 3, TeacherConfig(conv=kind, hidden_channels=8, num_layers=2, codebook_size=16))
-    adj = prepare_adjacency(kind, data.edge_index, data.num_nodes)
+    adj = model.adjacency(data.edge_index, data.num_nodes)
     model(data.x, adj, data.edge_index)  # a training step moves the codebook and batch statistics
     model.eval()
     with torch.no_grad():
         full = model(data.x, adj)
-    layerwise = distributed.infer_layerwise(model, data.x, adj)
+    layerwise = infer_layerwise(model, data.x, adj)
     for a, b in zip(full[:3], layerwise[:3]):
         assert torch.equal(a, b)
 
@@ -209,21 +210,17 @@ def test_a_layer_over_row_blocks_equals_the_layer_over_all_rows(kind):
     """What each rank computes: its rows of a layer from all nodes' inputs, with the full graph's
     adjacency (GCN degrees of the whole graph; GAT self-loops at the right sources)."""
     from vqgraph.data import make_csbm
-    from vqgraph.models.encoders import (
-        adjacency_rows,
-        layer_rows,
-        prepare_adjacency,
-        resolve_conv,
-    )
+    from vqgraph.models.encoders import layer_rows, resolve_conv
 
     data = make_csbm(num_nodes=120, num_edges=500, num_classes=3, num_features=6, seed=1)
     torch.manual_seed(0)
-    layer = resolve_conv(kind).build(6, 4).eval()
-    adj = prepare_adjacency(kind, data.edge_index, data.num_nodes)
+    spec = resolve_conv(kind)
+    layer = spec.build(6, 4).eval()
+    adj = spec.prepare(data.edge_index, data.num_nodes)
     with torch.no_grad():
         full = layer(data.x, adj)
         blocks = [
-            layer_rows(layer, kind, data.x, adjacency_rows(kind, adj, rows), rows, gather=None)
+            layer_rows(layer, data.x, spec.rows(adj, rows), rows, gather=None)
             for rows in distributed.row_ranges(data.num_nodes, 3)
         ]
     assert torch.allclose(torch.cat(blocks), full, atol=1e-6)
@@ -234,19 +231,18 @@ def test_a_deep_teacher_over_row_blocks_equals_its_layers_over_all_rows():
     that holds only a block of rows must get each layer's rows as the whole-graph pass does."""
     from vqgraph.data import make_csbm
     from vqgraph.models import TeacherConfig, VQGraphTeacher
-    from vqgraph.models.encoders import adjacency_rows, prepare_adjacency
 
     data = make_csbm(num_nodes=150, num_edges=600, num_classes=3, num_features=6, seed=2)
     torch.manual_seed(0)
     model = VQGraphTeacher(6, 3, TeacherConfig(conv="gcnii", hidden_channels=8, num_layers=4, codebook_size=16)).eval()
-    adj = prepare_adjacency("gcnii", data.edge_index, data.num_nodes)
+    adj = model.adjacency(data.edge_index, data.num_nodes)
     everything = range(data.num_nodes)
     outputs, h = [], data.x
     for i in range(model.num_graph_layers - 1):  # the whole graph, layer by layer
         h = model.inference_per_layer(i, h, adj, everything, None, outputs[0] if outputs else None)
         outputs.append(h)
     for rows in distributed.row_ranges(data.num_nodes, 3):  # one "rank" at a time, as on its own process
-        adj_rows = adjacency_rows("gcnii", adj, rows)
+        adj_rows = model.encoder.spec.rows(adj, rows)
         inputs = [data.x] + outputs[:-1]
         for i, (x_in, want) in enumerate(zip(inputs, outputs)):
             first = outputs[0][rows.start : rows.stop] if i else None  # this rank's rows of layer 0
@@ -256,11 +252,12 @@ def test_a_deep_teacher_over_row_blocks_equals_its_layers_over_all_rows():
 
 def test_a_deep_teacher_refuses_mini_batches():
     from vqgraph.data import make_csbm
-    from vqgraph.models import TeacherConfig
+    from vqgraph.models import TeacherConfig, VQGraphTeacher
     from vqgraph.training.loop import Streams, TrainConfig
     from vqgraph.training.teacher import TeacherObjective
 
     data = make_csbm(num_nodes=60, num_edges=200, num_classes=3, num_features=4, seed=0)
-    config, train = TeacherConfig(conv="gcnii", num_layers=8), TrainConfig(batch_size=16)
+    model = VQGraphTeacher(4, 3, TeacherConfig(conv="gcnii", num_layers=8))
+    train = TrainConfig(batch_size=16)
     with pytest.raises(ValueError, match="gcnii.*full-batch only.*batch_size"):
-        TeacherObjective(data, torch.arange(10), config, train, Streams(torch.Generator(), torch.Generator()))
+        TeacherObjective(data, torch.arange(10), model, train, Streams(torch.Generator(), torch.Generator()))

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from vqgraph import distributed
-from vqgraph.training import Evaluator, Share, TrainConfig, fit, loop
+from vqgraph.evaluation import Evaluator
+from vqgraph.training import Share, TrainConfig, fit, loop
 
 
 class LineFit:
@@ -91,9 +92,10 @@ def test_evaluator_counts_by_hand_and_on_a_block_of_rows():
     y = torch.tensor([0, 1, 2, 1, 0, 2])
     pred = torch.tensor([0, 1, 0, 1, 1, 2])  # rows 2 and 4 wrong
     sets = {"val": torch.tensor([0, 1, 2]), "test_tran": torch.tensor([3, 4]), "test_ind": torch.tensor([5])}
-    evaluator = Evaluator(y, sets)
+    evaluator = Evaluator(y, sets, test_ind_ratio=0.2)
     metrics = evaluator(pred)
     assert metrics == {"val/acc": 2 / 3, "test_tran/acc": 0.5, "test_ind/acc": 1.0, "test_prod/acc": 0.8 * 0.5 + 0.2}
+    assert "test_prod/acc" not in Evaluator(y, sets)(pred)  # without the hidden share, no production score
     assert evaluator.keys == list(metrics)
     # class scores are argmaxed; a block of rows counts only the nodes it holds (rows 2-4 here)
     scores = torch.nn.functional.one_hot(pred[2:5], 3).float()

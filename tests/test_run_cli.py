@@ -170,7 +170,7 @@ def test_a_teacher_ensemble_averages_soft_labels_and_keeps_the_first_teachers_co
     import torch
 
     from vqgraph.targets import TeacherTargets, ensemble_targets
-    from vqgraph.training.evaluation import Evaluator
+    from vqgraph.evaluation import Evaluator
 
     single = _run(tmp_path, data_root, out="one")
     both = _run(tmp_path, data_root, "distill.teachers=3", out="three")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -261,3 +263,21 @@ def test_halving_draws_per_class_with_the_seed_given():
     assert torch.equal(split.halve_validation(y, seed=0).teacher_val_idx, a)
     assert not torch.equal(split.halve_validation(y, seed=1).teacher_val_idx, a)
     assert torch.equal(split.halve_validation(y).teacher_val_idx, split.halve_validation(y, seed=104729).teacher_val_idx)
+
+
+def test_the_split_records_its_hidden_share_and_weighs_test_prod_by_it(graph):
+    from vqgraph.evaluation import Evaluator
+
+    split = make_split(graph, seed=0, setting="inductive", test_ind_ratio=0.3)
+    assert split.test_ind_ratio == 0.3 and split.for_teacher().test_ind_ratio == 0.3
+    assert make_split(graph, seed=0).test_ind_ratio is None  # transductive
+    # the ratio is not part of the identity: caches keyed on the fingerprint stay valid
+    assert dataclasses.replace(split, test_ind_ratio=0.2).fingerprint() == split.fingerprint()
+    # a split given its hidden nodes records their share
+    assert NodeSplit(6, [0], [1], [2, 3, 4, 5], [5]).test_ind_ratio == 0.25
+    pred = torch.randint(0, int(graph.y.max()) + 1, (graph.num_nodes,), generator=torch.Generator().manual_seed(0))
+    metrics = Evaluator.for_split(graph.y, split)(pred)
+    assert metrics["test_prod/acc"] == 0.7 * metrics["test_tran/acc"] + 0.3 * metrics["test_ind/acc"]
+    default = make_split(graph, seed=0, setting="inductive")
+    metrics = Evaluator.for_split(graph.y, default)(pred)
+    assert metrics["test_prod/acc"] == 0.8 * metrics["test_tran/acc"] + 0.2 * metrics["test_ind/acc"]

@@ -16,7 +16,7 @@ from vqgraph.data import build_graph, make_csbm, make_split
 from vqgraph.data.sampling import NeighborSampler
 from vqgraph.losses import code_logits
 from vqgraph.models import TeacherConfig, VQGraphTeacher, prepare_adjacency
-from vqgraph.targets import ArtifactMismatchError, TeacherTargets, compute_targets, graph_fingerprint
+from vqgraph.targets import ArtifactMismatchError, TeacherTargets, graph_fingerprint, node_outputs
 from vqgraph.training import BestCheckpoint, TrainConfig, codebook_stats, fit_teacher
 from vqgraph.training.teacher import inner_rows
 
@@ -399,12 +399,21 @@ def test_save_is_atomic(tmp_path, monkeypatch, ind_result):
     assert torch.equal(TeacherTargets.load(path).logits, targets.logits)
 
 
-def test_compute_targets_matches_fit(graph, ind_split, ind_result):
-    again = compute_targets(ind_result.model, graph, ind_split)
+def test_the_targets_come_complete_with_what_the_caller_records(graph, split):
+    result = fit_teacher(graph, split, teacher_config(), train_config(max_epochs=2), record={"data": {"norm": "row"}})
+    targets = result.targets
+    assert list(targets.config) == ["teacher", "train", "data"] and targets.config["data"] == {"norm": "row"}
+    assert targets.config["teacher"] == teacher_config().to_dict()
+    assert targets.metrics == result.metrics and targets.dataset == "csbm-test"
+    assert targets.split_fingerprint == split.fingerprint() and targets.setting == "transductive"
+
+
+def test_node_outputs_match_fit(graph, ind_split, ind_result):
+    again = node_outputs(ind_result.model, graph, ind_split)
     assert torch.equal(again.logits, ind_result.targets.logits)
     assert torch.equal(again.codes, ind_result.targets.codes)
-    assert again.split_fingerprint == ind_split.fingerprint()
-    assert again.graph_fingerprint == graph_fingerprint(graph)
+    assert ind_result.targets.split_fingerprint == ind_split.fingerprint()
+    assert ind_result.targets.graph_fingerprint == graph_fingerprint(graph)
 
 
 # ---- codebook statistics ------------------------------------------------------------------------

@@ -15,20 +15,18 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
-from vqgraph import distributed
-from vqgraph.models.encoders import prepare_adjacency
+from vqgraph.data.splits import NodeSplit
+from vqgraph.evaluation import Evaluator
+from vqgraph.models.inference import infer_layerwise
+from vqgraph.models.teacher import VQGraphTeacher
 from vqgraph.utils.io import ArtifactMismatchError, atomic_torch_save, read_artifact
-
-if TYPE_CHECKING:
-    from vqgraph.data.splits import NodeSplit
-    from vqgraph.models.teacher import VQGraphTeacher
 
 FORMAT_VERSION = 1
 
@@ -116,17 +114,25 @@ class TeacherTargets:
             raise ArtifactMismatchError(f"{path}: not a teacher artifact (tensors or meta missing or unexpected: {err})") from err
 
 
+class NodeOutputs(NamedTuple):
+    """A teacher's outputs for every node by global id: logits [N, C], z [N, D], codes [N]."""
+
+    logits: Tensor
+    z: Tensor
+    codes: Tensor
+
+
 @torch.no_grad()
-def compute_targets(model: VQGraphTeacher, data: Data, split: NodeSplit) -> TeacherTargets:
-    """Teacher outputs for every node by global id: observed nodes from the observed graph,
-    hidden (inductive test) nodes from the full graph. Layer-wise, sharded over ranks
-    (:func:`vqgraph.distributed.infer_layerwise`); every rank returns all N rows."""
+def node_outputs(model: VQGraphTeacher, data: Data, split: NodeSplit, observed: Optional[Data] = None) -> NodeOutputs:
+    """Teacher outputs for every node by global id: observed nodes from the observed graph
+    (``observed``: ``split.observed_graph(data)``, built here if not given), hidden (inductive
+    test) nodes from the full graph. Layer-wise, sharded over ranks
+    (:func:`vqgraph.models.inference.infer_layerwise`); every rank returns all N rows."""
     device = next(model.parameters()).device
-    kind = model.config.conv
-    graph = split.observed_graph(data)
-    adj = prepare_adjacency(kind, graph.edge_index, graph.num_nodes).to(device)
+    graph = split.observed_graph(data) if observed is None else observed
+    adj = model.adjacency(graph.edge_index, graph.num_nodes).to(device)
     model.eval()
-    logits_o, z_o, codes_o, _ = distributed.infer_layerwise(model, graph.x.to(device), adj)
+    logits_o, z_o, codes_o, _ = infer_layerwise(model, graph.x.to(device), adj)
     n = data.num_nodes
     logits = torch.empty(n, logits_o.size(1))
     z = torch.empty(n, z_o.size(1))
@@ -134,28 +140,39 @@ def compute_targets(model: VQGraphTeacher, data: Data, split: NodeSplit) -> Teac
     logits[graph.n_id], z[graph.n_id], codes[graph.n_id] = logits_o.cpu(), z_o.cpu(), codes_o.cpu()
     hidden = split.test_ind_idx
     if hidden.numel():
-        adj_full = prepare_adjacency(kind, data.edge_index, n).to(device)
-        logits_f, z_f, codes_f, _ = distributed.infer_layerwise(model, data.x.to(device), adj_full)
+        adj_full = model.adjacency(data.edge_index, n).to(device)
+        logits_f, z_f, codes_f, _ = infer_layerwise(model, data.x.to(device), adj_full)
         logits[hidden], z[hidden], codes[hidden] = logits_f[hidden].cpu(), z_f[hidden].cpu(), codes_f[hidden].cpu()
+    return NodeOutputs(logits, z, codes)
+
+
+def teacher_targets(model: VQGraphTeacher, outputs: NodeOutputs, data: Data, split: NodeSplit,
+                    config: Mapping[str, Any], metrics: Mapping[str, Any]) -> TeacherTargets:
+    """The targets artifact of a trained teacher, complete: its :func:`node_outputs`, codebook,
+    ``config`` and ``metrics``, and the fingerprints of the graph and split they were made for."""
     codebook = model.codebook.detach().cpu().clone() if model.quantizer is not None else None
     return TeacherTargets(
-        logits=logits,
-        z=z,
-        codes=codes,
+        logits=outputs.logits,
+        z=outputs.z,
+        codes=outputs.codes,
         codebook=codebook,
         metric="cosine",
+        config=dict(config),
+        metrics=dict(metrics),
         graph_fingerprint=graph_fingerprint(data),
         split_fingerprint=split.fingerprint(),
         setting=split.setting.value,
+        dataset=str(getattr(data, "name", "")),
     )
 
 
 def ensemble_targets(members: Sequence[TeacherTargets], data: Optional[Data] = None,
-                     split: Optional["NodeSplit"] = None) -> TeacherTargets:
+                     split: Optional[NodeSplit] = None) -> TeacherTargets:
     """One set of targets from several teachers of the same graph and split: the soft labels are
     the members' mean class probabilities (stored as their log, so a temperature still applies);
     ``z``, the codes and the codebook are the first member's (the tokenizer the student's code
-    term matches). With ``data`` and ``split``, the ensemble's own accuracy is its metrics.
+    term matches). With ``data`` and ``split``, the ensemble's own accuracy is its metrics (on
+    the sets a single teacher's are: :meth:`~vqgraph.evaluation.Evaluator.for_teacher`).
 
     Raises:
         ArtifactMismatchError: the members are of different graphs, splits or class counts.
@@ -177,9 +194,7 @@ def ensemble_targets(members: Sequence[TeacherTargets], data: Optional[Data] = N
     logits = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
     metrics: Dict[str, Any] = {"members": len(members)}
     if data is not None and split is not None:
-        from vqgraph.training.evaluation import Evaluator
-
-        metrics.update(Evaluator.for_split(data.y, split.for_teacher())(logits))
+        metrics.update(Evaluator.for_teacher(data.y, split)(logits))
     return dataclasses.replace(first, logits=logits, config={**first.config, "ensemble": len(members)}, metrics=metrics)
 
 

@@ -19,8 +19,8 @@ from vqgraph.data.graph import (
     ensure_graph,
     normalize_features,
     num_undirected_edges,
-    prepare_graph,
 )
+from vqgraph.data.prepare import prepare_graph
 from vqgraph.data.splits import NodeSplit, Setting, cpf_split, make_split
 from vqgraph.data.synthetic import degree_stats, make_csbm, make_dcsbm
 

@@ -22,7 +22,7 @@ from typing import List, Tuple
 
 from torch_geometric.data import Data
 
-from vqgraph.data.graph import prepare_graph
+from vqgraph.data.prepare import prepare_graph
 from vqgraph.errors import DatasetNotFoundError, UnknownDatasetError
 
 PREFIX = "pyg:"

@@ -59,6 +59,9 @@ class NodeSplit:
         teacher_val_idx: ``None`` (validation shared), or the part of ``val_idx`` the teacher is
             selected and calibrated on; the student is then selected on the rest
             (:meth:`halve_validation`, :meth:`for_teacher`, :meth:`for_student`).
+        test_ind_ratio: the share of test nodes hidden (:meth:`inductive` records the ratio it was
+            asked for; given hidden nodes without it, their share of the test nodes): the weight
+            of ``test_ind`` in the production score. ``None`` in the transductive setting.
     """
 
     num_nodes: int
@@ -68,6 +71,7 @@ class NodeSplit:
     test_ind_idx: Tensor
     seed: int = 0
     teacher_val_idx: Optional[Tensor] = None
+    test_ind_ratio: Optional[float] = None
 
     def __post_init__(self):
         for key in ("train_idx", "val_idx", "test_idx"):
@@ -84,6 +88,10 @@ class NodeSplit:
             in_test[self.test_idx] = True
             if not bool(in_test[self.test_ind_idx].all()):
                 raise SplitError("hidden (test_ind) nodes must be test nodes")
+            if self.test_ind_ratio is None:
+                object.__setattr__(self, "test_ind_ratio", self.test_ind_idx.numel() / self.test_idx.numel())
+        else:
+            object.__setattr__(self, "test_ind_ratio", None)
         if self.teacher_val_idx is not None:
             own = _as_idx(self.teacher_val_idx, "teacher_val", self.num_nodes)
             object.__setattr__(self, "teacher_val_idx", own)
@@ -132,7 +140,8 @@ class NodeSplit:
         return {key: int(idx.numel()) for key, idx in self.index_dict().items()}
 
     def fingerprint(self) -> str:
-        """A short hash of every index set, to check that saved artifacts match this split."""
+        """A short hash of every index set, to check that saved artifacts match this split (the
+        sets say everything: ``test_ind_ratio`` is not hashed)."""
         digest = hashlib.sha256(str(self.num_nodes).encode())
         sets = self.index_dict()
         if self.teacher_val_idx is not None:  # absent when shared: earlier fingerprints stay valid
@@ -224,7 +233,8 @@ class NodeSplit:
             raise SplitError(
                 f"test_ind_ratio={test_ind_ratio} of {perm.numel()} test nodes leaves an empty test_ind or test_tran"
             )
-        return dataclasses.replace(self, test_ind_idx=torch.sort(perm[:num_hidden]).values)
+        return dataclasses.replace(self, test_ind_idx=torch.sort(perm[:num_hidden]).values,
+                                   test_ind_ratio=float(test_ind_ratio))
 
     def to_setting(self, setting, test_ind_ratio: float = 0.2) -> "NodeSplit":
         return self.inductive(test_ind_ratio) if Setting.parse(setting) is Setting.INDUCTIVE else self

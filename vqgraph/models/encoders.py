@@ -1,9 +1,10 @@
 """GNN encoders built from PyG layers, with one resolver from names to layer classes.
 
-Each encoder kind is a :class:`ConvSpec`: how to build one layer and how its adjacency is
-prepared (:func:`prepare_adjacency`). Full-batch runs pass a ``torch.sparse_csr`` adjacency,
-so message passing is a sparse matrix product whose memory is O(E + N * width) and never
-materialises one message per edge; GAT needs per-edge attention and takes ``edge_index``.
+Each encoder kind is a :class:`ConvSpec`: how to build one layer, how its adjacency is
+prepared (:meth:`ConvSpec.prepare`) and what it can do (its flags). Full-batch runs pass a
+``torch.sparse_csr`` adjacency, so message passing is a sparse matrix product whose memory is
+O(E + N * width) and never materialises one message per edge; GAT needs per-edge attention and
+takes ``edge_index``.
 
 ``gcnii`` (GCNII, Chen et al. 2020) is a deep encoder: a linear map of the features, then
 ``num_layers`` ``GCN2Conv`` layers, each mixing the propagated representation with that first
@@ -68,17 +69,55 @@ def _gcnii_layers(hidden_channels: int, num_layers: int) -> List[nn.Module]:
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """How to build one layer of an encoder kind and what adjacency it takes.
+    """How to build one layer of an encoder kind, what adjacency it takes and what it can do.
 
     Attributes:
         build: ``build(in_channels, out_channels) -> nn.Module`` called as ``layer(x, adj)``.
         adjacency: ``"gcn_norm"`` (symmetric normalisation with self-loops, as values of a sparse
             matrix), ``"plain"`` (unweighted sparse matrix), ``"self_loops"`` (unweighted, with
             self-loops), or ``"edge_index"``.
+        sparse_features: the first layer starts with a linear map of the features, so it takes
+            them sparse as they are (others aggregate the raw features first).
+        deep: the layers after the first also read the first layer's output (GCNII's initial
+            residual): built by :class:`GNNEncoder` with their depth, trained full-batch only.
     """
 
     build: Callable[[int, int], nn.Module]
     adjacency: str
+    sparse_features: bool = False
+    deep: bool = False
+
+    def prepare(self, edge_index: Tensor, num_nodes: int) -> Adjacency:
+        """The adjacency this kind of layer takes, from directed edges ``source -> target``."""
+        if self.adjacency == "edge_index":
+            return edge_index
+        weight = None
+        if self.adjacency == "gcn_norm":
+            edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
+        elif self.adjacency == "self_loops":
+            edge_index, _ = add_self_loops(remove_self_loops(edge_index)[0], num_nodes=num_nodes)
+        # adj_t[target, source]: PyG's transposed-adjacency convention
+        with warnings.catch_warnings():  # torch's one-time "sparse CSR is beta" notices
+            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+            return to_torch_csr_tensor(edge_index.flip(0), weight, size=(num_nodes, num_nodes))
+
+    def rows(self, adj: Adjacency, rows: range) -> Adjacency:
+        """The part of a full-graph adjacency (from :meth:`prepare`) whose targets are ``rows``:
+        a ``[len(rows), N]`` sparse matrix, or for GAT the edges into ``rows`` with target ids
+        made local. Sources keep their global ids; GCN weights keep the full graph's degrees."""
+        if self.adjacency == "edge_index":
+            keep = (adj[1] >= rows.start) & (adj[1] < rows.stop)
+            return torch.stack([adj[0, keep], adj[1, keep] - rows.start])
+        crow = adj.crow_indices()
+        start, stop = int(crow[rows.start]), int(crow[rows.stop])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+            return torch.sparse_csr_tensor(
+                crow[rows.start : rows.stop + 1] - start,
+                adj.col_indices()[start:stop],
+                adj.values()[start:stop],
+                size=(len(rows), adj.size(1)),
+            )
 
 
 def _gat(in_channels: int, out_channels: int, heads: int = 4) -> nn.Module:
@@ -88,21 +127,17 @@ def _gat(in_channels: int, out_channels: int, heads: int = 4) -> nn.Module:
 
 
 CONVS: Dict[str, ConvSpec] = {
-    "gcn": ConvSpec(lambda i, o: GCNConv(i, o, normalize=False), "gcn_norm"),
+    "gcn": ConvSpec(lambda i, o: GCNConv(i, o, normalize=False), "gcn_norm", sparse_features=True),
     "sage": ConvSpec(lambda i, o: SAGEConv(i, o, aggr="mean"), "plain"),
     # GraphSAGE with the "gcn" aggregator (DGL's aggregator_type="gcn", GLNN's teacher): one
     # weight on the mean over the node and its neighbours
     "sage_gcn": ConvSpec(lambda i, o: SAGEConv(i, o, aggr="mean", root_weight=False), "self_loops"),
-    "gat": ConvSpec(_gat, "edge_index"),
-    "appnp": ConvSpec(APPNPLayer, "gcn_norm"),
+    "gat": ConvSpec(_gat, "edge_index", sparse_features=True),
+    "appnp": ConvSpec(APPNPLayer, "gcn_norm", sparse_features=True),
     # GCNII: ``build`` makes its linear input and output layers; the GCN2Conv stack between them
     # is added by GNNEncoder (each layer needs its depth and the first layer's output)
-    "gcnii": ConvSpec(NodeLinear, "gcn_norm"),
+    "gcnii": ConvSpec(NodeLinear, "gcn_norm", sparse_features=True, deep=True),
 }
-
-DEEP = ("gcnii",)  # encoder kinds whose layers after the first also read the first layer's output
-# kinds whose first layer starts with a linear map of the features: they take sparse features as they are
-LINEAR_FIRST = ("gcn", "gat", "appnp", "gcnii")
 
 NORMS: Dict[str, Callable[[int], nn.Module]] = {
     "none": lambda c: nn.Identity(),
@@ -123,19 +158,9 @@ def resolve_conv(name: str) -> ConvSpec:
 
 
 def prepare_adjacency(kind: str, edge_index: Tensor, num_nodes: int) -> Adjacency:
-    """The adjacency an encoder of ``kind`` takes, from directed edges ``source -> target``."""
-    spec = resolve_conv(kind)
-    if spec.adjacency == "edge_index":
-        return edge_index
-    weight = None
-    if spec.adjacency == "gcn_norm":
-        edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
-    elif spec.adjacency == "self_loops":
-        edge_index, _ = add_self_loops(remove_self_loops(edge_index)[0], num_nodes=num_nodes)
-    # adj_t[target, source]: PyG's transposed-adjacency convention
-    with warnings.catch_warnings():  # torch's one-time "sparse CSR is beta" notices
-        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-        return to_torch_csr_tensor(edge_index.flip(0), weight, size=(num_nodes, num_nodes))
+    """The adjacency an encoder of ``kind`` takes, from directed edges ``source -> target``
+    (:meth:`ConvSpec.prepare`; a model's own is ``VQGraphTeacher.adjacency``)."""
+    return resolve_conv(kind).prepare(edge_index, num_nodes)
 
 
 class GNNEncoder(nn.Module):
@@ -165,9 +190,9 @@ class GNNEncoder(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         spec = resolve_conv(conv)
-        self.kind = conv.lower()
+        self.kind, self.spec = conv.lower(), spec
         make_norm = _resolve(NORMS, norm, "norm")
-        if self.kind in DEEP:
+        if spec.deep:
             layers = [spec.build(in_channels, hidden_channels), *_gcnii_layers(hidden_channels, num_layers)]
         else:
             dims = [in_channels] + [hidden_channels] * num_layers
@@ -177,6 +202,10 @@ class GNNEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.input_dropout = nn.Dropout(input_dropout)
 
+    def adjacency(self, edge_index: Tensor, num_nodes: int) -> Adjacency:
+        """The adjacency this encoder takes, from directed edges ``source -> target``."""
+        return self.spec.prepare(edge_index, num_nodes)
+
     def reset_parameters(self):
         for module in list(self.convs) + list(self.norms):
             if hasattr(module, "reset_parameters"):
@@ -185,7 +214,7 @@ class GNNEncoder(nn.Module):
     def forward(self, x: Tensor, adj: Adjacency) -> Tensor:
         last, first = len(self.convs) - 1, None
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            if i == 0 and x.layout == torch.sparse_csr:  # sparse features (LINEAR_FIRST kinds take them)
+            if i == 0 and x.layout == torch.sparse_csr:  # sparse features (kinds with spec.sparse_features)
                 x = sparse_dropout(x, self.input_dropout.p, self.training)
             else:
                 x = self.input_dropout(x) if i == 0 else self.dropout(x)
@@ -198,26 +227,7 @@ class GNNEncoder(nn.Module):
 
 
 # ---- layer-wise inference over a block of target rows -----------------------------------------
-def adjacency_rows(kind: str, adj: Adjacency, rows: range) -> Adjacency:
-    """The part of a full-graph adjacency (from :func:`prepare_adjacency`) whose targets are
-    ``rows``: a ``[len(rows), N]`` sparse matrix, or for GAT the edges into ``rows`` with target
-    ids made local. Sources keep their global ids; GCN weights keep the full graph's degrees."""
-    if resolve_conv(kind).adjacency == "edge_index":
-        keep = (adj[1] >= rows.start) & (adj[1] < rows.stop)
-        return torch.stack([adj[0, keep], adj[1, keep] - rows.start])
-    crow = adj.crow_indices()
-    start, stop = int(crow[rows.start]), int(crow[rows.stop])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-        return torch.sparse_csr_tensor(
-            crow[rows.start : rows.stop + 1] - start,
-            adj.col_indices()[start:stop],
-            adj.values()[start:stop],
-            size=(len(rows), adj.size(1)),
-        )
-
-
-def layer_rows(layer: nn.Module, kind: str, h: Tensor, adj_rows: Adjacency, rows: range, gather,
+def layer_rows(layer: nn.Module, h: Tensor, adj_rows: Adjacency, rows: range, gather,
                first_rows: Optional[Tensor] = None) -> Tensor:
     """One graph layer's output at the target ``rows`` only, from the inputs ``h`` of all N nodes.
 

@@ -55,8 +55,6 @@ class MLPStudent(nn.Module):
             is a linear model (multinomial logistic regression).
     """
 
-    uses_graph = False
-
     def __init__(self, in_channels: int, num_classes: int, config: StudentConfig = StudentConfig(), code_dim=None):
         super().__init__()
         if code_dim and config.num_layers < 2:

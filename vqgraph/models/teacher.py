@@ -24,7 +24,7 @@ from vector_quantize_pytorch import VectorQuantize
 
 from vqgraph.losses import code_logits, edge_recon_dense, edge_recon_sampled
 from vqgraph.data.sparse import SPARSE_INPUTS, sparse_mse
-from vqgraph.models.encoders import DEEP, LINEAR_FIRST, NORMS, GNNEncoder, layer_rows, resolve_conv
+from vqgraph.models.encoders import CONVS, NORMS, ConvSpec, GNNEncoder, layer_rows, resolve_conv
 
 EDGE_RECON = ("sampled", "dense")
 TOKENIZE = ("inner", "all")
@@ -81,14 +81,20 @@ class TeacherConfig:
             raise ValueError(f"tokenize must be one of {TOKENIZE}, got {self.tokenize!r}")
         if self.sparse_input not in SPARSE_INPUTS:
             raise ValueError(f"sparse_input must be one of {SPARSE_INPUTS}, got {self.sparse_input!r}")
-        if self.sparse_input == "on" and self.conv.lower() not in LINEAR_FIRST:
+        if self.sparse_input == "on" and not self.encoder_spec.sparse_features:
+            takers = tuple(kind for kind, spec in CONVS.items() if spec.sparse_features)
             raise ValueError(f"sparse_input='on' needs an encoder that starts with a linear map of the features "
-                             f"{LINEAR_FIRST}; {self.conv!r} aggregates them first (use 'auto' or 'off')")
+                             f"{takers}; {self.conv!r} aggregates them first (use 'auto' or 'off')")
         if self.deep_weight_decay is not None and self.deep_weight_decay < 0:
             raise ValueError(f"deep_weight_decay must be >= 0, got {self.deep_weight_decay}")
         for key in ("hidden_channels", "num_layers", "codebook_size", "quantize_chunk"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+    @property
+    def encoder_spec(self) -> ConvSpec:
+        """What the encoder kind ``conv`` is and can do (its adjacency, sparse features, depth)."""
+        return resolve_conv(self.conv)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,7 +123,7 @@ class TeacherOutput(NamedTuple):
 class VQGraphTeacher(nn.Module):
     """GNN teacher with the structure-aware tokenizer. Call as ``model(x, adj, edge_index)``.
 
-    ``adj`` comes from :func:`vqgraph.models.encoders.prepare_adjacency`; ``edge_index`` are the
+    ``adj`` comes from :meth:`adjacency` (the encoder kind's own); ``edge_index`` are the
     (directed, both directions) edges the structure loss reconstructs; ``num_targets`` restricts
     the output to the first rows (seed nodes of a sampled subgraph); ``num_tokenized`` restricts
     the tokenizer (quantizer, decoders and their losses) to the first rows (a sampled subgraph's
@@ -125,8 +131,6 @@ class VQGraphTeacher(nn.Module):
     -1 and their decoded codes 0); ``skip_tokenizer`` skips the quantizer when the logits do not
     depend on it (``classify_from="continuous"``), e.g. for a validation pass (``codes`` are then -1).
     """
-
-    uses_graph = True
 
     def __init__(
         self,
@@ -167,7 +171,7 @@ class VQGraphTeacher(nn.Module):
             self.feature_decoder = nn.Linear(hidden, in_channels)
             self.edge_decoder = nn.Linear(hidden, hidden)
         # the classifier: one more graph layer straight to class scores (its weight is the linear head)
-        self.head_conv = resolve_conv(config.conv).build(hidden, num_classes)
+        self.head_conv = self.encoder.spec.build(hidden, num_classes)
         self.dropout = nn.Dropout(config.dropout)
 
     def param_groups(self, weight_decay: float) -> list:
@@ -175,11 +179,16 @@ class VQGraphTeacher(nn.Module):
         with ``deep_weight_decay`` set, the GCN2Conv layers of a ``gcnii`` encoder take that
         (GCNII regularises its deep layers more strongly than its linear input and output)."""
         deep = self.config.deep_weight_decay
-        if deep is None or self.config.conv not in DEEP:
+        if deep is None or not self.encoder.spec.deep:
             return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
         inner = {id(p) for conv in self.encoder.convs[1:] for p in conv.parameters()}
         return [{"params": [p for p in self.parameters() if id(p) in inner], "weight_decay": deep},
                 {"params": [p for p in self.parameters() if id(p) not in inner], "weight_decay": weight_decay}]
+
+    def adjacency(self, edge_index: Tensor, num_nodes: int):
+        """The adjacency this teacher's graph layers take (its encoder kind's), from directed
+        edges ``source -> target``: a ``torch.sparse_csr`` matrix, or ``edge_index`` for GAT."""
+        return self.encoder.adjacency(edge_index, num_nodes)
 
     @property
     def codebook(self) -> Tensor:
@@ -275,7 +284,7 @@ class VQGraphTeacher(nn.Module):
         if self.quantizer is not None:
             self.quantizer._codebook.vqgraph_restarts = value
 
-    # ---- layer-wise inference hooks (driven by vqgraph.distributed.infer_layerwise) ----------
+    # ---- layer-wise inference hooks (driven by vqgraph.models.inference.infer_layerwise) -----
     @property
     def num_graph_layers(self) -> int:
         """Graph layers of the network: the encoder's, then the classifier's."""
@@ -289,14 +298,13 @@ class VQGraphTeacher(nn.Module):
 
         Encoder layers return their normalised output (after the ReLU between layers); the last
         layer (``i == num_graph_layers - 1``) is the classifier and returns logits. ``adj_rows``
-        is the adjacency into ``rows`` (:func:`~vqgraph.models.encoders.adjacency_rows`);
+        is the adjacency into ``rows`` (:meth:`~vqgraph.models.encoders.ConvSpec.rows`);
         ``gather`` concatenates every rank's row block (identity in one process). ``first_rows``:
         layer 0's output at ``rows``, which the layers of a deep encoder (``gcnii``) also read.
         """
-        kind = self.config.conv
         if i == len(self.encoder.convs):
-            return layer_rows(self.head_conv, kind, h, adj_rows, rows, gather)
-        out = self.encoder.norms[i](layer_rows(self.encoder.convs[i], kind, h, adj_rows, rows, gather, first_rows))
+            return layer_rows(self.head_conv, h, adj_rows, rows, gather)
+        out = self.encoder.norms[i](layer_rows(self.encoder.convs[i], h, adj_rows, rows, gather, first_rows))
         return torch.relu(out) if i < len(self.encoder.convs) - 1 else out
 
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Training: the one loop, the teacher and distillation objectives, evaluation and selection."""
+"""Training: the one loop, the teacher and distillation objectives, and selection."""
 
 from vqgraph.training.distill import (
     METHODS,
@@ -11,15 +11,14 @@ from vqgraph.training.distill import (
     distill_defaults,
     student_train_defaults,
 )
-from vqgraph.training.evaluation import Evaluator
 from vqgraph.training.loop import DivergenceError, FitResult, Share, TrainConfig, fit
 from vqgraph.training.selection import BestCheckpoint
 from vqgraph.training.teacher import (
     TeacherObjective,
     TeacherResult,
     codebook_stats,
-    evaluate_targets,
     fit_teacher,
+    teacher_metrics,
     usage_stats,
 )
 
@@ -31,7 +30,6 @@ __all__ = [
     "DistillLosses",
     "DistillObjective",
     "DivergenceError",
-    "Evaluator",
     "FitResult",
     "Share",
     "StudentResult",
@@ -39,11 +37,11 @@ __all__ = [
     "TeacherResult",
     "TrainConfig",
     "codebook_stats",
-    "evaluate_targets",
     "fit",
     "fit_student",
     "fit_teacher",
     "distill_defaults",
     "student_train_defaults",
+    "teacher_metrics",
     "usage_stats",
 ]

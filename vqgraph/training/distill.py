@@ -50,12 +50,12 @@ from vqgraph import distributed
 from vqgraph.data.graph import ensure_graph
 from vqgraph.data.sparse import SparseRows, use_sparse
 from vqgraph.data.splits import NodeSplit, Setting
+from vqgraph.evaluation import Evaluator
 from vqgraph.losses import ScoreBuffer, calibrate_temperature, code_logits, entropy, linear_logsumexp
 from vqgraph.models.encoders import resolve_conv
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.targets import TeacherTargets, smooth_soft_labels
 from vqgraph.training import loop
-from vqgraph.training.evaluation import Evaluator
 from vqgraph.training.checkpoint import Checkpoint
 from vqgraph.training.loop import Share, TrainConfig
 

@@ -8,7 +8,7 @@ the selected state. What differs between teacher and student is an *objective* a
 * an objective yields an epoch's batches (:meth:`Objective.batches`) and returns a batch's named
   loss terms (:meth:`Objective.losses`); the loss is their sum;
 * an evaluator maps the model to metrics such as ``{"train/acc", "val/acc", ...}``
-  (:class:`~vqgraph.training.evaluation.Evaluator` computes them).
+  (:class:`~vqgraph.evaluation.Evaluator` computes them).
 
 Distributed arithmetic is settled once, in the batches: every rank takes its contiguous slice of
 the same global batch, and the batch's :class:`Share` carries the global counts, so that an

@@ -5,13 +5,14 @@ their edges are absent, so nothing about them can reach training. The epoch loop
 :func:`vqgraph.training.loop.fit`; this module gives it the :class:`TeacherObjective` (cross-
 entropy on the labelled nodes plus the tokenizer's commitment and reconstruction losses) and a
 validation pass. After training, the state with the best validation accuracy is restored and
-the targets of every node are computed (:func:`vqgraph.targets.compute_targets`).
+the outputs of every node are computed (:func:`vqgraph.targets.node_outputs`) and assembled,
+with the metrics and the configuration, into the targets artifact.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +24,12 @@ from vqgraph.data.graph import ensure_graph
 from vqgraph.data.sampling import NeighborBatcher
 from vqgraph.data.sparse import to_csr, use_sparse
 from vqgraph.data.splits import NodeSplit
+from vqgraph.evaluation import Evaluator
 from vqgraph.losses import code_logits, entropy
-from vqgraph.models.encoders import DEEP, LINEAR_FIRST, prepare_adjacency
+from vqgraph.models.inference import infer_layerwise
 from vqgraph.models.teacher import TeacherConfig, VQGraphTeacher
-from vqgraph.targets import TeacherTargets, compute_targets
+from vqgraph.targets import NodeOutputs, TeacherTargets, node_outputs, teacher_targets
 from vqgraph.training import loop
-from vqgraph.training.evaluation import Evaluator
 from vqgraph.training.checkpoint import Checkpoint
 from vqgraph.training.loop import Share, Streams, TrainConfig
 
@@ -82,9 +83,9 @@ def inner_rows(batch: Data) -> int:
 
 
 def sparse_teacher(config: TeacherConfig, train: TrainConfig, x: Tensor) -> bool:
-    """Whether the teacher trains on sparse features: full batch, an encoder kind of
-    :data:`~vqgraph.models.encoders.LINEAR_FIRST`, and ``teacher.sparse_input`` (``auto``: by density)."""
-    return (train.batch_size is None and config.conv.lower() in LINEAR_FIRST
+    """Whether the teacher trains on sparse features: full batch, an encoder kind that takes them
+    (``ConvSpec.sparse_features``), and ``teacher.sparse_input`` (``auto``: by density)."""
+    return (train.batch_size is None and config.encoder_spec.sparse_features
             and use_sparse(config.sparse_input, x))
 
 
@@ -100,25 +101,25 @@ class TeacherObjective:
 
     terms = ("ce", "commit", "feature_recon", "edge_recon")
 
-    def __init__(self, graph: Data, train_rows: Tensor, config: TeacherConfig, train: TrainConfig, streams: Streams):
-        self.config, self.batch_size, self.streams = config, train.batch_size, streams
+    def __init__(self, graph: Data, train_rows: Tensor, model: VQGraphTeacher, train: TrainConfig, streams: Streams):
+        config = model.config
+        self.model, self.config, self.batch_size, self.streams = model, config, train.batch_size, streams
         self.device = distributed.local_device(train.device)
         self.train_rows = train_rows
         self.x, self.y, self.edge_index = (t.to(self.device) for t in (graph.x, graph.y, graph.edge_index))
         if sparse_teacher(config, train, graph.x):  # a full batch of bag-of-words features: kept sparse
             self.x = to_csr(self.x)
-        self.adj = prepare_adjacency(config.conv, graph.edge_index, graph.num_nodes).to(self.device)
+        self.adj = model.adjacency(graph.edge_index, graph.num_nodes).to(self.device)
         # decoders whose loss weight is 0 get no gradient
         self.find_unused_parameters = config.use_tokenizer and not (config.feature_recon_weight and config.edge_recon_weight)
         self.batcher = None
         if train.batch_size is not None:
-            if config.conv in DEEP:
+            if config.encoder_spec.deep:
                 raise ValueError(f"teacher.conv={config.conv!r} trains full-batch only (its {config.num_layers + 1} "
                                  "hops would sample most of the graph): leave train.batch_size unset")
             hops, fanouts = config.num_layers + 1, list(train.fanouts)
             self.batcher = NeighborBatcher(graph, fanouts[:hops] + [fanouts[-1]] * max(0, hops - len(fanouts)), train.batch_size)
         self._codes: List[Tensor] = []
-        self._model: Optional[VQGraphTeacher] = None  # the model of the last batch (restart counts, codebook)
         self._z: Optional[Tensor] = None  # up to ENTROPY_ROWS representations of the last batch
         self._usage: Optional[Tensor] = None  # [K] nodes per code over the last epoch
 
@@ -135,7 +136,7 @@ class TeacherObjective:
         for batch in batches:
             mine, share = loop.sharded(batch)
             b = self.batcher.sample(mine, self.streams.sample)
-            adj = prepare_adjacency(self.config.conv, b.edge_index, b.num_nodes).to(self.device)
+            adj = self.model.adjacency(b.edge_index, b.num_nodes).to(self.device)
             x, edges, y = b.x.to(self.device), b.edge_index.to(self.device), b.y[: b.batch_size].to(self.device)
             tokenized = inner_rows(b) if self.config.tokenize == "inner" else None
             yield TeacherBatch(x, adj, edges, b.batch_size, slice(None), y, share, tokenized)
@@ -143,7 +144,7 @@ class TeacherObjective:
     def losses(self, net, batch: TeacherBatch) -> Dict[str, Tensor]:
         out = net(batch.x, batch.adj, batch.edge_index, batch.num_targets, num_tokenized=batch.num_tokenized)
         self._codes.append(out.codes.detach().cpu())
-        self._model, self._z = getattr(net, "module", net), out.z[:ENTROPY_ROWS].detach().clone()  # not a view of all z
+        self._z = out.z[:ENTROPY_ROWS].detach().clone()  # not a view of all z
         ce = F.cross_entropy(out.logits[batch.rows], batch.y, reduction="sum")
         commit, feature_recon, edge_recon = out.losses
         ce = batch.share.mean(ce, batch.share.labelled)
@@ -160,7 +161,7 @@ class TeacherObjective:
         used = distributed.all_reduce_sum(torch.bincount(codes[codes >= 0], minlength=self.config.codebook_size))
         self._usage = used
         stats = usage_stats(used)
-        model, restarts = self._model, self._model.restarts
+        model, restarts = self.model, self.model.restarts
         model.restarts = 0
         with torch.no_grad():
             soft = F.softmax(code_logits(self._z, model.codebook, "cosine", 1.0 / SOFT_TAU), dim=-1)
@@ -180,6 +181,7 @@ def fit_teacher(
     train: TrainConfig = TrainConfig(),
     log: Optional[Callable[[Dict[str, float], int], None]] = None,
     checkpoint: Optional[Checkpoint] = None,
+    record: Optional[Mapping[str, Any]] = None,
 ) -> TeacherResult:
     """Train a teacher on ``data`` with ``split`` (either setting) and compute its targets.
 
@@ -187,6 +189,8 @@ def fit_teacher(
         log: called as ``log(metrics, epoch)`` after every epoch (e.g. a W&B logger).
         checkpoint: save the training state there on its schedule and resume from it
             (:class:`~vqgraph.training.checkpoint.Checkpoint`; ``train.checkpoint(path, identity)``).
+        record: entries added to the targets' ``config`` after ``teacher`` and ``train`` (for
+            example ``{"data": ...}``, how the graph was prepared), saved with the artifact.
 
     Returns:
         TeacherResult(model with the best-validation state, targets for all N nodes by global
@@ -204,36 +208,33 @@ def fit_teacher(
     agree = distributed.max_over_ranks if sharded else None  # a synced codebook: as many quantizer calls per rank
     model, streams = loop.build(train, lambda: VQGraphTeacher(data.num_features, data.num_classes, config, agree), sharded)
     graph = split.observed_graph(data)
-    objective = TeacherObjective(graph, split.to_local(split.train_idx), config, train, streams)
+    objective = TeacherObjective(graph, split.to_local(split.train_idx), model, train, streams)
     selection = split.for_teacher()  # the teacher's validation nodes (all of them unless halved)
     evaluator = Evaluator(objective.y, {"train": objective.train_rows, "val": split.to_local(selection.val_idx)})
     eval_rows = distributed.row_ranges(graph.num_nodes, me.world_size)[me.rank]
 
     def evaluate(model: VQGraphTeacher) -> Dict[str, float]:
-        out = distributed.infer_layerwise(model, objective.x, objective.adj, skip_tokenizer=True, all_rows=False)
+        out = infer_layerwise(model, objective.x, objective.adj, skip_tokenizer=True, all_rows=False)
         return evaluator(out.logits, eval_rows)
 
     fitted = loop.fit(model, objective, evaluate, train, log=log, desc=f"teacher {config.conv}", checkpoint=checkpoint,
                       streams=streams)
-    targets = compute_targets(model, data, split)
-    metrics = evaluate_targets(targets, data, split)
+    outputs = node_outputs(model, data, split, graph)
+    metrics = teacher_metrics(outputs, config, data, split)
     metrics.update(best_epoch=fitted.best_epoch, epochs=len(fitted.history), train_s=fitted.train_seconds)
     metrics["epoch_s"] = fitted.train_seconds / len(fitted.history)
-    targets.metrics = metrics
-    targets.config = {"teacher": config.to_dict(), "train": train.to_dict()}
-    targets.dataset = str(getattr(data, "name", ""))
+    recorded = {"teacher": config.to_dict(), "train": train.to_dict(), **(record or {})}
+    targets = teacher_targets(model, outputs, data, split, config=recorded, metrics=metrics)
     return TeacherResult(model, targets, metrics, fitted.history)
 
 
-def evaluate_targets(targets: TeacherTargets, data: Data, split: NodeSplit) -> Dict[str, float]:
+def teacher_metrics(outputs: NodeOutputs, config: TeacherConfig, data: Data, split: NodeSplit) -> Dict[str, float]:
     """Accuracy of the teacher's logits (all N nodes: a local computation) on every evaluation set
-    of ``split`` (inductive: ``test_prod/acc`` too), plus codebook stats. With validation halved,
-    ``val/acc`` is on the teacher's half and ``val_student/acc`` on the student's."""
-    sets = split.for_teacher().index_dict()
-    if split.teacher_val_idx is not None:
-        sets["val_student"] = split.for_student().val_idx
-    metrics = Evaluator(data.y, sets)(targets.logits)
-    if targets.codebook is not None:
-        stats = codebook_stats(targets.codes, targets.codebook.size(0))
+    of ``split`` (:meth:`~vqgraph.evaluation.Evaluator.for_teacher`; inductive: ``test_prod/acc``
+    too), plus codebook stats. With validation halved, ``val/acc`` is on the teacher's half and
+    ``val_student/acc`` on the student's."""
+    metrics = Evaluator.for_teacher(data.y, split)(outputs.logits)
+    if config.use_tokenizer:
+        stats = codebook_stats(outputs.codes, config.codebook_size)
         metrics["codebook/used_frac"], metrics["codebook/perplexity"] = stats["used_frac"], stats["perplexity"]
     return metrics
