@@ -47,7 +47,8 @@ def main(argv=None) -> int:
             ensure_writable(out, "output folder")
         who = teacher_identity(cfg, data.name, split.setting.value, args.seed)
         checkpoint = cfg.train.checkpoint(Path(out) / "checkpoint.pt", who, args.fresh)
-        result = fit_teacher(data, split, cfg.teacher, cfg.train, checkpoint=checkpoint)
+        result = fit_teacher(data, split, cfg.teacher, cfg.train, checkpoint=checkpoint,
+                             record={"data": to_dict(cfg.data)})
     except VQGraphError as err:  # a clear line, no traceback; nothing was written
         remove_if_empty(out)
         print(f"error: {err}", file=sys.stderr)
@@ -55,7 +56,6 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - start
     if not me.is_main:  # every rank holds the same teacher; rank 0 writes it
         return 0
-    result.targets.config["data"] = to_dict(cfg.data)
     artifact = result.targets.save(Path(out) / "teacher.pt")
     m = result.metrics
     eval_keys = [f"{key}/acc" for key in split.index_dict() if key != "train"]

@@ -106,8 +106,8 @@ def cached_teacher(task: Task, cfg: ExperimentConfig, seed: int, cache: Path, lo
         return targets, artifact, 0.0
     who = teacher_identity(cfg, data.name, split.setting.value, seed)
     checkpoint = cfg.train.checkpoint(artifact.with_name("checkpoint.pt"), who, fresh)
-    result = fit_teacher(data, split, cfg.teacher, cfg.train, log=log, checkpoint=checkpoint)
-    result.targets.config["data"] = to_dict(cfg.data)
+    result = fit_teacher(data, split, cfg.teacher, cfg.train, log=log, checkpoint=checkpoint,
+                         record={"data": to_dict(cfg.data)})
     if distributed.world().is_main:
         result.targets.save(artifact)
     return result.targets, artifact, result.metrics["train_s"]
