@@ -1,4 +1,3 @@
 """The lab's benchmarks behind docs/speed.md and docs/distributed.md, each run as
 ``python -m experiments.bench.NAME`` (code_term, distributed, memory, serving, synthetic, teacher,
-wide_features). ``latency`` and ``accuracy_latency`` are the machinery of the user command
-``python -m experiments.speed``."""
+wide_features)."""

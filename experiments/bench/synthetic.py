@@ -20,7 +20,7 @@ from vqgraph.utils.profiling import current_rss_gib, peak_rss_gib, run_isolated
 def _one(num_nodes: int, num_edges: int, num_features: int, seed: int, generator: str = "csbm") -> dict:
     import torch
 
-    from experiments.bench.latency import DEGREE_EXPONENT
+    from experiments.speed.latency import DEGREE_EXPONENT
     from vqgraph.data import degree_stats, make_csbm, make_dcsbm, num_undirected_edges
 
     base = current_rss_gib()

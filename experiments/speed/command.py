@@ -41,8 +41,8 @@ from typing import Dict
 
 import torch
 
-from experiments.bench.accuracy_latency import accuracy_points, plot
-from experiments.bench.latency import bench_graph, print_table
+from experiments.speed.accuracy import accuracy_points, plot
+from experiments.speed.latency import bench_graph, print_table
 from vqgraph.app.loggers import MODES, WandbLogger
 from vqgraph.utils.io import atomic_write_text
 from vqgraph.utils.profiling import environment
@@ -112,6 +112,3 @@ def log_speed(args, payload: Dict) -> None:
             logger.log_image("speed/accuracy_vs_latency", args.out.with_suffix(".png"),
                              "test accuracy against the latency of 10 new nodes")
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

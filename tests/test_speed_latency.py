@@ -1,10 +1,10 @@
-"""experiments.bench.latency: the served teacher computes what the full-graph teacher computes."""
+"""experiments.speed.latency: the served teacher computes what the full-graph teacher computes."""
 
 from __future__ import annotations
 
 import torch
 
-from experiments.bench import latency
+from experiments.speed import latency
 from vqgraph.data import make_csbm
 from vqgraph.models.encoders import prepare_adjacency
 

@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Dict, List
 
-from experiments.bench.latency import GCN, load_graph, student_module, time_requests
+from experiments.speed.latency import GCN, load_graph, student_module, time_requests
 from vqgraph.app.config import ExperimentConfig
 from vqgraph.models.encoders import prepare_adjacency
 

@@ -1,0 +1,3 @@
+from experiments.speed.command import main
+
+raise SystemExit(main())
