@@ -8,8 +8,7 @@ from vqgraph.training.distill import (
     DistillObjective,
     StudentResult,
     fit_student,
-    distill_defaults,
-    student_train_defaults,
+    method_defaults,
 )
 from vqgraph.training.evaluation import Evaluator
 from vqgraph.training.loop import DivergenceError, FitResult, Share, TrainConfig, fit
@@ -43,7 +42,6 @@ __all__ = [
     "fit",
     "fit_student",
     "fit_teacher",
-    "distill_defaults",
-    "student_train_defaults",
+    "method_defaults",
     "usage_stats",
 ]
