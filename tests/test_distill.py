@@ -11,7 +11,7 @@ import torch
 
 from vqgraph import distributed
 from vqgraph.data import make_csbm, make_split
-from vqgraph.losses import calibrate_temperature, code_logits
+from vqgraph.losses import calibrate_temperature, code_logits, code_map
 from vqgraph.models import TeacherConfig
 from vqgraph.models.student import MLPStudent, StudentConfig, StudentOutput
 from vqgraph.targets import smooth_soft_labels
@@ -56,6 +56,21 @@ def test_soft_token_loss_aligns_rows_by_global_id(targets):
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_code_map_is_the_affine_form_of_the_code_logits(metric):
+    # code_logits(z) = z' @ weight.T + bias + r(z): z' the unit z and r = 0 (cosine), z and -scale |z|^2 (euclidean)
+    z, codebook, scale = torch.randn(9, 5, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64), 2.5
+    weight, bias = code_map(codebook, metric, scale)
+    if metric == "cosine":
+        affine = torch.nn.functional.normalize(z, dim=-1) @ weight.t()
+        assert bias is None
+    else:
+        affine = z @ weight.t() + bias - scale * z.pow(2).sum(-1, keepdim=True)
+    assert torch.allclose(affine, code_logits(z, codebook, metric, scale), atol=1e-10)
+    with pytest.raises(ValueError, match="unknown metric"):
+        code_map(codebook, "dot")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_soft_code_term_is_the_textbook_kl_with_its_gradient(targets, metric):
     # the moment form (teacher mean codes, logsumexp) equals tau^2 KL(softmax(t / tau) || softmax(s / tau)),
     # value and gradient, with t and s of the same similarity
@@ -75,14 +90,14 @@ def test_soft_code_term_is_the_textbook_kl_with_its_gradient(targets, metric):
     (expected_grad,) = torch.autograd.grad(expected, z)
     assert float(got.detach()) > 0 and torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert torch.allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
-    assert distiller._moments[1].shape == (targets.num_nodes, targets.z.size(1))  # N x D, never N x K
+    assert distiller.code.moments[1].shape == (targets.num_nodes, targets.z.size(1))  # N x D, never N x K
 
 
 def test_index_code_target_is_the_cross_entropy_to_the_teachers_code(targets):
     cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0, code_target="index",
                         soft_token_weight=2.0)
     distiller = CodebookDistiller(targets, cfg)
-    assert distiller._moments is None  # no soft assignments needed
+    assert not hasattr(distiller.code, "moments")  # no soft assignments needed
     idx = torch.tensor([7, 3, 250, 3])
     out = StudentOutput(torch.zeros(4, targets.logits.size(1)), torch.randn(4, targets.z.size(1)))
     args = (idx, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool))
@@ -102,7 +117,7 @@ def test_class_code_target_is_the_kl_to_the_class_mix_of_the_teachers_code(targe
         CodebookDistiller(targets, cfg)
     fit = torch.arange(0, targets.num_nodes, 2)  # half the nodes form the mixes
     distiller = CodebookDistiller(targets, cfg, teacher_temperature=0.7, fit_idx=fit)
-    mix = distiller.code_classes
+    mix = distiller.code.classes
     k, c = targets.codebook.size(0), targets.logits.size(1)
     assert mix.shape == (k, c) and torch.allclose(mix.sum(1), torch.ones(k), atol=1e-5)
     # by hand: one code's mean soft label over its fit nodes, with one pseudo-node of the overall mean
@@ -204,7 +219,7 @@ def test_code_targets_train_and_class_mixes_see_only_training_nodes(task, target
         changed.logits = ind_targets.logits.clone()
         unseen = torch.cat([split.test_ind_idx, split.val_idx])
         changed.logits[unseen] = torch.randn(unseen.numel(), changed.logits.size(1)) * 5
-        mixes = [make_distiller(data, split, t, cfg, "cpu").code_classes for t in (ind_targets, changed)]
+        mixes = [make_distiller(data, split, t, cfg, "cpu").code.classes for t in (ind_targets, changed)]
         assert torch.equal(mixes[0], mixes[1])
 
 
@@ -457,9 +472,9 @@ def test_smoothing_reaches_the_soft_label_term_and_sees_only_observed_edges(task
     hidden[split.test_ind_idx] = True
     assert edges.size(1) < data.edge_index.size(1) and not bool(hidden[edges].any())
     idx = torch.arange(data.num_nodes)
-    assert torch.allclose(distiller.teacher_probs(idx), smooth_soft_labels(probs, edges, 2, 0.5), atol=1e-6)
+    assert torch.allclose(distiller.teacher.probs(idx), smooth_soft_labels(probs, edges, 2, 0.5), atol=1e-6)
     plain = make_distiller(data, split, ind, replace(smooth, smooth_hops=0), "cpu")
-    assert torch.allclose(plain.teacher_probs(idx), probs, atol=1e-6)
+    assert torch.allclose(plain.teacher.probs(idx), probs, atol=1e-6)
     # the hidden nodes' features and edges cannot change what the student trains on
     moved = data.clone()
     k = min(split.test_ind_idx.numel(), split.train_idx.numel())
@@ -468,7 +483,7 @@ def test_smoothing_reaches_the_soft_label_term_and_sees_only_observed_edges(task
     ind_moved = copy.copy(ind)
     ind_moved.graph_fingerprint = ""
     other = make_distiller(moved, split, ind_moved, smooth, "cpu")
-    assert torch.equal(other.teacher_probs(idx), distiller.teacher_probs(idx))
+    assert torch.equal(other.teacher.probs(idx), distiller.teacher.probs(idx))
     with pytest.raises(ValueError, match="smooth_alpha"):
         DistillConfig(smooth_alpha=1.5)
 

@@ -79,7 +79,7 @@ def _trained_like_student(norm: str, codes: bool, metric: str, num_layers: int =
     ("none", "standard", False, "cosine", 1), ("none", "row", False, "cosine", 1),  # linear students
 ])
 def test_lean_backends_equal_the_eager_module(backend, norm, transform, codes, metric, layers, monkeypatch):
-    import vqgraph.serving as serving
+    from vqgraph.serving import predictor as serving  # where the Predictor reads them
 
     # the 300 rows take onnxruntime's many-thread session, the chunks of 1 and 7 its one-thread one
     monkeypatch.setattr(serving, "SMALL_BATCH", 8)
@@ -105,7 +105,7 @@ def test_backend_choice_and_errors(monkeypatch):
     assert predictor.backend == "onnxruntime"  # installed here (the test extras): auto takes it
     with pytest.raises(ValueError, match="unknown backend 'tvm'"):
         Predictor(predictor.model, backend="tvm")
-    import vqgraph.serving as serving
+    from vqgraph.serving import predictor as serving  # where the Predictor reads them
 
     monkeypatch.setattr(serving, "onnx_session", lambda fused, threads=None: None)  # as without onnxruntime
     assert Predictor(predictor.model, predictor.transform, predictor.codebook).backend == "fused"

@@ -8,7 +8,7 @@ use one function (the official code compares cosine teacher scores with Euclidea
 from __future__ import annotations
 
 import weakref
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +28,25 @@ def code_logits(z: Tensor, codebook: Tensor, metric: str = "cosine", scale: floa
     """
     if z.size(-1) != codebook.size(-1):
         raise ValueError(f"code_logits: representation width {z.size(-1)} != code width {codebook.size(-1)}")
-    if metric == "cosine":
-        return F.normalize(z, dim=-1) @ (F.normalize(codebook, dim=-1) * scale).t()
-    if metric == "euclidean":
+    if metric == "euclidean":  # exact distances (the quantizer's choice), not the affine form's rounding
         return torch.cdist(z, codebook).pow(2).mul(-scale)
+    weight, _ = code_map(codebook, metric, scale)
+    return F.normalize(z, dim=-1) @ weight.t()
+
+
+def code_map(codebook: Tensor, metric: str = "cosine", scale: float = 1.0) -> Tuple[Tensor, Optional[Tensor]]:
+    """The code logits as an affine map: ``(weight [K, D], bias [K] or None)`` with
+    ``code_logits(z, codebook, metric, scale) = z' @ weight.T + bias + r(z)``.
+
+    ``cosine``: ``z'`` is the unit ``z``, ``weight`` the scaled unit codes, no bias, ``r = 0``;
+    ``euclidean``: ``-scale |z - c|^2 = 2 scale z.c - scale |c|^2 - scale |z|^2``, so ``z'`` is
+    ``z`` itself and ``r(z) = -scale |z|^2``, the same for every code (it leaves a softmax over
+    codes and their arg-max). Training's code term and serving's folded code head use it.
+    """
+    if metric == "cosine":
+        return F.normalize(codebook, dim=-1) * scale, None
+    if metric == "euclidean":
+        return 2 * scale * codebook, -scale * codebook.pow(2).sum(-1)
     raise ValueError(f"unknown metric {metric!r}; choose from {METRICS}")
 
 

@@ -8,7 +8,7 @@
 - ``mean codes``: ``sum t log t - t . l + logsumexp(l)`` with ``t . l`` from the teacher's mean
   code per node (N x D), the log-sum-exp torch's (three fresh [B, K] tensors a step);
 - ``one buffer``: the same sum, its log-sum-exp :func:`vqgraph.losses.linear_logsumexp` with a
-  :class:`vqgraph.losses.ScoreBuffer`, what :class:`vqgraph.training.distill.CodebookDistiller`
+  :class:`vqgraph.losses.ScoreBuffer`, what :class:`vqgraph.training.distill.terms.SoftCodeKL`
   computes now.
 
 Prints the median milliseconds per batch of each (the first two repeats are warm-up), checks

@@ -7,10 +7,10 @@ two-layer student, without codes (``glnn``'s head) and with a 2,048-code codeboo
 norm (``vqgraph``'s), each candidate computes ``(probs, labels, codes)``:
 
 * ``eager``: the :class:`~vqgraph.serving.ServingModule` (the reference);
-* ``fused``: :class:`~vqgraph.serving.FusedStudent` (weights folded once, one addmm per layer);
+* ``fused``: :class:`~vqgraph.serving.fused.FusedStudent` (weights folded once, one addmm per layer);
 * ``fused+torchscript``: that module scripted, frozen and optimised for inference;
 * ``fused+torch.compile``: that module compiled (inductor, dynamic batch size);
-* ``fused+onnxruntime``: the fused graph in onnxruntime (:func:`~vqgraph.serving.onnx_session`).
+* ``fused+onnxruntime``: the fused graph in onnxruntime (:func:`~vqgraph.serving.fused.onnx_session`).
 
 Latency: median of 2,000 calls on 10 random rows (after 200 warm-up calls); throughput: every
 row in batches of 8,192 (the best of 3 passes). Agreement: the largest probability difference
@@ -30,7 +30,7 @@ from pathlib import Path
 def _candidates(module):
     import torch
 
-    from vqgraph.serving import FusedStudent, onnx_session
+    from vqgraph.serving.fused import FusedStudent, onnx_session
 
     fused = FusedStudent.from_serving(module)
     yield "eager", lambda: module

@@ -35,13 +35,13 @@ def bench(nodes: int, edges: int, features: int, density: float, epochs: int, re
     from vqgraph.models import TeacherConfig
     from vqgraph.models.student import StudentConfig
     from vqgraph.training import TrainConfig, fit_teacher
-    from vqgraph.training.distill import DistillConfig, fit_student, student_train_defaults
+    from vqgraph.training.distill import DistillConfig, fit_student, method_defaults
 
     start = time.perf_counter()
     data = make_csbm(num_nodes=nodes, num_edges=edges, num_features=features, feature_density=density, seed=0)
     graph_s = time.perf_counter() - start
     split = make_split(data, seed=0)
-    train = replace(student_train_defaults(method), max_epochs=epochs, patience=None, progress=False)
+    train = replace(method_defaults(method).train, max_epochs=epochs, patience=None, progress=False)
     runs = {"teacher_off": [], "teacher_on": [], "student_off": [], "student_on": []}
     targets = None
     for repeat in range(repeats):

@@ -28,7 +28,7 @@ from vqgraph.app.task import DataConfig
 from vqgraph.errors import ConfigError
 from vqgraph.models.student import StudentConfig
 from vqgraph.models.teacher import TeacherConfig
-from vqgraph.training.distill import METHODS, DistillConfig, distill_defaults, student_defaults, student_train_defaults
+from vqgraph.training.distill import METHODS, DistillConfig, method_defaults
 from vqgraph.training.loop import TrainConfig
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -181,28 +181,24 @@ def _read_preset(path: Path, teacher: str, method: str) -> list:
 class ExperimentConfig:
     """Every setting of a run. Build it with :meth:`defaults` or :meth:`from_preset`.
 
-    The student's defaults depend on the method: :func:`~vqgraph.training.distill.student_defaults`
-    (architecture), :func:`~vqgraph.training.distill.distill_defaults` (terms) and
-    :func:`~vqgraph.training.distill.student_train_defaults` (optimisation).
+    The student's defaults depend on the method: :func:`~vqgraph.training.distill.method_defaults`
+    (architecture, terms and optimisation).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    student: StudentConfig = field(default_factory=student_defaults)
+    student: StudentConfig = field(default_factory=lambda: method_defaults().student)
     distill: DistillConfig = field(default_factory=DistillConfig)
-    student_train: TrainConfig = field(default_factory=student_train_defaults)
+    student_train: TrainConfig = field(default_factory=lambda: method_defaults().train)
 
     @classmethod
     def defaults(cls, teacher: str = "gcn", method: str = "vqgraph") -> "ExperimentConfig":
         """Every section at its default for a ``teacher`` kind and a distillation ``method``."""
         try:
-            return cls(
-                teacher=TeacherConfig(conv=teacher),
-                student=student_defaults(method),
-                distill=distill_defaults(method),
-                student_train=student_train_defaults(method),
-            )
+            teacher_config = TeacherConfig(conv=teacher)
+            student, distill, student_train = method_defaults(method)
+            return cls(teacher=teacher_config, student=student, distill=distill, student_train=student_train)
         except ValueError as err:
             raise ConfigError(str(err)) from err
 

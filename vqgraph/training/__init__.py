@@ -8,8 +8,7 @@ from vqgraph.training.distill import (
     DistillObjective,
     StudentResult,
     fit_student,
-    distill_defaults,
-    student_train_defaults,
+    method_defaults,
 )
 from vqgraph.training.loop import DivergenceError, FitResult, Share, TrainConfig, fit
 from vqgraph.training.selection import BestCheckpoint
@@ -40,8 +39,7 @@ __all__ = [
     "fit",
     "fit_student",
     "fit_teacher",
-    "distill_defaults",
-    "student_train_defaults",
+    "method_defaults",
     "teacher_metrics",
     "usage_stats",
 ]

@@ -223,12 +223,10 @@ def deterministic_algorithms(enabled: bool = True):
     """Within the block, torch uses deterministic kernels (``warn_only``: an op without one warns
     rather than fails, as some do on GPUs); the previous mode comes back after it.
 
-    On CPU with two threads, one forward and backward pass of the Cora GCN teacher twice from the
-    same seed gives identical outputs but gradients that differ (the first layer's weight by 4e-9,
-    the structure decoder's by 1e-10): kernels of the backward pass reduce in an order that depends
-    on scheduling. Over epochs that grew to 2e-7 in the logits, enough to move a student by
-    points. In this mode the two passes agree bit for bit; at one thread the results are the same
-    as without it (docs/design.md, "Determinism").
+    Without it, on a CPU with several threads, kernels of the backward pass reduce in an order
+    that depends on scheduling, so two runs from the same seed drift apart over epochs; in this
+    mode they agree bit for bit, and at one thread the results are the same as without it. The
+    measurements: docs/design.md, "Determinism".
     """
     if not enabled:
         yield

@@ -1,0 +1,12 @@
+"""Graph-free serving: a trained student predicts for new nodes from their features alone.
+
+Modules by job: :mod:`.predictor` (:class:`Predictor` and its student artifact), :mod:`.module`
+(:class:`ServingModule`, the served computation), :mod:`.fused` (the folded and onnxruntime
+backends) and :mod:`.export` (standalone model files, :func:`load_exported`).
+"""
+
+from vqgraph.serving.export import EXPORT_FORMATS, load_exported
+from vqgraph.serving.module import Prediction, ServingModule
+from vqgraph.serving.predictor import BACKENDS, Predictor
+
+__all__ = ["BACKENDS", "EXPORT_FORMATS", "Prediction", "Predictor", "ServingModule", "load_exported"]

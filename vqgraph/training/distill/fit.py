@@ -1,0 +1,173 @@
+"""Training a student: :func:`fit_student` builds the teacher's side once (:func:`make_distiller`),
+then trains one student through the loop (:func:`fit_one`), or one per weight decay of a grid
+(:func:`fit_weight_decay_grid`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import Data
+
+from vqgraph import distributed
+from vqgraph.data.graph import ensure_graph
+from vqgraph.data.sparse import use_sparse
+from vqgraph.data.splits import NodeSplit, Setting
+from vqgraph.losses import calibrate_temperature, entropy
+from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.targets import TeacherTargets, smooth_soft_labels
+from vqgraph.training import loop
+from vqgraph.training.checkpoint import Checkpoint
+from vqgraph.training.distill.config import DistillConfig, method_defaults
+from vqgraph.training.distill.objective import DistillObjective, fit_nodes
+from vqgraph.training.distill.terms import CodebookDistiller
+from vqgraph.evaluation import Evaluator
+from vqgraph.training.loop import TrainConfig
+
+
+class StudentResult(NamedTuple):
+    model: MLPStudent
+    metrics: Dict[str, float]
+    history: List[Dict[str, float]]
+
+
+@torch.no_grad()
+def predict_rows(model: MLPStudent, x: Tensor, rows: range, chunk: int = 65_536) -> Tensor:
+    """Evaluation-mode logits of ``rows``, ``chunk`` rows at a time (bounded activation memory)."""
+    model.eval()
+    starts = range(rows.start, rows.stop, chunk)
+    parts = [model(x[start : min(start + chunk, rows.stop)]).logits for start in starts]
+    return torch.cat(parts) if parts else torch.zeros(0, model.num_classes, device=x.device)
+
+
+def make_distiller(data: Data, split: NodeSplit, targets: Optional[TeacherTargets], distill: DistillConfig, device):
+    """The distiller of a method (None for ``mlp``), its soft labels calibrated on the teacher's
+    validation nodes (temperature scaling) unless ``distill.teacher_temperature`` is set."""
+    if distill.method == "mlp":
+        return None
+    if targets is None:
+        raise ValueError(f"method {distill.method!r} needs teacher targets")
+    targets.check_matches(data, split)
+    temperature = distill.teacher_temperature
+    if temperature is None:
+        calibration = split.for_teacher().val_idx  # a part of the targets: never the student's selection nodes
+        temperature = calibrate_temperature(targets.logits[calibration], data.y[calibration])
+    soft_labels = None
+    if distill.smooth_hops or distill.smooth_labels:
+        soft_labels = smooth_soft_labels(
+            F.softmax(targets.logits.float() / temperature, dim=-1), observed_edges(data, split), distill.smooth_hops,
+            distill.smooth_alpha, data.y if distill.smooth_labels else None, split.train_mask)
+    return CodebookDistiller(targets, distill, device, temperature, fit_nodes(split, distill), soft_labels)
+
+
+def observed_edges(data: Data, split: NodeSplit) -> Tensor:
+    """The edges training may see, by global id: inductively none that touches a hidden node."""
+    if split.setting is Setting.TRANSDUCTIVE:
+        return data.edge_index
+    hidden = split.hidden_mask
+    return data.edge_index[:, ~(hidden[data.edge_index[0]] | hidden[data.edge_index[1]])]
+
+
+@torch.no_grad()
+def target_stats(distiller: CodebookDistiller, fit_idx: Tensor) -> Dict[str, float]:
+    """How sharp the targets are: the teacher temperature, the mean entropy of the soft labels
+    and (``vqgraph``) of the soft code assignments of up to 4,096 nodes, and their mean top probability."""
+    row_entropy = [entropy(distiller.teacher.probs(part)) * part.numel() for part in fit_idx.split(65_536)]
+    stats = {
+        "targets/teacher_temperature": distiller.temperature,
+        "targets/soft_label_entropy": float(sum(row_entropy) / fit_idx.numel()),
+    }
+    if distiller.config.uses_soft_tokens and distiller.config.code_target == "soft":
+        sample = fit_idx[: min(4096, fit_idx.numel())]
+        probs = distiller.teacher.soft_codes(sample, distiller.config.token_temperature)[0]
+        stats["targets/soft_token_entropy"] = float(entropy(probs))
+        stats["targets/soft_token_max_prob"] = float(probs.max(-1).values.mean())
+    return stats
+
+
+def fit_student(
+    data: Data,
+    split: NodeSplit,
+    targets: Optional[TeacherTargets],
+    student: StudentConfig = StudentConfig(),
+    distill: DistillConfig = DistillConfig(),
+    train: Optional[TrainConfig] = None,
+    log: Optional[Callable[[Dict[str, float], int], None]] = None,
+    checkpoint: Optional[Checkpoint] = None,
+) -> StudentResult:
+    """Train an MLP student on ``data`` with ``split`` (either setting).
+
+    The student sees features of observed nodes only (all nodes transductively; inductively the
+    hidden test nodes never enter training). Labels are used on ``split.train_idx`` only. The
+    teacher terms use the observed nodes (inductively less the validation nodes, unless
+    ``distill.val_targets="fit"``), ``train.batch_size`` nodes at a time (soft code
+    assignments are computed per batch: B x K, never N x K beyond one batch). ``train`` defaults
+    to the method's (:func:`~.config.method_defaults`). Selection: ``distill.select_by`` (``val``
+    by default; ``test`` is the paper's protocol, for comparison only), of the epoch and, given
+    ``distill.weight_decays``, of the weight decay (:func:`fit_weight_decay_grid`).
+    ``checkpoint``: save the training state there and resume from it.
+    """
+    data = ensure_graph(data, "fit_student")
+    split.check_graph(data)
+    distill.check_learns()
+    made_by = targets.config.get("ensemble", 1) if targets is not None else distill.teachers
+    if made_by != distill.teachers:
+        raise ValueError(f"distill.teachers={distill.teachers} but the targets come from {made_by} teacher(s): "
+                         "average several with vqgraph.ensemble_targets")
+    train = train or method_defaults(distill.method).train
+    # the teacher's side (calibration, smoothing, code moments) once for every candidate
+    distiller = make_distiller(data, split, targets, distill, distributed.local_device(train.device))
+    if distill.weight_decays:
+        return fit_weight_decay_grid(data, split, targets, distiller, student, distill, train, log, checkpoint)
+    return fit_one(data, split, targets, distiller, student, distill, train, log, checkpoint)
+
+
+def fit_weight_decay_grid(data, split, targets, distiller, student, distill, train, log=None,
+                          checkpoint=None) -> StudentResult:
+    """One student for each of ``distill.weight_decays``, from the same seed, the best on
+    ``distill.select_by`` kept (the first wins ties; ``metrics["selected/weight_decay"]`` names
+    it, ``log`` sees its epochs, ``train_s`` is the whole grid's). With ``checkpoint``, one file
+    per candidate; a candidate that finished before a crash is trained again, identically."""
+    best, seconds = None, 0.0
+    for weight_decay in distill.weight_decays:
+        own = checkpoint.for_candidate(f"wd{weight_decay:g}") if checkpoint is not None else None
+        result = fit_one(data, split, targets, distiller, student, distill, replace(train, weight_decay=weight_decay),
+                         None, own)
+        seconds += result.metrics["train_s"]
+        monitor = result.metrics["selected_by"]
+        if best is None or result.metrics[monitor] > best.metrics[monitor]:
+            best = result
+            best.metrics["selected/weight_decay"] = weight_decay
+    best.metrics["train_s"] = seconds
+    for epoch, row in enumerate(best.history if log is not None else ()):
+        log(row, epoch)
+    return best
+
+
+def fit_one(data, split, targets, distiller, student, distill, train, log=None, checkpoint=None) -> StudentResult:
+    """One student with ``train`` on ``distiller``'s targets (None: labels only)."""
+    me = distributed.init(train.device)  # torchrun: join the job; else a world of one
+    code_dim = targets.z.size(1) if distill.uses_projection and targets is not None else None
+    model, streams = loop.build(train, lambda: MLPStudent(data.num_features, data.num_classes, student, code_dim), True)
+    objective = DistillObjective(data, split, distiller, distill, student.norm == "batch", train, streams.order,
+                                 use_sparse(student.sparse_input, data.x))
+    evaluator = Evaluator.for_split(objective.y, split.for_student())  # validation: the student's part
+    eval_rows = distributed.row_ranges(data.num_nodes, me.world_size)[me.rank]  # this rank's share of inference
+    test_key = "test/acc" if split.setting is Setting.TRANSDUCTIVE else "test_tran/acc"
+    monitor = "val/acc" if distill.select_by == "val" else test_key
+    evaluate = lambda m: evaluator(predict_rows(m, objective.x, eval_rows), eval_rows)  # noqa: E731
+    fitted = loop.fit(model, objective, evaluate, train, monitor, log, desc=f"student {distill.method}",
+                      checkpoint=checkpoint, streams=streams)
+    start = time.perf_counter()
+    logits = predict_rows(model, objective.x, eval_rows)
+    infer_seconds = distributed.all_reduce_max(time.perf_counter() - start)
+    metrics = evaluator(logits, eval_rows)
+    metrics.update(best_epoch=fitted.best_epoch, epochs=len(fitted.history), train_s=fitted.train_seconds,
+                   infer_s=infer_seconds, selected_by=monitor)
+    if distiller is not None:
+        metrics.update(target_stats(distiller, objective.fit_idx))
+    return StudentResult(model, metrics, fitted.history)
