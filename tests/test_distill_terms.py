@@ -125,7 +125,8 @@ def test_adversarial_perturbation_stays_in_its_ball_raises_the_loss_and_moves_no
 
 
 def test_the_label_only_baseline_chooses_its_weight_decay_on_validation(graph):
-    from vqgraph.app.config import ExperimentConfig
+    from vqgraph.app.config import DistillSection, ExperimentConfig
+    from vqgraph.app.run import fit_selected_student
     from vqgraph.training.distill import MLP_WEIGHT_DECAYS
 
     split = make_split(graph, seed=0, train_per_class=10, val_per_class=10)
@@ -136,8 +137,9 @@ def test_the_label_only_baseline_chooses_its_weight_decay_on_validation(graph):
     assert singles[0.0].metrics["val/acc"] > singles[50.0].metrics["val/acc"]  # decay 50 starves the model
     for order in ((50.0, 0.0), (0.0, 50.0)):
         logged = []
-        chosen = fit_student(graph, split, None, student, DistillConfig(method="mlp", weight_decays=order), train,
-                             log=lambda row, epoch: logged.append(epoch))
+        cfg = ExperimentConfig(student=student, distill=DistillSection(method="mlp", weight_decays=order),
+                               student_train=train)
+        chosen = fit_selected_student(graph, split, None, cfg, log=lambda row, epoch: logged.append(epoch))
         assert chosen.metrics["selected/weight_decay"] == 0.0
         assert chosen.metrics["val/acc"] == singles[0.0].metrics["val/acc"]
         assert chosen.metrics["test/acc"] == singles[0.0].metrics["test/acc"]
@@ -146,4 +148,6 @@ def test_the_label_only_baseline_chooses_its_weight_decay_on_validation(graph):
     assert ExperimentConfig.defaults(method="glnn").distill.weight_decays == ()
     assert ExperimentConfig.defaults(method="mlp").with_overrides(["distill.weight_decays="]).distill.weight_decays == ()
     with pytest.raises(ValueError, match="weight_decays"):
-        DistillConfig(weight_decays=(-1.0,))
+        DistillSection(weight_decays=(-1.0,))
+    with pytest.raises(TypeError, match=r"also sets \['teacher_kinds', 'teachers', 'weight_decays'\]"):
+        fit_student(graph, split, None, student, DistillSection(method="mlp", weight_decays=(0.0, 50.0)), train)

@@ -126,7 +126,8 @@ def test_two_threads_give_the_same_teacher_and_student_twice(data_root):
         runs = []
         for _ in range(2):
             teacher = fit_teacher(task.data, task.split, cfg.teacher, cfg.train)
-            student = fit_student(task.data, task.split, teacher.targets, cfg.student, cfg.distill, cfg.student_train)
+            student = fit_student(task.data, task.split, teacher.targets, cfg.student, cfg.distill.for_student(),
+                                  cfg.student_train)
             runs.append((teacher.targets, student))
     finally:
         torch.set_num_threads(threads)

@@ -15,8 +15,8 @@ from wandb_files import read_offline_run
 from experiments import run as run_cli
 from vqgraph.data import load_dataset, make_split
 from vqgraph.serving import Predictor
-from vqgraph.training import DistillConfig
-from vqgraph.errors import ArtifactMismatchError
+from vqgraph.app.config import DistillSection, ExperimentConfig
+from vqgraph.errors import ArtifactMismatchError, ConfigError
 
 FAST = ["train.max_epochs=4", "student_train.max_epochs=4", "teacher.codebook_size=64"]
 
@@ -109,8 +109,6 @@ def test_unknown_override_is_rejected_with_its_name(tmp_path, data_root, capsys)
 
 
 def test_preset_method_blocks_apply_to_their_method_only(tmp_path):
-    from vqgraph.app.config import ExperimentConfig
-    from vqgraph.errors import ConfigError
 
     preset = tmp_path / "p.yaml"
     preset.write_text("gcn:\n  student:\n    dropout: 0.3\n  mlp:\n    student:\n      dropout: 0.6\n")
@@ -129,7 +127,6 @@ def test_preset_method_blocks_apply_to_their_method_only(tmp_path):
 def test_run_without_method_or_teacher_takes_the_presets_recipe_per_setting(tmp_path):
     from experiments.common import parse_run
     from vqgraph.app.config import DEFAULT_RECIPE, recipe
-    from vqgraph.errors import ConfigError
 
     preset = tmp_path / "p.yaml"
     preset.write_text("recipe:\n  inductive:\n    teacher: sage\n    method: glnn\n"
@@ -197,11 +194,12 @@ def test_a_teacher_ensemble_averages_soft_labels_and_keeps_the_first_teachers_co
     with pytest.raises(ArtifactMismatchError, match="teacher 1 was made for another graph or split"):
         ensemble_targets([ordered[0], moved])
     with pytest.raises(ValueError, match="teachers must be >= 1"):
-        DistillConfig(teachers=0)
-    from vqgraph import fit_student
+        DistillSection(teachers=0)
+    from vqgraph.app.run import fit_selected_student
 
-    with pytest.raises(ValueError, match="distill.teachers=3 but the targets come from 1 teacher"):
-        fit_student(raw, split, first, distill=DistillConfig(method="glnn", teachers=3))
+    cfg = ExperimentConfig(distill=DistillSection(method="glnn", teachers=3))
+    with pytest.raises(ConfigError, match="distill.teachers=3 but the targets come from 1 teacher"):
+        fit_selected_student(raw, split, first, cfg)
 
 
 def test_an_ensemble_of_other_encoder_kinds_trains_each_with_its_own_settings(tmp_path, data_root):
@@ -229,9 +227,9 @@ def test_an_ensemble_of_other_encoder_kinds_trains_each_with_its_own_settings(tm
     assert TeacherTargets.load(results["teacher_artifact"]).config["teacher"]["conv"] == "gcn"  # the first teacher's codes
     assert results["config"]["distill"]["teacher_kinds"] == ["appnp", "gcnii"]
     with pytest.raises(ValueError, match="teacher_kinds names 1 kind.*set teachers=2"):
-        DistillConfig(teacher_kinds=("appnp",))
+        DistillSection(teacher_kinds=("appnp",))
     with pytest.raises(ValueError, match="could not resolve encoder 'gcm'"):
-        DistillConfig(teachers=2, teacher_kinds=("gcm",))
+        DistillSection(teachers=2, teacher_kinds=("gcm",))
     with pytest.raises(SystemExit):  # a usage error naming the key
         run_cli.main(argv[:-3] + ["distill.teachers=2", "distill.teacher_kinds=[gcm]"])
 

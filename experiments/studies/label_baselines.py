@@ -34,7 +34,7 @@ from vqgraph.data.datasets import load_dataset
 from vqgraph.data.graph import FEATURE_NORMS, FeatureTransform
 from vqgraph.data.splits import make_split
 from vqgraph.app.task import DataConfig, prepare_task
-from vqgraph.training import fit_student
+from vqgraph.app.run import fit_selected_student
 from vqgraph.utils.io import atomic_write_text
 
 C_GRID = tuple(10.0**k for k in range(-3, 4))
@@ -111,7 +111,7 @@ def mlp_baseline(dataset: str, seed: int, overrides: List[str], use_preset: bool
     cfg = ExperimentConfig.from_preset(dataset, "gcn", "mlp", [*overrides, f"student_train.seed={seed}",
                                        "student_train.progress=false"], preset=preset)
     task = prepare_task(dataset, "transductive", seed, cfg.data, data_root)
-    result = fit_student(task.data, task.split, None, cfg.student, cfg.distill, cfg.student_train)
+    result = fit_selected_student(task.data, task.split, None, cfg)
     return {k: result.metrics[k] for k in ("val/acc", "test/acc")}
 
 

@@ -20,12 +20,13 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, TypeVar
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, TypeVar
 
 import yaml
 
 from vqgraph.app.task import DataConfig
 from vqgraph.errors import ConfigError
+from vqgraph.models.encoders import resolve_conv
 from vqgraph.models.student import StudentConfig
 from vqgraph.models.teacher import TeacherConfig
 from vqgraph.training.distill import METHODS, DistillConfig, method_defaults
@@ -178,6 +179,34 @@ def _read_preset(path: Path, teacher: str, method: str) -> list:
 
 
 @dataclass(frozen=True)
+class DistillSection(DistillConfig):
+    """The ``distill`` section of an experiment: the library's :class:`DistillConfig` (what one
+    student learns from) and what a run arranges around it: the weight decays to choose among on
+    validation (:func:`~vqgraph.app.run.fit_selected_student`) and the teachers whose soft labels
+    the targets average (:func:`~vqgraph.app.run.ensemble`)."""
+
+    weight_decays: Tuple[float, ...] = ()  # one student each, the best on select_by kept; (): student_train's
+    teachers: int = 1  # teachers whose soft labels the targets average (vqgraph.ensemble_targets)
+    teacher_kinds: Tuple[str, ...] = ()  # encoder kinds of teachers 2..N (each with its preset block); (): the first's
+
+    def __post_init__(self):
+        super().__post_init__()
+        if any(wd < 0 for wd in self.weight_decays):
+            raise ValueError(f"weight_decays must be >= 0, got {self.weight_decays}")
+        if self.teachers < 1:
+            raise ValueError(f"teachers must be >= 1, got {self.teachers}")
+        if self.teacher_kinds and len(self.teacher_kinds) != self.teachers - 1:
+            raise ValueError(f"teacher_kinds names {len(self.teacher_kinds)} kind(s) for teachers 2..N: set "
+                             f"teachers={len(self.teacher_kinds) + 1} (it is {self.teachers})")
+        for kind in self.teacher_kinds:
+            resolve_conv(kind)
+
+    def for_student(self) -> DistillConfig:
+        """The library's config of one student: this section without the run's own keys."""
+        return DistillConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DistillConfig)})
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """Every setting of a run. Build it with :meth:`defaults` or :meth:`from_preset`.
 
@@ -189,7 +218,7 @@ class ExperimentConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     student: StudentConfig = field(default_factory=lambda: method_defaults().student)
-    distill: DistillConfig = field(default_factory=DistillConfig)
+    distill: DistillSection = field(default_factory=DistillSection)
     student_train: TrainConfig = field(default_factory=lambda: method_defaults().train)
 
     @classmethod
@@ -197,7 +226,8 @@ class ExperimentConfig:
         """Every section at its default for a ``teacher`` kind and a distillation ``method``."""
         try:
             teacher_config = TeacherConfig(conv=teacher)
-            student, distill, student_train = method_defaults(method)
+            student, distill, student_train, weight_decays = method_defaults(method)
+            distill = DistillSection(**distill.to_dict(), weight_decays=weight_decays)
             return cls(teacher=teacher_config, student=student, distill=distill, student_train=student_train)
         except ValueError as err:
             raise ConfigError(str(err)) from err

@@ -21,9 +21,10 @@ from vqgraph.app.figures import codebook_figure
 from vqgraph.app.loggers import WandbLogger
 from vqgraph.app.records import write_json
 from vqgraph.app.task import prepare_task
+from vqgraph.errors import ConfigError
 from vqgraph.serving import Predictor
 from vqgraph.targets import ensemble_targets
-from vqgraph.training import fit_student
+from vqgraph.training import StudentResult, fit_student
 from vqgraph.utils.io import ensure_writable
 from vqgraph.utils.profiling import environment
 
@@ -95,8 +96,7 @@ def run_experiment(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb:
                         "student_train": to_dict(cfg.student_train)},
                        dataset=name, setting=setting, seed=spec.seed, teacher=artifact.parent.name)
         checkpoint = cfg.student_train.checkpoint(out / "checkpoint.pt", who, fresh)
-        student = fit_student(task.data, task.split, targets, cfg.student, cfg.distill, cfg.student_train, log=logger,
-                              checkpoint=checkpoint)
+        student = fit_selected_student(task.data, task.split, targets, cfg, log=logger, checkpoint=checkpoint)
         if not me.is_main:  # every rank holds the same student; rank 0 writes it
             return None
         results = _record(spec, task, config, targets, artifact, student, teacher_seconds, out, me.world_size)
@@ -104,6 +104,35 @@ def run_experiment(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb:
         write_json(out / "results.json", results)
         _log_final(logger, results, artifact, out, spec)
     return results
+
+
+def fit_selected_student(data, split, targets, cfg: ExperimentConfig, log=None, checkpoint=None) -> StudentResult:
+    """The student of ``cfg`` (:func:`~vqgraph.training.fit_student`), its weight decay chosen on
+    ``distill.select_by`` among ``distill.weight_decays`` when there are several (one student
+    each, from the same seed; the first wins ties; ``metrics["selected/weight_decay"]`` names it,
+    ``log`` sees its epochs, ``train_s`` is the whole grid's). With ``checkpoint``, one file per
+    candidate: a candidate that finished before a crash is trained again, identically."""
+    made_by = targets.config.get("ensemble", 1) if targets is not None else cfg.distill.teachers
+    if made_by != cfg.distill.teachers:
+        raise ConfigError(f"distill.teachers={cfg.distill.teachers} but the targets come from {made_by} teacher(s): "
+                         "average several with vqgraph.ensemble_targets")
+    distill, train = cfg.distill.for_student(), cfg.student_train
+    if not cfg.distill.weight_decays:
+        return fit_student(data, split, targets, cfg.student, distill, train, log=log, checkpoint=checkpoint)
+    best, seconds = None, 0.0
+    for weight_decay in cfg.distill.weight_decays:
+        own = checkpoint.for_candidate(f"wd{weight_decay:g}") if checkpoint is not None else None
+        result = fit_student(data, split, targets, cfg.student, distill,
+                             dataclasses.replace(train, weight_decay=weight_decay), checkpoint=own)
+        seconds += result.metrics["train_s"]
+        monitor = result.metrics["selected_by"]
+        if best is None or result.metrics[monitor] > best.metrics[monitor]:
+            best = result
+            best.metrics["selected/weight_decay"] = weight_decay
+    best.metrics["train_s"] = seconds
+    for epoch, row in enumerate(best.history if log is not None else ()):
+        log(row, epoch)
+    return best
 
 
 def _record(spec: RunSpec, task, config: dict, targets, artifact: Path, student, teacher_seconds: float, out: Path,

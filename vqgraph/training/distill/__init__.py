@@ -8,9 +8,7 @@ terms of a step of the training loop) and :mod:`.fit` (:func:`fit_student`).
 from vqgraph.training.distill.config import METHODS, MLP_WEIGHT_DECAYS, DistillConfig, MethodDefaults, method_defaults
 from vqgraph.training.distill.fit import (
     StudentResult,
-    fit_one,
     fit_student,
-    fit_weight_decay_grid,
     make_distiller,
     observed_edges,
     predict_rows,
@@ -30,9 +28,7 @@ __all__ = [
     "MethodDefaults",
     "StudentResult",
     "fit_nodes",
-    "fit_one",
     "fit_student",
-    "fit_weight_decay_grid",
     "label_loss",
     "make_distiller",
     "method_defaults",

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional, Tuple
 
 from vqgraph.data.splits import Setting
-from vqgraph.models.encoders import resolve_conv
 from vqgraph.models.student import StudentConfig
 from vqgraph.training.loop import TrainConfig
 
@@ -34,9 +33,6 @@ class DistillConfig:
     adversarial_weight: float = 0.0  # loss on PGD-perturbed features (NOSMOG's weight is 0.1)
     adversarial_eps: float = 0.1  # L-inf radius, in units of the features' root mean square
     adversarial_steps: int = 3  # projected gradient ascent steps per batch
-    weight_decays: Tuple[float, ...] = ()  # one student each, the best on select_by kept; (): student_train's
-    teachers: int = 1  # teachers whose soft labels the targets average (ensemble_targets; experiments.run trains them)
-    teacher_kinds: Tuple[str, ...] = ()  # encoder kinds of teachers 2..N (each with its preset block); (): the first's
     smooth_hops: int = 0  # soft labels mixed with reliable neighbours' over the observed graph, hops rounds (0: off)
     smooth_alpha: float = 0.5  # weight of the neighbours' mean in each round
     smooth_labels: bool = False  # the training nodes enter the smoothing as their one-hot labels
@@ -58,18 +54,9 @@ class DistillConfig:
         if self.similarity_rows < 2 or self.adversarial_steps < 1:
             raise ValueError(f"need similarity_rows >= 2 and adversarial_steps >= 1, got {self.similarity_rows}, "
                              f"{self.adversarial_steps}")
-        if self.teachers < 1:
-            raise ValueError(f"teachers must be >= 1, got {self.teachers}")
-        if self.teacher_kinds and len(self.teacher_kinds) != self.teachers - 1:
-            raise ValueError(f"teacher_kinds names {len(self.teacher_kinds)} kind(s) for teachers 2..N: set "
-                             f"teachers={len(self.teacher_kinds) + 1} (it is {self.teachers})")
-        for kind in self.teacher_kinds:
-            resolve_conv(kind)
         if self.smooth_hops < 0 or not 0.0 <= self.smooth_alpha <= 1.0:
             raise ValueError(f"need smooth_hops >= 0 and 0 <= smooth_alpha <= 1, got {self.smooth_hops}, "
                              f"{self.smooth_alpha}")
-        if any(wd < 0 for wd in self.weight_decays):
-            raise ValueError(f"weight_decays must be >= 0, got {self.weight_decays}")
         if self.similarity_weight and self.method == "mlp":
             raise ValueError("similarity_weight needs a teacher: use method 'glnn' or 'vqgraph'")
 
@@ -113,11 +100,15 @@ MLP_WEIGHT_DECAYS = (5e-4, 5e-3, 5e-2)
 
 
 class MethodDefaults(NamedTuple):
-    """A method's defaults: the student's architecture, its distillation and its optimisation."""
+    """A method's defaults: the student's architecture, its distillation and its optimisation, and
+    the weight decays to choose among on validation (``()``: ``train.weight_decay`` alone). A
+    student is trained with one weight decay; choosing among several is the application layer's
+    (:func:`vqgraph.app.run.fit_selected_student`)."""
 
     student: StudentConfig
     distill: DistillConfig
     train: TrainConfig
+    weight_decays: Tuple[float, ...] = ()
 
 
 def method_defaults(method: str = "vqgraph") -> MethodDefaults:
@@ -135,7 +126,8 @@ def method_defaults(method: str = "vqgraph") -> MethodDefaults:
     The measurements behind each choice are in docs/results.md, "The student's defaults".
     """
     if method == "mlp":  # one step an epoch (the labelled nodes): patience in steps
-        return MethodDefaults(StudentConfig(norm="none"), DistillConfig(method=method, weight_decays=MLP_WEIGHT_DECAYS),
-                              TrainConfig(lr=0.01, weight_decay=5e-3, max_epochs=2000, patience=200, batch_size=4096))
+        return MethodDefaults(StudentConfig(norm="none"), DistillConfig(method=method),
+                              TrainConfig(lr=0.01, weight_decay=5e-3, max_epochs=2000, patience=200, batch_size=4096),
+                              MLP_WEIGHT_DECAYS)
     return MethodDefaults(StudentConfig(norm="batch"), DistillConfig(method=method),
                           TrainConfig(lr=0.01, weight_decay=0.0, patience=50, batch_size=4096))

@@ -1,11 +1,11 @@
-"""Training a student: :func:`fit_student` builds the teacher's side once (:func:`make_distiller`),
-then trains one student through the loop (:func:`fit_one`), or one per weight decay of a grid
-(:func:`fit_weight_decay_grid`)."""
+"""Training one student: :func:`fit_student` builds the teacher's side (:func:`make_distiller`:
+calibrated, optionally smoothed soft labels and the code term's teacher moments), then trains the
+student through the one loop and evaluates it."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import fields
 from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
@@ -106,49 +106,24 @@ def fit_student(
     teacher terms use the observed nodes (inductively less the validation nodes, unless
     ``distill.val_targets="fit"``), ``train.batch_size`` nodes at a time (soft code
     assignments are computed per batch: B x K, never N x K beyond one batch). ``train`` defaults
-    to the method's (:func:`~.config.method_defaults`). Selection: ``distill.select_by`` (``val``
-    by default; ``test`` is the paper's protocol, for comparison only), of the epoch and, given
-    ``distill.weight_decays``, of the weight decay (:func:`fit_weight_decay_grid`).
-    ``checkpoint``: save the training state there and resume from it.
+    to the method's (:func:`~.config.method_defaults`). The epoch is selected on
+    ``distill.select_by`` (``val`` by default; ``test`` is the paper's protocol, for comparison
+    only). ``checkpoint``: save the training state there and resume from it.
     """
     data = ensure_graph(data, "fit_student")
     split.check_graph(data)
     distill.check_learns()
-    made_by = targets.config.get("ensemble", 1) if targets is not None else distill.teachers
-    if made_by != distill.teachers:
-        raise ValueError(f"distill.teachers={distill.teachers} but the targets come from {made_by} teacher(s): "
-                         "average several with vqgraph.ensemble_targets")
+    unread = sorted({f.name for f in fields(distill)} - {f.name for f in fields(DistillConfig)})
+    if unread:  # e.g. an experiment's distill section: its grid and ensemble are arranged around fit_student
+        raise TypeError(f"fit_student trains one student from a DistillConfig; {type(distill).__name__} also sets "
+                        f"{unread}, which it would ignore: pass its for_student() or use "
+                        "vqgraph.app.run.fit_selected_student")
     train = train or method_defaults(distill.method).train
-    # the teacher's side (calibration, smoothing, code moments) once for every candidate
     distiller = make_distiller(data, split, targets, distill, distributed.local_device(train.device))
-    if distill.weight_decays:
-        return fit_weight_decay_grid(data, split, targets, distiller, student, distill, train, log, checkpoint)
-    return fit_one(data, split, targets, distiller, student, distill, train, log, checkpoint)
+    return _fit(data, split, targets, distiller, student, distill, train, log, checkpoint)
 
 
-def fit_weight_decay_grid(data, split, targets, distiller, student, distill, train, log=None,
-                          checkpoint=None) -> StudentResult:
-    """One student for each of ``distill.weight_decays``, from the same seed, the best on
-    ``distill.select_by`` kept (the first wins ties; ``metrics["selected/weight_decay"]`` names
-    it, ``log`` sees its epochs, ``train_s`` is the whole grid's). With ``checkpoint``, one file
-    per candidate; a candidate that finished before a crash is trained again, identically."""
-    best, seconds = None, 0.0
-    for weight_decay in distill.weight_decays:
-        own = checkpoint.for_candidate(f"wd{weight_decay:g}") if checkpoint is not None else None
-        result = fit_one(data, split, targets, distiller, student, distill, replace(train, weight_decay=weight_decay),
-                         None, own)
-        seconds += result.metrics["train_s"]
-        monitor = result.metrics["selected_by"]
-        if best is None or result.metrics[monitor] > best.metrics[monitor]:
-            best = result
-            best.metrics["selected/weight_decay"] = weight_decay
-    best.metrics["train_s"] = seconds
-    for epoch, row in enumerate(best.history if log is not None else ()):
-        log(row, epoch)
-    return best
-
-
-def fit_one(data, split, targets, distiller, student, distill, train, log=None, checkpoint=None) -> StudentResult:
+def _fit(data, split, targets, distiller, student, distill, train, log=None, checkpoint=None) -> StudentResult:
     """One student with ``train`` on ``distiller``'s targets (None: labels only)."""
     me = distributed.init(train.device)  # torchrun: join the job; else a world of one
     code_dim = targets.z.size(1) if distill.uses_projection and targets is not None else None
