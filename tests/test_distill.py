@@ -356,7 +356,8 @@ def test_mismatched_targets_are_refused(task, targets):
 
 
 def test_a_method_without_a_weighted_loss_term_is_refused(task, tmp_path):
-    from vqgraph.app.config import ConfigError, ExperimentConfig
+    from vqgraph.app.config import ExperimentConfig
+    from vqgraph.errors import ConfigError
 
     data, split = task
     DistillConfig(method="glnn", label_weight=0.0).check_learns()  # soft labels alone: fine
@@ -389,7 +390,8 @@ def test_student_rejects_wrong_feature_width():
 
 
 def test_config_overrides_parse_lists_and_reject_bad_values():
-    from vqgraph.app.config import ConfigError, ExperimentConfig
+    from vqgraph.app.config import ExperimentConfig
+    from vqgraph.errors import ConfigError
 
     config = ExperimentConfig().with_overrides(["train.fanouts=5,5", "train.batch_size=none"])
     assert config.train.fanouts == (5, 5) and config.train.batch_size is None
@@ -508,7 +510,8 @@ def test_halved_validation_selects_the_teacher_on_its_half_and_the_student_on_th
 
 
 def test_a_linear_student_trains_and_a_projecting_one_needs_a_hidden_layer(task, targets):
-    from vqgraph.app.config import ConfigError, ExperimentConfig
+    from vqgraph.app.config import ExperimentConfig
+    from vqgraph.errors import ConfigError
 
     data, split = task
     train = TrainConfig(max_epochs=30, patience=None, progress=False, lr=0.05)

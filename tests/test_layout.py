@@ -101,3 +101,27 @@ def test_no_function_is_too_long(package):
                 if node.end_lineno - start + 1 > limit:
                     long.append(f"{module_name(path)}.{node.name}: {node.end_lineno - start + 1} lines")
     assert not long, "\n".join(long)
+
+
+def test_the_public_api_is_sorted_complete_and_holds_no_internals():
+    import vqgraph
+    from vqgraph import errors
+
+    assert vqgraph.__all__ == sorted(vqgraph.__all__)
+    assert all(hasattr(vqgraph, name) for name in vqgraph.__all__)
+    raised = {name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, Exception)}
+    assert raised <= set(vqgraph.__all__)  # every error a user may catch
+    held = {"ExperimentConfig", "TeacherResult", "StudentResult", "Evaluator", "TeacherTargets", "Predictor"}
+    assert held <= set(vqgraph.__all__)
+    assert not {"resolve_data_root", "KNOWN_DATASETS", "cpf_split"} & set(vqgraph.__all__)
+
+
+def test_every_exception_is_defined_in_the_errors_module():
+    """(A private one that never leaves its module, a signal inside a loader, is not an error of the API.)"""
+    defined = []
+    for path in sources("vqgraph"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_") and any(getattr(b, "id", "").endswith(("Error", "Exception"))
+                                                      for b in node.bases):
+                defined.append(f"{module_name(path)}.{node.name}")
+    assert all(name.startswith("vqgraph.errors.") for name in defined), defined

@@ -15,7 +15,8 @@ from vqgraph.data import FeatureTransform
 from vqgraph.losses import code_logits
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import Predictor, load_exported
-from vqgraph.targets import ArtifactMismatchError, TeacherTargets
+from vqgraph.errors import ArtifactMismatchError
+from vqgraph.targets import TeacherTargets
 
 F, C, D, K = 12, 4, 6, 20
 

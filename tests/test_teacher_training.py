@@ -16,7 +16,8 @@ from vqgraph.data import build_graph, make_csbm, make_split
 from vqgraph.data.sampling import NeighborSampler
 from vqgraph.losses import code_logits
 from vqgraph.models import TeacherConfig, VQGraphTeacher, prepare_adjacency
-from vqgraph.targets import ArtifactMismatchError, TeacherTargets, graph_fingerprint, node_outputs
+from vqgraph.errors import ArtifactMismatchError
+from vqgraph.targets import TeacherTargets, graph_fingerprint, node_outputs
 from vqgraph.training import BestCheckpoint, TrainConfig, codebook_stats, fit_teacher
 from vqgraph.training.teacher import inner_rows
 

@@ -1,10 +1,17 @@
-"""vqgraph: distil graph neural networks into graph-free MLPs through a structure-aware codebook."""
+"""vqgraph: distil graph neural networks into graph-free MLPs through a structure-aware codebook.
 
+The names here are what a user calls, holds and catches: loading and splitting graphs, the
+teacher and student configs and trainers with their results, the teacher's targets, the one
+evaluator, serving, the experiment configuration of the application layer, and every error.
+Modules: :mod:`vqgraph.data`, :mod:`vqgraph.models`, :mod:`vqgraph.training`,
+:mod:`vqgraph.targets`, :mod:`vqgraph.serving`, :mod:`vqgraph.app` (docs/design.md maps them).
+"""
+
+from vqgraph.app.config import DistillSection, ExperimentConfig
+from vqgraph.app.run import RunSpec, run_experiment
 from vqgraph.data import (
-    KNOWN_DATASETS,
     NodeSplit,
     Setting,
-    cpf_split,
     dataset_info,
     load_dataset,
     make_csbm,
@@ -12,54 +19,77 @@ from vqgraph.data import (
     make_split,
     normalize_features,
     prepare_graph,
-    resolve_data_root,
 )
 from vqgraph.errors import (
+    ArtifactMismatchError,
+    CheckpointMismatchError,
+    ConfigError,
     DataFormatError,
     DatasetNotFoundError,
     DivergenceError,
     GraphValidationError,
+    NotWritableError,
     SplitError,
+    UnknownDatasetError,
     VQGraphError,
 )
+from vqgraph.evaluation import Evaluator
 from vqgraph.models import TeacherConfig, VQGraphTeacher
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import Prediction, Predictor, load_exported
 from vqgraph.targets import TeacherTargets, ensemble_targets
-from vqgraph.training import DistillConfig, TrainConfig, fit_student, fit_teacher
+from vqgraph.training import (
+    DistillConfig,
+    StudentResult,
+    TeacherResult,
+    TrainConfig,
+    fit_student,
+    fit_teacher,
+    method_defaults,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "KNOWN_DATASETS",
+    "ArtifactMismatchError",
+    "CheckpointMismatchError",
+    "ConfigError",
+    "DataFormatError",
+    "DatasetNotFoundError",
     "DistillConfig",
+    "DistillSection",
+    "DivergenceError",
+    "Evaluator",
+    "ExperimentConfig",
+    "GraphValidationError",
     "MLPStudent",
+    "NodeSplit",
+    "NotWritableError",
     "Prediction",
     "Predictor",
-    "load_exported",
+    "RunSpec",
+    "Setting",
+    "SplitError",
     "StudentConfig",
+    "StudentResult",
     "TeacherConfig",
+    "TeacherResult",
     "TeacherTargets",
     "TrainConfig",
+    "UnknownDatasetError",
+    "VQGraphError",
     "VQGraphTeacher",
+    "dataset_info",
     "ensemble_targets",
     "fit_student",
     "fit_teacher",
-    "normalize_features",
-    "DataFormatError",
-    "DatasetNotFoundError",
-    "DivergenceError",
-    "GraphValidationError",
-    "NodeSplit",
-    "Setting",
-    "SplitError",
-    "VQGraphError",
-    "cpf_split",
-    "dataset_info",
     "load_dataset",
+    "load_exported",
     "make_csbm",
     "make_dcsbm",
     "make_split",
+    "method_defaults",
+    "normalize_features",
     "prepare_graph",
-    "resolve_data_root",
+    "run_experiment",
 ]

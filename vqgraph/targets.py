@@ -26,7 +26,8 @@ from vqgraph.data.splits import NodeSplit
 from vqgraph.evaluation import Evaluator
 from vqgraph.models.inference import infer_layerwise
 from vqgraph.models.teacher import VQGraphTeacher
-from vqgraph.utils.io import ArtifactMismatchError, atomic_torch_save, read_artifact
+from vqgraph.errors import ArtifactMismatchError
+from vqgraph.utils.io import atomic_torch_save, read_artifact
 
 FORMAT_VERSION = 1
 

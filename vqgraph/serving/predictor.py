@@ -28,7 +28,8 @@ from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving.export import export_module
 from vqgraph.serving.fused import FusedStudent, onnx_session
 from vqgraph.serving.module import Prediction, ServingModule
-from vqgraph.utils.io import ArtifactMismatchError, atomic_torch_save, read_artifact
+from vqgraph.errors import ArtifactMismatchError
+from vqgraph.utils.io import atomic_torch_save, read_artifact
 
 STUDENT_FORMAT = "vqgraph-student"
 STUDENT_FORMAT_VERSION = 1

@@ -10,7 +10,7 @@ from vqgraph.training.distill import (
     fit_student,
     method_defaults,
 )
-from vqgraph.training.loop import DivergenceError, FitResult, Share, TrainConfig, fit
+from vqgraph.training.loop import FitResult, Share, TrainConfig, fit
 from vqgraph.training.selection import BestCheckpoint
 from vqgraph.training.teacher import (
     TeacherObjective,
@@ -28,7 +28,6 @@ __all__ = [
     "DistillConfig",
     "DistillLosses",
     "DistillObjective",
-    "DivergenceError",
     "FitResult",
     "Share",
     "StudentResult",
