@@ -15,7 +15,7 @@ from vqgraph.losses import calibrate_temperature, code_logits, code_map
 from vqgraph.models import TeacherConfig
 from vqgraph.models.student import MLPStudent, StudentConfig, StudentOutput
 from vqgraph.targets import smooth_soft_labels
-from vqgraph.training.distill import make_distiller, observed_edges
+from vqgraph.training.distill import make_distiller
 from vqgraph.training import BestCheckpoint, CodebookDistiller, DistillConfig, TrainConfig, fit_student, fit_teacher
 
 
@@ -469,7 +469,7 @@ def test_smoothing_reaches_the_soft_label_term_and_sees_only_observed_edges(task
     smooth = DistillConfig(method="glnn", teacher_temperature=1.0, smooth_hops=2, smooth_alpha=0.5)
     distiller = make_distiller(data, split, ind, smooth, "cpu")
     probs = ind.logits.softmax(-1)
-    edges = observed_edges(data, split)
+    edges = split.observed_edges(data.edge_index)
     hidden = torch.zeros(data.num_nodes, dtype=torch.bool)
     hidden[split.test_ind_idx] = True
     assert edges.size(1) < data.edge_index.size(1) and not bool(hidden[edges].any())

@@ -281,3 +281,17 @@ def test_the_split_records_its_hidden_share_and_weighs_test_prod_by_it(graph):
     default = make_split(graph, seed=0, setting="inductive")
     metrics = Evaluator.for_split(graph.y, default)(pred)
     assert metrics["test_prod/acc"] == 0.8 * metrics["test_tran/acc"] + 0.2 * metrics["test_ind/acc"]
+
+
+def test_observed_edges_and_rows_are_what_the_observed_graph_holds(ind):
+    graph, ind = ind
+    tran = make_split(graph, seed=0)
+    assert tran.observed_edges(graph.edge_index) is graph.edge_index and tran.observed_rows(graph.x) is graph.x
+    edges = ind.observed_edges(graph.edge_index)
+    hidden = ind.hidden_mask
+    assert not bool(hidden[edges].any())  # no kept edge touches a hidden node
+    kept = ~(hidden[graph.edge_index[0]] | hidden[graph.edge_index[1]])
+    assert edges.size(1) == int(kept.sum()) > 0  # and every other edge is kept
+    observed = ind.observed_graph(graph)
+    assert torch.equal(ind.observed_rows(graph.x), observed.x)
+    assert torch.equal(observed.n_id[observed.edge_index], edges)  # the same edges, by global id

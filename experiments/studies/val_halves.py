@@ -32,7 +32,6 @@ from vqgraph.app.task import prepare_task
 from vqgraph.losses import calibrate_temperature
 from vqgraph.targets import smooth_soft_labels
 from vqgraph.training import fit_teacher
-from vqgraph.training.distill import observed_edges
 
 VARIANTS = ((0, 0.0), (2, 0.5), (10, 0.5), (10, 0.8))  # (smooth_hops, smooth_alpha); (0, 0): raw soft labels
 
@@ -45,7 +44,7 @@ def one_seed(dataset: str, seed: int, data_root) -> List[List[float]]:
     val_a, val_b = split.for_teacher().val_idx, split.for_student().val_idx
     targets = fit_teacher(data, split, cfg.teacher, replace(cfg.train, progress=False)).targets
     probs = F.softmax(targets.logits / calibrate_temperature(targets.logits[val_a], data.y[val_a]), dim=-1)
-    edges = observed_edges(data, split)
+    edges = split.observed_edges(data.edge_index)
     out = []
     for hops, alpha in VARIANTS:
         right = (smooth_soft_labels(probs, edges, hops, alpha).argmax(-1) == data.y).float() * 100

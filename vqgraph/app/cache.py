@@ -18,7 +18,6 @@ from vqgraph import distributed
 from vqgraph.app.config import ExperimentConfig, to_dict
 from vqgraph.app.task import Task
 from vqgraph.data.sparse import density
-from vqgraph.data.splits import Setting
 from vqgraph.errors import ArtifactMismatchError
 from vqgraph.targets import TeacherTargets
 from vqgraph.training import fit_teacher
@@ -34,8 +33,7 @@ LATER_KEYS = {"train": {"optimizer": "adam"},
 def observed_density(task: Task) -> float:
     """The share of non-zero features over the nodes the teacher trains on (the observed ones),
     which decides ``sparse_input="auto"``."""
-    x = task.data.x if task.split.setting is Setting.TRANSDUCTIVE else task.data.x[task.split.observed_idx]
-    return density(x)
+    return density(task.split.observed_rows(task.data.x))
 
 
 def teacher_key(dataset: str, setting: str, seed: int, cfg: ExperimentConfig, x=None) -> str:

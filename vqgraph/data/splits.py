@@ -205,6 +205,18 @@ class NodeSplit:
         out.n_id = observed
         return out
 
+    def observed_edges(self, edge_index: Tensor) -> Tensor:
+        """The edges training may see, by global id: inductively none that touches a hidden node
+        (``edge_index`` itself transductively)."""
+        if self.setting is Setting.TRANSDUCTIVE:
+            return edge_index
+        hidden = self.hidden_mask
+        return edge_index[:, ~(hidden[edge_index[0]] | hidden[edge_index[1]])]
+
+    def observed_rows(self, x: Tensor) -> Tensor:
+        """The rows of ``x`` [N, ...] of the observed nodes (``x`` itself transductively, not a copy)."""
+        return x if self.setting is Setting.TRANSDUCTIVE else x[self.observed_idx]
+
     def to_local(self, global_idx: Tensor) -> Tensor:
         """Map global ids to rows of :meth:`observed_graph`; raises if an id is hidden."""
         global_idx = torch.as_tensor(global_idx, dtype=torch.long)

@@ -10,7 +10,6 @@ from vqgraph.training.distill.fit import (
     StudentResult,
     fit_student,
     make_distiller,
-    observed_edges,
     predict_rows,
     target_stats,
 )
@@ -32,7 +31,6 @@ __all__ = [
     "label_loss",
     "make_distiller",
     "method_defaults",
-    "observed_edges",
     "predict_rows",
     "target_stats",
 ]

@@ -59,17 +59,9 @@ def make_distiller(data: Data, split: NodeSplit, targets: Optional[TeacherTarget
     soft_labels = None
     if distill.smooth_hops or distill.smooth_labels:
         soft_labels = smooth_soft_labels(
-            F.softmax(targets.logits.float() / temperature, dim=-1), observed_edges(data, split), distill.smooth_hops,
+            F.softmax(targets.logits.float() / temperature, dim=-1), split.observed_edges(data.edge_index), distill.smooth_hops,
             distill.smooth_alpha, data.y if distill.smooth_labels else None, split.train_mask)
     return CodebookDistiller(targets, distill, device, temperature, fit_nodes(split, distill), soft_labels)
-
-
-def observed_edges(data: Data, split: NodeSplit) -> Tensor:
-    """The edges training may see, by global id: inductively none that touches a hidden node."""
-    if split.setting is Setting.TRANSDUCTIVE:
-        return data.edge_index
-    hidden = split.hidden_mask
-    return data.edge_index[:, ~(hidden[data.edge_index[0]] | hidden[data.edge_index[1]])]
 
 
 @torch.no_grad()
