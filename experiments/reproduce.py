@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -24,7 +25,7 @@ from vqgraph.app.grid import finished_run
 from vqgraph.app.loggers import MODES, WandbLogger
 from vqgraph.app.records import PAIRED_COLUMNS, csv_table, load_rows, markdown_table, mean_std, paired_lines
 from vqgraph.app.run import RunSpec
-from vqgraph.errors import ConfigError
+from vqgraph.errors import ConfigError, VQGraphError
 from vqgraph.training.loop import progress
 from vqgraph.utils.io import atomic_write_text
 
@@ -114,6 +115,9 @@ def main(argv=None) -> int:
             rows.append(finished_run(spec, args.runs / spec.name, args.cache, args.data_root))
         except ConfigError as err:
             parser.error(str(err))
+        except VQGraphError as err:  # data, divergence, a busy or full folder: one line, no traceback
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     tables = summarise(rows, args.label)
     command = "python -m experiments.reproduce " + shlex.join(argv if argv is not None else [])
     header = f"Test accuracy (%), mean ± std over seeds {args.seeds}, teacher `{args.teacher}`.\nCommand: `{command.strip()}`\n\n"
@@ -149,6 +153,4 @@ def log_summary(args, command: str, tables: Dict, pair_lines: List[List], runs: 
 
 
 if __name__ == "__main__":
-    import sys
-
     raise SystemExit(main(sys.argv[1:]))

@@ -5,12 +5,15 @@
 
 Without ``--method`` the run trains the preset's recipe for the setting (``recipe:`` in
 ``vqgraph/presets/<dataset>.yaml``: teacher, method and the recipe's own overrides; its default
-folder ends in ``-recipe`` when it has overrides).
+folder ends in ``-recipe`` when it has overrides). The run says at the start which method and
+teacher it trains and why (``chosen_by`` in ``results.json``), and a plain line at each phase.
 
 Writes ``DIR/results.json`` (accuracies as fractions), ``DIR/student.pt`` and prints one line.
 Training checkpoints every 10 epochs and 10 minutes (``train.checkpoint_*``,
 ``student_train.checkpoint_*``): run the same command after a crash and it resumes where it
-stopped, ending as the uninterrupted run would; ``--fresh`` starts over.
+stopped, ending as the uninterrupted run would; ``--fresh`` starts over. A finished run of the same
+configuration in ``--out`` is reused, one of another configuration refused (``--fresh`` replaces
+it); two runs never write one folder at once (a lock file while a run writes it).
 Teachers are cached under ``--cache`` by a hash of everything that determines them.
 
 Under ``torchrun --nproc-per-node N -m experiments.run ...`` the same command trains with N
@@ -25,9 +28,10 @@ from pathlib import Path
 
 from experiments.common import add_run_arguments, parse_run
 from vqgraph import distributed
+from vqgraph.app.config import preset_blocks, preset_path
 from vqgraph.app.loggers import MODES
-from vqgraph.app.run import run_experiment
-from vqgraph.errors import VQGraphError
+from vqgraph.app.run import RunSpec, run_experiment
+from vqgraph.errors import ConfigError, VQGraphError
 from vqgraph.utils.io import remove_if_empty
 
 TEST_KEYS = ("test/acc", "test_tran/acc", "test_ind/acc", "test_prod/acc")
@@ -40,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, default=Path("runs/cache/teachers"), help="teacher cache folder")
     parser.add_argument("--wandb", default="off", choices=MODES)
     parser.add_argument("--wandb-project", default="vqgraph")
-    parser.add_argument("--fresh", action="store_true", help="ignore the checkpoints of an interrupted run: start over")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over: ignore the checkpoints of an interrupted run, retrain a finished one")
     return parser
 
 
@@ -49,8 +54,26 @@ def summary_line(results: dict, out: Path) -> str:
     keys = [k for k in TEST_KEYS if k in m]
     student = " ".join(f"{k}={m[k]:.4f}" for k in ["val/acc", *keys])
     teacher = " ".join(f"{k}={t[k]:.4f}" for k in keys if k in t)
+    reused = " (finished before: reused)" if results.get("reused") else ""
     return (f"{results['dataset']} {results['setting']} {results['method']} (teacher {results['teacher']}) "
-            f"seed={results['seed']}: {student} | teacher {teacher} | student {results['timings']['student_train_s']:.1f}s -> {out}")
+            f"seed={results['seed']}: {student} | teacher {teacher} | student {results['timings']['student_train_s']:.1f}s "
+            f"-> {out}{reused}")
+
+
+def chosen_by(args: argparse.Namespace, spec: RunSpec) -> str:
+    """Why the run trains its method and teacher: a named flag, the preset's recipe for the
+    setting, or the default for a graph whose preset has no recipe."""
+    packaged = preset_path(spec.dataset)
+    preset = spec.preset or (f"vqgraph/presets/{packaged.name}" if packaged else None)
+    if preset is not None and "recipe" in preset_blocks(spec.dataset, spec.preset):
+        default = f"chosen by the preset's recipe ({preset}, recipe.{spec.setting})"
+    else:
+        default = "chosen by default (no preset recipe for this graph)"
+    if args.method and args.teacher:
+        return "named by --method and --teacher"
+    if not args.method and not args.teacher:
+        return default
+    return "method named by --method, teacher " + default if args.method else "teacher named by --teacher, method " + default
 
 
 @distributed.entry_point
@@ -58,7 +81,12 @@ def main(argv=None) -> int:
     args, spec, _ = parse_run(build_parser(), argv)
     out = args.out or Path("runs") / (spec.name + ("-recipe" if args.recipe else ""))
     try:
-        results = run_experiment(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project, args.fresh, args.download)
+        results = run_experiment(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project, args.fresh,
+                                 args.download, chosen_by(args, spec))
+    except ConfigError as err:  # a flag that cannot be honoured (device, --out, a finished run): one line, code 2
+        remove_if_empty(out)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except VQGraphError as err:  # a data, split, training or output problem: one line, no traceback
         remove_if_empty(out)
         print(f"error: {err}", file=sys.stderr)

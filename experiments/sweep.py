@@ -27,7 +27,7 @@ from experiments.common import emit, parse_seeds
 from vqgraph.app.grid import finished_run
 from vqgraph.app.records import markdown_table, mean_std, win_tie_loss
 from vqgraph.app.run import RunSpec
-from vqgraph.errors import ConfigError
+from vqgraph.errors import ConfigError, VQGraphError
 from vqgraph.training.loop import progress
 
 
@@ -93,6 +93,9 @@ def main(argv=None) -> int:
             result = finished_run(spec, args.runs / name / spec.name, args.cache, args.data_root)
         except ConfigError as err:
             parser.error(str(err))
+        except VQGraphError as err:  # data, divergence, a busy or full folder: one line, no traceback
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         blocks.setdefault((dataset, setting), {}).setdefault(name, []).append(result)
     command = "python -m experiments.sweep " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = (f"# Sweep: method `{args.method}`, teacher `{args.teacher}`, seeds {args.seeds}\n\n"

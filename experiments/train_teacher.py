@@ -10,20 +10,22 @@ Settings come from the dataclass defaults, then ``vqgraph/presets/<dataset>.yaml
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from experiments.common import add_run_arguments, parse_run
 from vqgraph import distributed
 from vqgraph.app.cache import teacher_identity
 from vqgraph.app.config import to_dict
 from vqgraph.app.records import write_json
-from vqgraph.app.run import dataset_stem
+from vqgraph.app.run import check_device, check_output, dataset_stem
 from vqgraph.app.task import prepare_task
-from vqgraph.errors import VQGraphError
+from vqgraph.errors import ConfigError, VQGraphError
 from vqgraph.training import fit_teacher
-from vqgraph.utils.io import ensure_writable, remove_if_empty
+from vqgraph.utils.io import ensure_writable, folder_lock, remove_if_empty
 from vqgraph.utils.profiling import environment
 
 
@@ -38,24 +40,44 @@ def build_parser() -> argparse.ArgumentParser:
 @distributed.entry_point
 def main(argv=None) -> int:
     args, spec, cfg = parse_run(build_parser(), argv)
-    me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
     out = args.out or Path("runs/teacher") / f"{dataset_stem(args.dataset)}-{args.setting}-{spec.teacher}-s{args.seed}"
+    try:  # before any work: the device exists, the folder is the run's own
+        check_device(cfg)
+        out = check_output(out)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
     try:
-        data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root, args.download)
-        start = time.perf_counter()
-        if me.is_main:  # before any training: an unwritable folder is reported now
-            ensure_writable(out, "output folder")
-        who = teacher_identity(cfg, data.name, split.setting.value, args.seed)
-        checkpoint = cfg.train.checkpoint(Path(out) / "checkpoint.pt", who, args.fresh)
-        result = fit_teacher(data, split, cfg.teacher, cfg.train, checkpoint=checkpoint,
-                             record={"data": to_dict(cfg.data)})
+        with contextlib.ExitStack() as stack:
+            if me.is_main:  # before any training: an unwritable or busy folder is reported now
+                ensure_writable(out, "output folder")
+                stack.enter_context(folder_lock(out, "output folder"))
+            results = train(args, spec, cfg, out)
     except VQGraphError as err:  # a clear line, no traceback; nothing was written
         remove_if_empty(out)
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if results is not None:
+        summary = " ".join(f"{k}={v:.4f}" for k, v in results["metrics"].items())
+        print(f"{results['dataset']} {results['setting']} {spec.teacher} seed={args.seed}: {summary} "
+              f"codes_used={results['codebook']['used_frac']:.3f} epochs={results['epochs']} "
+              f"({results['timings']['train_s']:.1f}s) -> {out}")
+    return 0
+
+
+def train(args: argparse.Namespace, spec, cfg, out: Path) -> Optional[dict]:
+    """Train the teacher of ``args`` into ``out``; rank 0 writes ``teacher.pt`` and ``results.json``
+    and returns the results."""
+    me = distributed.world()
+    data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root, args.download)
+    start = time.perf_counter()
+    who = teacher_identity(cfg, data.name, split.setting.value, args.seed)
+    checkpoint = cfg.train.checkpoint(Path(out) / "checkpoint.pt", who, args.fresh)
+    result = fit_teacher(data, split, cfg.teacher, cfg.train, checkpoint=checkpoint, record={"data": to_dict(cfg.data)})
     wall = time.perf_counter() - start
     if not me.is_main:  # every rank holds the same teacher; rank 0 writes it
-        return 0
+        return None
     artifact = result.targets.save(Path(out) / "teacher.pt")
     m = result.metrics
     eval_keys = [f"{key}/acc" for key in split.index_dict() if key != "train"]
@@ -79,12 +101,7 @@ def main(argv=None) -> int:
         "environment": {**environment(), "world_size": me.world_size},
     }
     write_json(Path(out) / "results.json", results)
-    summary = " ".join(f"{k}={v:.4f}" for k, v in results["metrics"].items())
-    print(
-        f"{data.name} {split.setting.value} {spec.teacher} seed={args.seed}: {summary} "
-        f"codes_used={results['codebook']['used_frac']:.3f} epochs={m['epochs']} ({m['train_s']:.1f}s) -> {out}"
-    )
-    return 0
+    return results
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def test_an_unusable_teacher_cache_entry_is_reported_and_retrained(tmp_path, dam
         torch.save({"weights": torch.zeros(3)}, artifact)  # a readable file, but not a teacher artifact
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert run_cli.main(argv) == 0
+        assert run_cli.main([*argv, "--fresh"]) == 0  # --fresh: the finished run is trained again, not reused
     assert any(str(artifact) in str(w.message) and "retrained" in str(w.message) for w in caught)
     again = json.loads((out / "results.json").read_text())
     assert not again["timings"]["teacher_cached"]  # retrained, not crashed

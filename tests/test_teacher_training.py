@@ -378,8 +378,7 @@ def test_save_is_atomic(tmp_path, monkeypatch, ind_result):
     path = tmp_path / "teacher.pt"
 
     def broken_save(obj, f, *args, **kwargs):
-        with open(f, "wb") as handle:
-            handle.write(b"half a file")
+        f.write(b"half a file")  # the temporary file the atomic save writes through
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     env = environment()
     print(f"# {env['cpu']}, {env['threads']} threads, torch {env['torch']}", flush=True)
-    rows = []
+    rows, said = [], set()
     for name in args.graphs:
         try:
             row = bench_graph(name, args)
@@ -82,6 +82,10 @@ def main(argv=None) -> int:
             continue
         rows.append(row)
         print(print_table([row]), flush=True)
+        for label, why in row.get("skipped_rows", {}).items():  # once per row label, not per graph
+            if label not in said:
+                said.add(label)
+                print(f"{label}: skipped on every graph ({why})", flush=True)
     payload = {"environment": env, "args": {k: str(v) for k, v in vars(args).items()}, "graphs": rows}
     if args.results is not None:
         points = accuracy_points(args.results, args)
@@ -89,8 +93,11 @@ def main(argv=None) -> int:
             p["nodes"] = args.nodes
         payload["accuracy_vs_latency"] = points
         if points:
-            plot(points, args.out.with_suffix(".png"))
-            print(f"\nplot: {args.out.with_suffix('.png')}")
+            try:
+                plot(points, args.out.with_suffix(".png"))
+                print(f"\nplot: {args.out.with_suffix('.png')}")
+            except ImportError as err:  # the plot extra not installed: the figures are still written
+                print(f"\nplot: skipped ({err}; pip install -e '.[plot]')")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     print(f"figures: {args.out.with_suffix('.json')}")

@@ -2,55 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import warnings
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
-from vqgraph.app.cache import observed_density
+from vqgraph.app.finished import config_changes
 from vqgraph.app.run import RunSpec, run_experiment
-from vqgraph.app.task import DataConfig, prepare_task
 from vqgraph.errors import CheckpointMismatchError, ConfigError
-from vqgraph.training.teacher import sparse_teacher
+
+__all__ = ["config_changes", "finished_run"]
 
 
 def _clean_partial(folder: Path) -> None:
     """Remove temporary files a killed run left behind (results are only ever renamed into place)."""
     for tmp in folder.glob(".*.tmp"):
         tmp.unlink()
-
-
-def config_changes(result: Dict, spec: RunSpec, data_root=None) -> List[str]:
-    """How the config a finished run recorded differs from the one ``spec`` would use now, as
-    ``section.key: was -> now`` lines. Keys the run did not record (added to the code since) are
-    not compared, nor is ``teacher.tokenize`` of a full-batch teacher (its tokenizer sees every
-    node either way, as :func:`~vqgraph.app.cache.teacher_key` says); ``teacher.sparse_input``
-    is compared by its effect on the run's features (``auto`` against ``off`` on dense ones is no change)."""
-    cfg = spec.config()
-    current = json.loads(json.dumps(cfg.to_dict()))  # through JSON, as the run recorded it
-    recorded = result.get("config", {})
-    inert = {("teacher", "tokenize")} if current.get("train", {}).get("batch_size") is None else set()
-    changes = [
-        (section, key, recorded[section][key], now)
-        for section, values in current.items()
-        for key, now in values.items()
-        if key in recorded.get(section, {}) and recorded[section][key] != now and (section, key) not in inert
-    ]
-    if any((section, key) == ("teacher", "sparse_input") and "auto" in (was, now) for section, key, was, now in changes):
-        # auto acts by the features' density: the same teacher as the value it resolves to
-        share = _density(spec.dataset, spec.setting, spec.seed, json.dumps(current["data"], sort_keys=True), data_root)
-        effect = lambda value: "on" if sparse_teacher(dataclasses.replace(cfg.teacher, sparse_input=value),  # noqa: E731
-                                                      cfg.train, share) else "off"
-        changes = [c for c in changes if c[:2] != ("teacher", "sparse_input") or effect(c[2]) != effect(c[3])]
-    return [f"{section}.{key}: {was!r} -> {now!r}" for section, key, was, now in changes]
-
-
-@functools.lru_cache(maxsize=64)
-def _density(dataset: str, setting: str, seed: int, data_json: str, data_root) -> float:
-    """The observed features' density of a run's task (loaded once per dataset, setting, seed)."""
-    return observed_density(prepare_task(dataset, setting, seed, DataConfig(**json.loads(data_json)), data_root))
 
 
 def finished_run(spec: RunSpec, folder: Path, cache: Path, data_root=None) -> Dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
@@ -170,9 +171,14 @@ class WandbLogger:
         self.run.log_artifact(artifact)
 
     def finish(self) -> None:
+        """End the run; an offline one says, once, where its files are and how to upload them."""
         if self.run is not None:
+            folder = self.run_dir
             self.run.finish()
             self.run = None
+            if self.mode == "offline":
+                print(f"W&B: offline run saved in {folder}; upload it with: wandb sync {folder}", file=sys.stderr,
+                      flush=True)
 
     def __enter__(self) -> "WandbLogger":
         return self

@@ -8,16 +8,21 @@ writes ``student.pt`` and ``results.json``. ``python -m experiments.run`` is thi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
+import torch
+
 from vqgraph import distributed
-from vqgraph.app.cache import cached_teacher, identity
+from vqgraph.app.cache import cached_teacher, identity, observed_density, teacher_key
 from vqgraph.app.config import ExperimentConfig, preset_blocks, to_dict
 from vqgraph.app.figures import codebook_figure
+from vqgraph.app.finished import finished_results
 from vqgraph.app.loggers import WandbLogger
 from vqgraph.app.records import write_json
 from vqgraph.app.task import prepare_task
@@ -25,7 +30,7 @@ from vqgraph.errors import ConfigError
 from vqgraph.serving import Predictor
 from vqgraph.targets import ensemble_targets
 from vqgraph.training import StudentResult, fit_student
-from vqgraph.utils.io import ensure_writable
+from vqgraph.utils.io import ensure_writable, folder_lock
 from vqgraph.utils.profiling import environment
 
 
@@ -66,43 +71,75 @@ class RunSpec:
 
 
 def run_experiment(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb: str = "off",
-                   project: str = "vqgraph", fresh: bool = False, download: bool = False) -> Optional[dict]:
+                   project: str = "vqgraph", fresh: bool = False, download: bool = False,
+                   chosen_by: str = "named by the caller (RunSpec)") -> Optional[dict]:
     """Train (or reuse) the teacher and distil the student of ``spec``; rank 0 writes
     ``out/student.pt`` and ``out/results.json`` (last, atomically) and returns the results.
 
-    Teacher and student training checkpoint (``<cache>/<key>/checkpoint.pt``,
-    ``out/checkpoint.pt``; schedule ``train.checkpoint_*`` and ``student_train.checkpoint_*``):
-    the same call after a crash resumes where it stopped; ``fresh`` starts over. ``download``:
-    fetch a missing dataset into the first data root."""
+    Before any work: the device must exist (:func:`check_device`), ``out`` must be a folder of its
+    own (:func:`check_output`), writable and not in use by another run (a lock file while the run
+    writes it). A finished run of the same configuration in ``out`` is reused (its results come
+    back with ``reused: True``); one of another configuration is a ConfigError (see
+    :func:`~vqgraph.app.finished.finished_results`); ``fresh`` replaces it. Teacher and student
+    training checkpoint (``<cache>/<key>/checkpoint.pt``, ``out/checkpoint.pt``; schedule
+    ``train.checkpoint_*`` and ``student_train.checkpoint_*``): the same call after a crash resumes
+    where it stopped; ``fresh`` starts over. ``download``: fetch a missing dataset into the first
+    data root. ``chosen_by`` (why this method and teacher) is said at the start and recorded.
+    Unless the config turns progress off, a line on stderr names each phase."""
     cfg = spec.config()
+    check_device(cfg)
+    out = check_output(out)
     me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
-    task = prepare_task(spec.dataset, spec.setting, spec.seed, cfg.data, data_root, download)
-    if me.is_main:  # before any training: an unwritable folder is reported now, not after an hour
-        ensure_writable(out, "output folder")
-        ensure_writable(cache, "teacher cache folder")
+    say = _teller(me.is_main and cfg.student_train.progress)
+    with contextlib.ExitStack() as stack:
+        if me.is_main:  # before any training: an unwritable or busy folder is reported now, not after an hour
+            ensure_writable(out, "output folder")
+            ensure_writable(cache, "teacher cache folder")
+            stack.enter_context(folder_lock(out, "output folder"))
+        say(f"{spec.dataset} {spec.setting} seed {spec.seed}: method {spec.method}, teacher {spec.teacher}, {chosen_by}")
+        say(f"loading data: {spec.dataset}")
+        task = prepare_task(spec.dataset, spec.setting, spec.seed, cfg.data, data_root, download)
+        name, setting = task.data.name, task.split.setting.value
+        config = {**cfg.to_dict(), "dataset": name, "setting": setting, "method": spec.method,
+                  "teacher_kind": spec.teacher, "seed": spec.seed}  # the run's identity beside its sections
+        done = finished_results(out, config, spec, data_root, fresh) if me.is_main else None
+        if distributed.broadcast_object(done is not None):
+            say(f"{out} holds this run, finished: reused (--fresh trains it again)")
+            return {**done, "reused": True} if me.is_main else None
+        logger = WandbLogger(wandb if me.is_main else "off", project=project, group=f"{name}/{setting}/{spec.method}",
+                             job_type="distill", name=f"{name}-{setting}-{spec.method}-{spec.teacher}-s{spec.seed}",
+                             config=config, dir=out, tags=[name, setting, spec.method, spec.teacher])
+        with logger:
+            return _train(spec, task, cfg, config, out, cache, logger, fresh, say, chosen_by)
+
+
+def _train(spec: RunSpec, task, cfg: ExperimentConfig, config: dict, out: Path, cache: Path, logger: WandbLogger,
+           fresh: bool, say, chosen_by: str) -> Optional[dict]:
+    """:func:`run_experiment` once the folder, the data and the logger are ready."""
+    me = distributed.world()
     name, setting = task.data.name, task.split.setting.value
-    config = {**cfg.to_dict(), "dataset": name, "setting": setting, "method": spec.method,
-              "teacher_kind": spec.teacher, "seed": spec.seed}  # the run's identity beside its sections
-    logger = WandbLogger(wandb if me.is_main else "off", project=project, group=f"{name}/{setting}/{spec.method}",
-                         job_type="distill", name=f"{name}-{setting}-{spec.method}-{spec.teacher}-s{spec.seed}",
-                         config=config, dir=out, tags=[name, setting, spec.method, spec.teacher])
-    with logger:
-        targets, artifact, teacher_seconds = cached_teacher(task, cfg, spec.seed, cache, log=logger.stage("teacher/"),
-                                                            fresh=fresh)
-        if cfg.distill.teachers > 1:
-            targets, more_seconds = ensemble(spec, task, cfg, cache, targets, logger, fresh)
-            teacher_seconds += more_seconds
-        who = identity({"student": to_dict(cfg.student), "distill": to_dict(cfg.distill),
-                        "student_train": to_dict(cfg.student_train)},
-                       dataset=name, setting=setting, seed=spec.seed, teacher=artifact.parent.name)
-        checkpoint = cfg.student_train.checkpoint(out / "checkpoint.pt", who, fresh)
-        student = fit_selected_student(task.data, task.split, targets, cfg, log=logger, checkpoint=checkpoint)
-        if not me.is_main:  # every rank holds the same student; rank 0 writes it
-            return None
-        results = _record(spec, task, config, targets, artifact, student, teacher_seconds, out, me.world_size)
-        results.update(figures(targets, out, f"{name} {setting}, teacher {spec.teacher}, seed {spec.seed}", logger))
-        write_json(out / "results.json", results)
-        _log_final(logger, results, artifact, out, spec)
+    say(_teacher_phase(task, cfg, spec, cache))
+    targets, artifact, teacher_seconds = cached_teacher(task, cfg, spec.seed, cache, log=logger.stage("teacher/"),
+                                                        fresh=fresh)
+    if cfg.distill.teachers > 1:
+        targets, more_seconds = ensemble(spec, task, cfg, cache, targets, logger, fresh)
+        teacher_seconds += more_seconds
+    who = identity({"student": to_dict(cfg.student), "distill": to_dict(cfg.distill),
+                    "student_train": to_dict(cfg.student_train)},
+                   dataset=name, setting=setting, seed=spec.seed, teacher=artifact.parent.name)
+    checkpoint = cfg.student_train.checkpoint(out / "checkpoint.pt", who, fresh)
+    decays = len(cfg.distill.weight_decays or ()) or 1
+    say(f"student: training {spec.method} (at most {cfg.student_train.max_epochs} epochs"
+        + (f", for each of {decays} weight decays)" if decays > 1 else ")"))
+    student = fit_selected_student(task.data, task.split, targets, cfg, log=logger, checkpoint=checkpoint)
+    if not me.is_main:  # every rank holds the same student; rank 0 writes it
+        return None
+    say(f"writing: {out / 'student.pt'}, {out / 'results.json'}")
+    results = _record(spec, task, config, targets, artifact, student, teacher_seconds, out, me.world_size)
+    results["chosen_by"] = chosen_by
+    results.update(figures(targets, out, f"{name} {setting}, teacher {spec.teacher}, seed {spec.seed}", logger))
+    write_json(out / "results.json", results)
+    _log_final(logger, results, artifact, out, spec)
     return results
 
 
@@ -206,3 +243,60 @@ def figures(targets, out: Path, title: str, logger: WandbLogger) -> dict:
         return {}
     logger.log_image("teacher/codebook", figure, "code usage and codes, coloured by majority predicted class")
     return {"figures": {"codebook": figure.name}}
+
+
+def check_device(cfg: ExperimentConfig) -> None:
+    """A ConfigError in one line when a device of ``cfg`` (``train.device``, ``student_train.device``;
+    ``--device`` sets both) is not a torch device or is not available on this machine."""
+    for section in ("train", "student_train"):
+        device = getattr(cfg, section).device
+        problem = device_problem(device)
+        if problem:
+            raise ConfigError(f"device {device!r} ({section}.device, --device): {problem}")
+
+
+def device_problem(name: str) -> Optional[str]:
+    """Why torch device ``name`` cannot be used here, or None when it can."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        return "not a torch device; use cpu, cuda, cuda:N or mps"
+    if device.type == "cuda":
+        built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        if not torch.cuda.is_available():
+            return f"CUDA is not available (torch {torch.__version__}, {built}); use --device cpu"
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            return f"this machine has {count} CUDA device(s): use cuda:0 to cuda:{count - 1}"
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        return "Apple's MPS is not available on this machine; use --device cpu"
+    elif device.type not in ("cpu", "cuda", "mps"):
+        return f"device type {device.type!r} is not one vqgraph trains on; use cpu, cuda, cuda:N or mps"
+    return None
+
+
+def check_output(out) -> Path:
+    """``out`` as a Path; a ConfigError when it is empty or the current folder, where a run's
+    files (``student.pt``, ``results.json``, checkpoints) would mix with everything else."""
+    out = Path(out)
+    if str(out) in ("", ".") or out.resolve() == Path.cwd().resolve():
+        raise ConfigError(f"output folder {str(out)!r} is the current folder {Path.cwd()}: name a folder of the "
+                          "run's own, e.g. --out runs/NAME, or leave --out out for the default folder under runs/")
+    return out
+
+
+def _teller(enabled: bool):
+    """``say(text)``: one plain line on stderr (flushed, so that logs show it at once), or nothing."""
+    def say(text: str) -> None:
+        if enabled:
+            print(f"run: {text}", file=sys.stderr, flush=True)
+    return say
+
+
+def _teacher_phase(task, cfg: ExperimentConfig, spec: RunSpec, cache: Path) -> str:
+    """What the teacher phase will do: reuse a cache entry, or train (and where it is cached)."""
+    entry = cache / teacher_key(task.data.name, task.split.setting.value, spec.seed, cfg, observed_density(task))
+    more = f" and {cfg.distill.teachers - 1} more for the ensemble" if cfg.distill.teachers > 1 else ""
+    if (entry / "teacher.pt").is_file():
+        return f"teacher: {spec.teacher} from the cache ({entry}){more}"
+    return f"teacher: training {spec.teacher} (at most {cfg.train.max_epochs} epochs; cached in {entry}){more}"

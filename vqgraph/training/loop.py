@@ -183,10 +183,57 @@ class FitResult(NamedTuple):
     train_seconds: float
 
 
+PLAIN_INTERVAL = 30.0  # seconds between the plain status lines shown when stderr is not a terminal
+
+
 def progress(iterable, desc: str, enabled: bool):
-    """A tqdm bar on a terminal; none when disabled or when stderr is not a terminal (log files,
-    CI, ``nohup``; also Jupyter, whose stderr is not a terminal)."""
+    """A tqdm bar on a terminal; off a terminal (log files, CI, ``nohup``; also Jupyter, whose
+    stderr is not a terminal) a plain status line every :data:`PLAIN_INTERVAL` seconds
+    (:class:`PlainProgress`); nothing when disabled."""
+    if enabled and not _on_terminal(sys.stderr):
+        return PlainProgress(iterable, desc)
     return tqdm(iterable, desc=desc, disable=True if not enabled else None, leave=False, file=sys.stderr, mininterval=1.0)
+
+
+def _on_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+class PlainProgress:
+    """:func:`progress` off a terminal: iterates ``iterable`` and, every :data:`PLAIN_INTERVAL`
+    seconds of ``clock``, prints one line on stderr: the step (the epoch, for a range of epochs),
+    the last loss and the best value so far of each other metric given to :meth:`set_postfix`
+    (as tqdm's), and the time elapsed."""
+
+    disable = True  # as tqdm's attribute: no bar is drawn (plain lines instead)
+
+    def __init__(self, iterable, desc: str, clock: Callable[[], float] = time.monotonic):
+        self.iterable, self.desc, self.clock = iterable, desc, clock
+        self.loss: Optional[str] = None
+        self.best: Dict[str, float] = {}
+
+    def set_postfix(self, loss=None, **metrics) -> None:
+        if loss is not None:
+            self.loss = str(loss)
+        for key, value in metrics.items():
+            self.best[key] = max(self.best.get(key, float("-inf")), float(value))
+
+    def __iter__(self):
+        epochs = isinstance(self.iterable, range)
+        total = self.iterable.stop if epochs else (len(self.iterable) if hasattr(self.iterable, "__len__") else "?")
+        start = last = self.clock()
+        for n, item in enumerate(self.iterable, 1):
+            yield item
+            now = self.clock()
+            if now - last >= PLAIN_INTERVAL:
+                last = now
+                step = f"epoch {item + 1}/{total}" if epochs else f"{n}/{total}"
+                parts = [f"{self.desc}: {step}"] + ([f"loss {self.loss}"] if self.loss is not None else [])
+                parts += [f"best {key} {value:.4f}" for key, value in self.best.items()]
+                print(", ".join(parts + [f"{now - start:.0f} s elapsed"]), file=sys.stderr, flush=True)
 
 
 def fit(

@@ -1,9 +1,13 @@
-"""Files written atomically and artifacts read without unpickling."""
+"""Files written atomically, a run folder's lock, and artifacts read without unpickling."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import socket
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -55,30 +59,90 @@ def _publish(tmp: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _open(fd: int, mode: str):
+    """The file object every atomic write goes through (tests make it fail as a full disk would)."""
+    return os.fdopen(fd, mode)
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+def _atomic_write(path, mode: str, write) -> None:
+    """``write(file)`` into a temporary file beside ``path``, then rename: never a half-written
+    file. A full disk or an exceeded quota is a :class:`NotWritableError` naming the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
+        with _open(fd, mode) as out:
+            write(out)
         _publish(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            quota = " (disk quota exceeded)" if err.errno == errno.EDQUOT else ""
+            raise NotWritableError(f"no space left on device for {path.parent}{quota}: {path.name} was not written "
+                                   "(nothing half-written was kept); free some space or choose another folder") from err
         raise
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
+    _atomic_write(path, "wb", lambda out: torch.save(obj, out))
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    _atomic_write(path, "w", lambda out: out.write(text))
+
+
+LOCK_NAME = ".vqgraph.lock"
+
+
+def _lock_holder(lock: Path) -> tuple:
+    """``(pid, host)`` written in ``lock``; ``(None, None)`` when it cannot be read."""
+    try:
+        pid, host = lock.read_text().split(maxsplit=1)
+        return int(pid), host.strip()
+    except (OSError, ValueError):
+        return None, None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def folder_lock(folder, what: str = "run folder"):
+    """Hold ``folder``'s lock file (created atomically, holding this process's pid and host)
+    while the block runs, so that two runs never write one folder at once; removed at the end.
+    A lock left by a dead process of this host is taken over with a warning; a live one is a
+    :class:`NotWritableError` naming the folder and the process."""
+    lock = Path(folder) / LOCK_NAME
+    mine = f"{os.getpid()} {socket.gethostname()}\n"
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pid, host = _lock_holder(lock)
+            if attempt or pid is None or host != socket.gethostname() or _alive(pid):
+                holder = f"process {pid} on {host}" if pid is not None else "another process"
+                raise NotWritableError(f"{what} {folder} is in use by {holder} (lock file {lock}): wait for that run "
+                                       "to end, or choose another folder; remove the lock file only if no run is "
+                                       "writing there") from None
+            warnings.warn(f"{lock}: taking over the lock of process {pid}, which is no longer running", stacklevel=3)
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+            continue
+        with os.fdopen(fd, "w") as out:
+            out.write(mine)
+        break
+    try:
+        yield lock
+    finally:
+        if _lock_holder(lock) == (os.getpid(), socket.gethostname()):
+            lock.unlink()
