@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 
 from vqgraph import distributed
 from vqgraph.app.cache import cached_teacher, identity
-from vqgraph.app.config import ExperimentConfig, preset_blocks, to_dict
+from vqgraph.app.config import ExperimentConfig, canonical_dataset, override_value, preset_blocks, to_dict
 from vqgraph.app.figures import codebook_figure
 from vqgraph.app.loggers import WandbLogger
 from vqgraph.app.records import write_json
@@ -38,7 +38,13 @@ def dataset_stem(dataset: str) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: what ``experiments.run`` and ``experiments.train_teacher`` take."""
+    """One run: what ``experiments.run`` and ``experiments.train_teacher`` take.
+
+    ``dataset`` is made canonical (``Cora`` -> ``cora``: the name its preset and folder take).
+    The seed, teacher kind, method, device and ``quiet`` name settings of the config
+    (``train.seed``, ``teacher.conv``, ...): an override that sets one of them to another value is
+    refused (:class:`~vqgraph.errors.ConfigError` naming both), one that restates it is dropped,
+    so that the run's name and record are those of the configuration trained."""
 
     dataset: str
     setting: str = "transductive"
@@ -50,13 +56,35 @@ class RunSpec:
     device: Optional[str] = None
     quiet: bool = False
 
+    def __post_init__(self):
+        object.__setattr__(self, "dataset", canonical_dataset(self.dataset))
+        seed, device = ("seed", "--seed", self.seed), ("device", "--device", self.device)
+        flags = {"teacher.conv": ("teacher", "--teacher", self.teacher), "train.seed": seed, "student_train.seed": seed,
+                 "distill.method": ("method", "--method", self.method)}
+        flags.update({"train.device": device, "student_train.device": device} if self.device else {})
+        quiet = ("progress", "--quiet", False)
+        flags.update({"train.progress": quiet, "student_train.progress": quiet} if self.quiet else {})
+        kept = []
+        for item in self.overrides:
+            key = item.split("=", 1)[0]
+            if key not in flags:
+                kept.append(item)
+                continue
+            what, flag, value = flags[key]
+            given = override_value(item)
+            if (given.lower() if isinstance(given, str) else given) != value:  # a restatement is dropped
+                hint = f"give it once, as {flag} {given}" if flag != "--quiet" else "leave out one of them"
+                source = f"{flag}, or the preset's recipe without it" if what in ("teacher", "method") else flag
+                raise ConfigError(f"{item} contradicts the run's {what} {value!r} ({source}): {hint}")
+        object.__setattr__(self, "overrides", tuple(kept))
+
     @property
     def name(self) -> str:
         return f"{dataset_stem(self.dataset)}-{self.setting}-{self.method}-{self.teacher}-s{self.seed}"
 
     def config(self) -> ExperimentConfig:
-        """Defaults < preset < ``overrides`` < the seed, device, progress and method of the spec.
-        Raises ConfigError on a bad key or value."""
+        """Defaults < preset < ``overrides`` < the seed, device, progress and method of the spec
+        (which the overrides never contradict). Raises ConfigError on a bad key or value."""
         flags = [f"train.seed={self.seed}", f"student_train.seed={self.seed}"]
         for section in ("train", "student_train"):
             flags += [f"{section}.device={self.device}"] if self.device else []
