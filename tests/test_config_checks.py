@@ -168,6 +168,10 @@ def test_a_flag_restated_by_set_is_accepted_and_the_run_is_named_after_what_it_t
     assert spec.teacher == "sage" and spec.method == "glnn" and spec.name == "cora-transductive-glnn-sage-s3"
     assert config.teacher.conv == "sage" and config.train.seed == config.student_train.seed == 3
     assert dataclasses.replace(spec, teacher="gcn").config().teacher.conv == "gcn"  # an ensemble member of its own kind
+    assert spec.overrides == ()  # the restatements are dropped
+    contradicted = RunSpec("cora", seed=2, overrides=("train.seed=5",))  # grids build specs, then check their configs
+    with pytest.raises(ConfigError, match=r"train.seed=5 contradicts the run's seed 2 \(--seed\)"):
+        contradicted.config()
     with pytest.raises(ConfigError, match=r"teacher.conv=sage contradicts the teacher named \('gcn'\)"):
         ExperimentConfig.from_preset("cora", "gcn", "glnn", ["teacher.conv=sage"])  # the library refuses it too
 

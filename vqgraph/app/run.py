@@ -42,9 +42,10 @@ class RunSpec:
 
     ``dataset`` is made canonical (``Cora`` -> ``cora``: the name its preset and folder take).
     The seed, teacher kind, method, device and ``quiet`` name settings of the config
-    (``train.seed``, ``teacher.conv``, ...): an override that sets one of them to another value is
-    refused (:class:`~vqgraph.errors.ConfigError` naming both), one that restates it is dropped,
-    so that the run's name and record are those of the configuration trained."""
+    (``train.seed``, ``teacher.conv``, ...): an override that restates one of them is dropped,
+    one that gives it another value makes :meth:`config` refuse the spec
+    (:class:`~vqgraph.errors.ConfigError` naming both), so that the run's name and record are
+    those of the configuration trained."""
 
     dataset: str
     setting: str = "transductive"
@@ -58,25 +59,37 @@ class RunSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "dataset", canonical_dataset(self.dataset))
-        seed, device = ("seed", "--seed", self.seed), ("device", "--device", self.device)
+        object.__setattr__(self, "overrides", tuple(item for item in self.overrides if not self._restates(item)))
+
+    def _flags(self) -> dict:
+        """The config keys the spec's fields set: ``{key: (what, flag, value)}``."""
+        seed, device, quiet = ("seed", "--seed", self.seed), ("device", "--device", self.device), ("progress", "--quiet", False)
         flags = {"teacher.conv": ("teacher", "--teacher", self.teacher), "train.seed": seed, "student_train.seed": seed,
                  "distill.method": ("method", "--method", self.method)}
         flags.update({"train.device": device, "student_train.device": device} if self.device else {})
-        quiet = ("progress", "--quiet", False)
         flags.update({"train.progress": quiet, "student_train.progress": quiet} if self.quiet else {})
-        kept = []
+        return flags
+
+    def _restates(self, item: str) -> bool:
+        """Whether the override ``item`` gives a key of :meth:`_flags` the spec's own value."""
+        flag = self._flags().get(item.split("=", 1)[0])
+        try:
+            given = override_value(item) if flag else None
+        except ConfigError:  # a malformed value: config() reports it
+            return False
+        return flag is not None and (given.lower() if isinstance(given, str) else given) == flag[2]
+
+    def _check_flags(self) -> None:
+        """Refuse an override that gives a key of :meth:`_flags` another value (restatements are gone)."""
+        flags = self._flags()
         for item in self.overrides:
-            key = item.split("=", 1)[0]
-            if key not in flags:
-                kept.append(item)
-                continue
-            what, flag, value = flags[key]
-            given = override_value(item)
-            if (given.lower() if isinstance(given, str) else given) != value:  # a restatement is dropped
+            key, _, given = item.partition("=")
+            if key in flags:
+                override_value(item)  # a malformed value is reported as such
+                what, flag, value = flags[key]
                 hint = f"give it once, as {flag} {given}" if flag != "--quiet" else "leave out one of them"
                 source = f"{flag}, or the preset's recipe without it" if what in ("teacher", "method") else flag
                 raise ConfigError(f"{item} contradicts the run's {what} {value!r} ({source}): {hint}")
-        object.__setattr__(self, "overrides", tuple(kept))
 
     @property
     def name(self) -> str:
@@ -84,7 +97,8 @@ class RunSpec:
 
     def config(self) -> ExperimentConfig:
         """Defaults < preset < ``overrides`` < the seed, device, progress and method of the spec
-        (which the overrides never contradict). Raises ConfigError on a bad key or value."""
+        (which the overrides may not contradict). Raises ConfigError on a bad key or value."""
+        self._check_flags()
         flags = [f"train.seed={self.seed}", f"student_train.seed={self.seed}"]
         for section in ("train", "student_train"):
             flags += [f"{section}.device={self.device}"] if self.device else []
