@@ -29,7 +29,7 @@ from vqgraph.training.loop import TrainConfig
 from vqgraph.utils.settings import RULE, Rule
 
 CLASSES = (DataConfig, TeacherConfig, TrainConfig, StudentConfig, DistillConfig, DistillSection)
-FREE_STRINGS = {"device", "teacher_kinds"}  # any torch device; encoder kinds (checked by the encoder table)
+FREE_STRINGS = {"device"}  # any torch device
 
 
 def _rule(cls, name) -> Rule:

@@ -27,12 +27,12 @@ import yaml
 from vqgraph.app.task import DataConfig
 from vqgraph.data.datasets import get_spec
 from vqgraph.errors import ConfigError, UnknownDatasetError
-from vqgraph.models.encoders import CONVS, resolve_conv
+from vqgraph.models.encoders import CONVS
 from vqgraph.models.student import StudentConfig
 from vqgraph.models.teacher import TeacherConfig
 from vqgraph.training.distill import METHODS, DistillConfig, method_defaults
 from vqgraph.training.loop import TrainConfig
-from vqgraph.utils.settings import ranged
+from vqgraph.utils.settings import choice, ranged
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -275,15 +275,13 @@ class DistillSection(DistillConfig):
 
     weight_decays: Tuple[float, ...] = ranged((), ge=0)  # one student each, the best on select_by kept; (): student_train's
     teachers: int = ranged(1, ge=1)  # teachers whose soft labels the targets average (vqgraph.ensemble_targets)
-    teacher_kinds: Tuple[str, ...] = ()  # encoder kinds of teachers 2..N (each with its preset block); (): the first's
+    teacher_kinds: Tuple[str, ...] = choice((), CONVS)  # encoder kinds of teachers 2..N (each with its preset block); (): the first's
 
     def __post_init__(self):
         super().__post_init__()  # checks every field, these included
         if self.teacher_kinds and len(self.teacher_kinds) != self.teachers - 1:
             raise ValueError(f"teacher_kinds names {len(self.teacher_kinds)} kind(s) for teachers 2..N: set "
                              f"teachers={len(self.teacher_kinds) + 1} (it is {self.teachers})")
-        for kind in self.teacher_kinds:
-            resolve_conv(kind)
 
     def for_student(self) -> DistillConfig:
         """The library's config of one student: this section without the run's own keys."""

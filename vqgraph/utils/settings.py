@@ -80,8 +80,8 @@ def ranged(default: Any, *, ge=None, gt=None, le=None, lt=None, also: Sequence[A
     return field(default=default, metadata={RULE: Rule(ge, gt, le, lt, tuple(also), (), nonempty)})
 
 
-def choice(default: str, choices: Sequence[str]):
-    """A string field that takes one of ``choices``."""
+def choice(default: Any, choices: Sequence[str]):
+    """A string field that takes one of ``choices`` (a list field: each item)."""
     return field(default=default, metadata={RULE: Rule(choices=tuple(choices))})
 
 
