@@ -122,12 +122,8 @@ def _check_item(key: str, value: Any, item: type, rule: Rule, whole: Any, listed
         numeric = (int,) if item is int else (int, float)
         ok = isinstance(value, numeric) and not isinstance(value, bool)
         expected = "an integer" if item is int else "a number"
-    if not ok:
-        raise _fail(key, f"must be {'a list of values each ' if listed else ''}{expected}, got {whole!r}")
-    if not rule.holds(value):
-        valid = rule.describe(item)
-        if listed:
-            valid = _listed(rule, item)
+    if not ok or not rule.holds(value):
+        valid = _listed(rule, item) if listed else rule.describe(item) if ok else expected
         raise _fail(key, f"must be {valid}, got {whole!r}")
 
 
