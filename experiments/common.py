@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from vqgraph.app.config import ExperimentConfig, recipe
+from vqgraph.app.config import SECTIONS, ExperimentConfig, canonical_dataset, recipe
 from vqgraph.errors import ConfigError
 from vqgraph.app.records import write_json
 from vqgraph.app.run import RunSpec
 from vqgraph.models.encoders import CONVS
 from vqgraph.training import METHODS
+from vqgraph.utils.settings import describe_fields
 from vqgraph.utils.io import atomic_write_text
 
 
@@ -44,12 +45,32 @@ def add_run_arguments(parser: argparse.ArgumentParser, method: bool = True) -> N
                         help="config overrides (repeatable)")
     parser.add_argument("--device", default=None, help="torch device")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.epilog = config_keys_help()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def config_keys_help() -> str:
+    """The configuration keys ``--set`` takes, one line each, grouped by section, with their
+    default (the package's, for method vqgraph; a dataset's preset and the method change some)
+    and their valid values."""
+    defaults = ExperimentConfig.defaults()
+    lines = ["configuration keys (--set SECTION.KEY=VALUE): default, then valid values; the dataset's preset",
+             "(vqgraph/presets/<dataset>.yaml) and the method (student, distill, student_train) change some defaults;",
+             "teacher.conv, distill.method and *.seed are set by --teacher, --method and --seed"]
+    for section, cls in SECTIONS.items():
+        lines.append(f"  {section}:")
+        for key, _, valid in describe_fields(cls):
+            value = getattr(getattr(defaults, section), key)
+            value = ",".join(map(str, value)) if isinstance(value, tuple) else value
+            lines.append(f"    {section}.{key}={value}".ljust(44) + f"  {valid}")
+    return "\n".join(lines)
 
 
 def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Namespace, RunSpec, ExperimentConfig]:
     """Parse ``argv`` (arguments of :func:`add_run_arguments` and the script's own) into the
     arguments, the run and its config; a bad config key or value is a usage error naming it."""
     args = parser.parse_args(argv)
+    args.dataset = canonical_dataset(args.dataset)  # Cora -> cora: the name its preset and recipe are found by
     try:
         chosen = recipe(args.dataset, args.setting, args.config)
         named = getattr(args, "method", None)

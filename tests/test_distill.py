@@ -400,7 +400,7 @@ def test_config_overrides_parse_lists_and_reject_bad_values():
                      ("trian.lr=0.1", "trian"), ("train.lrr=0.1", "train.lrr"),
                      ("data.val_split=thirds", "val_split must be one of"),
                      ("data.feature_norm=l2", "feature_norm must be one of"), ("data.test_ind_ratio=1.5", "test_ind_ratio"),
-                     ("data.train_per_class=0", "train_per_class and val_per_class must be >= 1")]:
+                     ("data.train_per_class=0", r"data\.train_per_class must be >= 1, got 0")]:
         with pytest.raises(ConfigError, match=key):
             config.with_overrides([bad])
 

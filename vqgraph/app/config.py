@@ -25,12 +25,14 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, TypeVar
 import yaml
 
 from vqgraph.app.task import DataConfig
-from vqgraph.errors import ConfigError
-from vqgraph.models.encoders import resolve_conv
+from vqgraph.data.datasets import get_spec
+from vqgraph.errors import ConfigError, UnknownDatasetError
+from vqgraph.models.encoders import CONVS
 from vqgraph.models.student import StudentConfig
 from vqgraph.models.teacher import TeacherConfig
 from vqgraph.training.distill import METHODS, DistillConfig, method_defaults
 from vqgraph.training.loop import TrainConfig
+from vqgraph.utils.settings import choice, ranged
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -90,7 +92,11 @@ def replace_checked(obj: T, updates: Mapping[str, Any], section: str = "") -> T:
         clean[key] = _coerce(value, hints[key], where)
     try:
         return dataclasses.replace(obj, **clean)
-    except (ValueError, TypeError) as err:
+    except ConfigError as err:  # a field out of its declared range: err.key names it
+        if not getattr(err, "key", None):
+            raise
+        raise ConfigError(f"{section}.{err}" if section else str(err)) from err
+    except (ValueError, TypeError) as err:  # a check across fields
         raise ConfigError(f"{section or type(obj).__name__}: {err}") from err
 
 
@@ -106,17 +112,40 @@ def parse_overrides(items: Iterable[str]) -> Dict[str, Dict[str, str]]:
     return out
 
 
+def override_value(item: str) -> Any:
+    """The value of one ``section.key=value`` override, parsed as its key's type."""
+    [(section, values)] = parse_overrides([item]).items()
+    [(key, value)] = values.items()
+    if section not in SECTIONS:
+        raise ConfigError(f"command line: unknown config section {section!r}; known: {list(SECTIONS)}")
+    hints = typing.get_type_hints(SECTIONS[section])
+    if key not in hints:
+        raise ConfigError(f"unknown config key '{section}.{key}'; known keys: {sorted(hints)}")
+    return _coerce(value, hints[key], f"{section}.{key}")
+
+
 def to_dict(obj: Any) -> Dict[str, Any]:
     out = dataclasses.asdict(obj)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
+def canonical_dataset(dataset: str) -> str:
+    """A known dataset's canonical name (``Cora`` -> ``cora``, ``photo`` -> ``a-photo``), as the
+    loader resolves it; a path, a ``pyg:`` name or an unknown name (the loader reports it) as is."""
+    if dataset.startswith("pyg:") or dataset.endswith(".npz") or Path(dataset).expanduser().is_file():
+        return dataset
+    try:
+        return get_spec(dataset).name
+    except UnknownDatasetError:
+        return dataset
+
+
 def preset_path(dataset: str) -> Optional[Path]:
-    """The packaged preset of ``dataset`` (``vqgraph/presets/<name>.yaml``), if there is one
-    (never for a ``pyg:`` dataset, whatever its name)."""
+    """The packaged preset of ``dataset`` (``vqgraph/presets/<name>.yaml``, by its canonical name),
+    if there is one (never for a ``pyg:`` dataset, whatever its name)."""
     if dataset.startswith("pyg:"):
         return None
-    path = PRESET_DIR / f"{Path(dataset).stem}.yaml"
+    path = PRESET_DIR / f"{Path(canonical_dataset(dataset)).stem}.yaml"
     return path if path.is_file() else None
 
 
@@ -151,29 +180,88 @@ def preset_blocks(dataset: str, preset=None) -> set:
     return set(_load_preset(path)) if path is not None else set()
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (safe_load keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} on lines {first} and {key_node.start_mark.line + 1} "
+                    "(YAML would keep the last silently): keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+# keys a preset may not set: each is named by the block it sits in or by the run
+FLAG_KEYS = {"teacher.conv": "the teacher block's name", "distill.method": "the method block's name (mlp:, glnn:, "
+             "vqgraph:) or the run's method", "train.seed": "the run's seed", "student_train.seed": "the run's seed"}
+
+
 def _load_preset(path: Path) -> dict:
+    """The preset at ``path``, its structure checked: top-level blocks are teacher kinds or
+    ``recipe``; a teacher block holds sections and method blocks of known keys; no key twice."""
     try:
         text = Path(path).read_text()
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the preset ({type(err).__name__}: {err.strerror or err})") from err
     try:
-        preset = yaml.safe_load(text) or {}
+        preset = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
+        if str(getattr(err, "problem", "")).startswith("duplicate key"):
+            raise ConfigError(f"{path}: {err.problem}") from err
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from err
+    except (ValueError, TypeError, OverflowError) as err:  # a value YAML parses but cannot build (a date)
+        raise ConfigError(f"{path}: not valid YAML ({type(err).__name__}: {err})") from err
     if not isinstance(preset, dict):
         raise ConfigError(f"{path}: expected a mapping of teacher kinds to sections")
+    for kind, block in preset.items():
+        if kind == "recipe":
+            continue
+        if kind not in CONVS:
+            hint = " (a section belongs inside a teacher block: gcn: {kind}: ...)" if kind in SECTIONS else ""
+            raise ConfigError(f"{path}: top-level key {kind!r} is neither a teacher kind {sorted(CONVS)} nor 'recipe'"
+                              + hint.format(kind=kind))
+        _check_block(path, kind, block)
     return preset
+
+
+def _check_block(path: Path, where: str, block: Any, methods: bool = True) -> None:
+    """A teacher block (``methods``) or a method block: sections of known keys, each once."""
+    if block is None:
+        return
+    if not isinstance(block, dict):
+        raise ConfigError(f"{path}: block {where!r} must be a mapping of sections")
+    for section, values in block.items():
+        if methods and section in METHODS:
+            _check_block(path, f"{where}.{section}", values, methods=False)
+            continue
+        if section not in SECTIONS:
+            more = f" (and per-method blocks {list(METHODS)})" if methods else ""
+            raise ConfigError(f"{path}: unknown config section '{where}.{section}'; known: {list(SECTIONS)}{more}")
+        if values is not None and not isinstance(values, dict):
+            raise ConfigError(f"{path}: section {where}.{section} must be a mapping")
+        keys = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        for key in values or {}:
+            if key not in keys:
+                raise ConfigError(f"{path}: unknown config key '{where}.{section}.{key}'; known keys: {sorted(keys)}")
+            if f"{section}.{key}" in FLAG_KEYS:
+                raise ConfigError(f"{path}: {where}.{section}.{key} cannot be set in a preset: it is "
+                                  f"{FLAG_KEYS[f'{section}.{key}']}")
 
 
 def _read_preset(path: Path, teacher: str, method: str) -> list:
     """The layers of a preset that apply to ``teacher`` and ``method``: ``[(where, sections)]``."""
     preset = _load_preset(path)
     block = preset.get(teacher, {}) or {}
-    if not isinstance(block, dict):
-        raise ConfigError(f"{path}: block {teacher!r} must be a mapping of sections")
     own = block.get(method) or {}
-    if not isinstance(own, dict):
-        raise ConfigError(f"{path}: block {teacher}.{method} must be a mapping of sections")
     shared = {key: values for key, values in block.items() if key not in METHODS}
     return [(str(path), teacher, shared), (str(path), f"{teacher}.{method}", own)]
 
@@ -185,21 +273,15 @@ class DistillSection(DistillConfig):
     validation (:func:`~vqgraph.app.run.fit_selected_student`) and the teachers whose soft labels
     the targets average (:func:`~vqgraph.app.run.ensemble`)."""
 
-    weight_decays: Tuple[float, ...] = ()  # one student each, the best on select_by kept; (): student_train's
-    teachers: int = 1  # teachers whose soft labels the targets average (vqgraph.ensemble_targets)
-    teacher_kinds: Tuple[str, ...] = ()  # encoder kinds of teachers 2..N (each with its preset block); (): the first's
+    weight_decays: Tuple[float, ...] = ranged((), ge=0)  # one student each, the best on select_by kept; (): student_train's
+    teachers: int = ranged(1, ge=1)  # teachers whose soft labels the targets average (vqgraph.ensemble_targets)
+    teacher_kinds: Tuple[str, ...] = choice((), CONVS)  # encoder kinds of teachers 2..N (each with its preset block); (): the first's
 
     def __post_init__(self):
-        super().__post_init__()
-        if any(wd < 0 for wd in self.weight_decays):
-            raise ValueError(f"weight_decays must be >= 0, got {self.weight_decays}")
-        if self.teachers < 1:
-            raise ValueError(f"teachers must be >= 1, got {self.teachers}")
+        super().__post_init__()  # checks every field, these included
         if self.teacher_kinds and len(self.teacher_kinds) != self.teachers - 1:
             raise ValueError(f"teacher_kinds names {len(self.teacher_kinds)} kind(s) for teachers 2..N: set "
                              f"teachers={len(self.teacher_kinds) + 1} (it is {self.teachers})")
-        for kind in self.teacher_kinds:
-            resolve_conv(kind)
 
     def for_student(self) -> DistillConfig:
         """The library's config of one student: this section without the run's own keys."""
@@ -243,6 +325,11 @@ class ExperimentConfig:
         for origin, block, layer in _read_preset(path, teacher, method) if path is not None else []:
             config = config.updated(layer, origin, block)
         config = config.with_overrides(overrides)
+        for key, named, value in (("teacher.conv", teacher, config.teacher.conv), ("distill.method", method,
+                                                                                  config.distill.method)):
+            if value.lower() != named.lower():
+                raise ConfigError(f"{key}={value} contradicts the {key.split('.')[0]} named ({named!r}), whose "
+                                  f"preset block and defaults were applied: name {value!r} instead")
         config.check()
         return config
 
@@ -272,8 +359,16 @@ class ExperimentConfig:
                 raise ConfigError(f"{origin}: unknown config section {where!r}; known: {names}{blocks}")
             if values is not None and not isinstance(values, Mapping):
                 raise ConfigError(f"{origin}: section {where} must be a mapping")
-            changes[section] = replace_checked(getattr(self, section), values or {}, where)
+            try:
+                changes[section] = replace_checked(getattr(self, section), values or {}, where)
+            except ConfigError as err:  # a file names itself; the command line's keys are its own
+                if origin and origin != "command line":
+                    raise ConfigError(f"{origin}: {err}") from err
+                raise
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> Dict[str, Dict[str, Any]]:
         return {f.name: to_dict(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+SECTIONS = {f.name: typing.get_type_hints(ExperimentConfig)[f.name] for f in dataclasses.fields(ExperimentConfig)}

@@ -20,7 +20,7 @@ import torch
 
 from vqgraph import distributed
 from vqgraph.app.cache import cached_teacher, identity, observed_density, teacher_key
-from vqgraph.app.config import ExperimentConfig, preset_blocks, to_dict
+from vqgraph.app.config import ExperimentConfig, canonical_dataset, override_value, preset_blocks, to_dict
 from vqgraph.app.figures import codebook_figure
 from vqgraph.app.finished import finished_results
 from vqgraph.app.loggers import WandbLogger
@@ -43,7 +43,14 @@ def dataset_stem(dataset: str) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: what ``experiments.run`` and ``experiments.train_teacher`` take."""
+    """One run: what ``experiments.run`` and ``experiments.train_teacher`` take.
+
+    ``dataset`` is made canonical (``Cora`` -> ``cora``: the name its preset and folder take).
+    The seed, teacher kind, method, device and ``quiet`` name settings of the config
+    (``train.seed``, ``teacher.conv``, ...): an override that restates one of them is dropped,
+    one that gives it another value makes :meth:`config` refuse the spec
+    (:class:`~vqgraph.errors.ConfigError` naming both), so that the run's name and record are
+    those of the configuration trained."""
 
     dataset: str
     setting: str = "transductive"
@@ -55,13 +62,48 @@ class RunSpec:
     device: Optional[str] = None
     quiet: bool = False
 
+    def __post_init__(self):
+        object.__setattr__(self, "dataset", canonical_dataset(self.dataset))
+        object.__setattr__(self, "overrides", tuple(item for item in self.overrides if not self._restates(item)))
+
+    def _flags(self) -> dict:
+        """The config keys the spec's fields set: ``{key: (what, flag, value)}``."""
+        seed, device, quiet = ("seed", "--seed", self.seed), ("device", "--device", self.device), ("progress", "--quiet", False)
+        flags = {"teacher.conv": ("teacher", "--teacher", self.teacher), "train.seed": seed, "student_train.seed": seed,
+                 "distill.method": ("method", "--method", self.method)}
+        flags.update({"train.device": device, "student_train.device": device} if self.device else {})
+        flags.update({"train.progress": quiet, "student_train.progress": quiet} if self.quiet else {})
+        return flags
+
+    def _restates(self, item: str) -> bool:
+        """Whether the override ``item`` gives a key of :meth:`_flags` the spec's own value."""
+        flag = self._flags().get(item.split("=", 1)[0])
+        try:
+            given = override_value(item) if flag else None
+        except ConfigError:  # a malformed value: config() reports it
+            return False
+        return flag is not None and (given.lower() if isinstance(given, str) else given) == flag[2]
+
+    def _check_flags(self) -> None:
+        """Refuse an override that gives a key of :meth:`_flags` another value (restatements are gone)."""
+        flags = self._flags()
+        for item in self.overrides:
+            key, _, given = item.partition("=")
+            if key in flags:
+                override_value(item)  # a malformed value is reported as such
+                what, flag, value = flags[key]
+                hint = f"give it once, as {flag} {given}" if flag != "--quiet" else "leave out one of them"
+                source = f"{flag}, or the preset's recipe without it" if what in ("teacher", "method") else flag
+                raise ConfigError(f"{item} contradicts the run's {what} {value!r} ({source}): {hint}")
+
     @property
     def name(self) -> str:
         return f"{dataset_stem(self.dataset)}-{self.setting}-{self.method}-{self.teacher}-s{self.seed}"
 
     def config(self) -> ExperimentConfig:
-        """Defaults < preset < ``overrides`` < the seed, device, progress and method of the spec.
-        Raises ConfigError on a bad key or value."""
+        """Defaults < preset < ``overrides`` < the seed, device, progress and method of the spec
+        (which the overrides may not contradict). Raises ConfigError on a bad key or value."""
+        self._check_flags()
         flags = [f"train.seed={self.seed}", f"student_train.seed={self.seed}"]
         for section in ("train", "student_train"):
             flags += [f"{section}.device={self.device}"] if self.device else []

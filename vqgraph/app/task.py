@@ -11,6 +11,7 @@ from vqgraph import distributed
 from vqgraph.data.datasets import load_dataset
 from vqgraph.data.graph import FEATURE_NORMS, FeatureTransform
 from vqgraph.data.splits import NodeSplit, Setting, make_split
+from vqgraph.utils.settings import check_fields, choice, ranged
 
 
 VAL_SPLITS = ("shared", "halves")
@@ -20,22 +21,14 @@ VAL_SPLITS = ("shared", "halves")
 class DataConfig:
     """How a graph's features are prepared and how it is split."""
 
-    feature_norm: str = "none"  # none | row | standard (row: Cora and Citeseer presets; see docs/results.md)
-    test_ind_ratio: float = 0.2  # fraction of test nodes hidden in the inductive setting
-    train_per_class: int = 20  # CPF split (datasets without fixed splits)
-    val_per_class: int = 30
-    val_split: str = "shared"  # shared | halves: the teacher selects on one half of validation, the student on the other
+    feature_norm: str = choice("none", FEATURE_NORMS)  # none | row | standard (row: Cora and Citeseer presets; see docs/results.md)
+    test_ind_ratio: float = ranged(0.2, gt=0, lt=1)  # fraction of test nodes hidden in the inductive setting
+    train_per_class: int = ranged(20, ge=1)  # CPF split (datasets without fixed splits)
+    val_per_class: int = ranged(30, ge=1)
+    val_split: str = choice("shared", VAL_SPLITS)  # shared | halves: the teacher selects on one half of validation, the student on the other
 
     def __post_init__(self):
-        if self.feature_norm not in FEATURE_NORMS:
-            raise ValueError(f"feature_norm must be one of {FEATURE_NORMS}, got {self.feature_norm!r}")
-        if not 0.0 < self.test_ind_ratio < 1.0:
-            raise ValueError(f"test_ind_ratio must be in (0, 1), got {self.test_ind_ratio}")
-        if self.train_per_class < 1 or self.val_per_class < 1:
-            raise ValueError(f"train_per_class and val_per_class must be >= 1, got {self.train_per_class}, "
-                             f"{self.val_per_class}")
-        if self.val_split not in VAL_SPLITS:
-            raise ValueError(f"val_split must be one of {VAL_SPLITS}, got {self.val_split!r}")
+        check_fields(self)
 
 
 class Task(NamedTuple):

@@ -10,28 +10,22 @@ from torch import Tensor, nn
 
 from vqgraph.data.sparse import SPARSE_INPUTS, sparse_linear
 from vqgraph.models.encoders import NORMS
+from vqgraph.utils.settings import check_fields, choice, ranged
 
 
 @dataclass(frozen=True)
 class StudentConfig:
     """MLP student architecture (flat, each with its default)."""
 
-    hidden_channels: int = 128  # width of every hidden layer
-    num_layers: int = 2  # linear layers, the classifier included (1: a linear model; only without code projection)
-    dropout: float = 0.6  # dropout before every linear layer after the first
-    input_dropout: float = 0.0  # dropout on input features
-    norm: str = "none"  # none | batch | layer, after every hidden layer
-    sparse_input: str = "auto"  # features held sparse in training (auto: at most 10% non-zeros); same model either way
+    hidden_channels: int = ranged(128, ge=1)  # width of every hidden layer
+    num_layers: int = ranged(2, ge=1)  # linear layers, the classifier included (1: a linear model; only without code projection)
+    dropout: float = ranged(0.6, ge=0, lt=1)  # dropout before every linear layer after the first
+    input_dropout: float = ranged(0.0, ge=0, lt=1)  # dropout on input features
+    norm: str = choice("none", NORMS)  # none | batch | layer, after every hidden layer
+    sparse_input: str = choice("auto", SPARSE_INPUTS)  # features held sparse in training (auto: at most 10% non-zeros); same model either way
 
     def __post_init__(self):
-        if self.num_layers < 1:
-            raise ValueError(f"the student needs num_layers >= 1, got {self.num_layers}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {sorted(NORMS)}, got {self.norm!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.sparse_input not in SPARSE_INPUTS:
-            raise ValueError(f"sparse_input must be one of {SPARSE_INPUTS}, got {self.sparse_input!r}")
+        check_fields(self)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -25,9 +25,11 @@ from vector_quantize_pytorch import VectorQuantize
 from vqgraph.losses import code_logits, edge_recon_dense, edge_recon_sampled
 from vqgraph.data.sparse import SPARSE_INPUTS, sparse_mse
 from vqgraph.models.encoders import CONVS, NORMS, ConvSpec, GNNEncoder, layer_rows, resolve_conv
+from vqgraph.utils.settings import check_fields, choice, ranged
 
 EDGE_RECON = ("sampled", "dense")
 TOKENIZE = ("inner", "all")
+CLASSIFY_FROM = ("continuous", "quantized")
 DENSE_MAX_NODES = 50_000  # the dense structure loss is for small graphs (paper parity) only
 
 
@@ -46,50 +48,35 @@ def _counting_replace(book, batch_samples, batch_mask, seq_mask=None):
 class TeacherConfig:
     """Teacher architecture and tokenizer settings (flat, each with its default)."""
 
-    conv: str = "gcn"  # encoder kind: gcn | sage | sage_gcn | gat | appnp | gcnii
-    hidden_channels: int = 64  # width of every graph layer
-    num_layers: int = 1  # graph layers before the quantizer (one more follows it)
-    dropout: float = 0.5  # dropout before every graph layer after the first
-    input_dropout: float = 0.5  # dropout on input features (before the first graph layer)
-    norm: str = "none"  # none | batch | layer, after every graph layer
+    conv: str = choice("gcn", CONVS)  # encoder kind: gcn | sage | sage_gcn | gat | appnp | gcnii
+    hidden_channels: int = ranged(64, ge=1)  # width of every graph layer
+    num_layers: int = ranged(1, ge=1)  # graph layers before the quantizer (one more follows it)
+    dropout: float = ranged(0.5, ge=0, lt=1)  # dropout before every graph layer after the first
+    input_dropout: float = ranged(0.5, ge=0, lt=1)  # dropout on input features (before the first graph layer)
+    norm: str = choice("none", NORMS)  # none | batch | layer, after every graph layer
     use_tokenizer: bool = True  # False: the plain GNN (no quantizer, no decoders)
-    codebook_size: int = 2048  # K codes
-    code_dim: Optional[int] = None  # code width (None: hidden_channels, no projection)
-    decay: float = 0.8  # EMA decay of the codebook
-    commitment_weight: float = 0.25  # weight of ||h - sg(q)||^2
+    codebook_size: int = ranged(2048, ge=1)  # K codes
+    code_dim: Optional[int] = ranged(None, ge=1)  # code width (None: hidden_channels, no projection)
+    decay: float = ranged(0.8, ge=0, le=1)  # EMA decay of the codebook (1: the codebook never moves)
+    commitment_weight: float = ranged(0.25, ge=0)  # weight of ||h - sg(q)||^2
     kmeans_init: bool = False  # initialise the codebook by k-means on the first batch
-    dead_code_threshold: float = 0.5  # restart codes whose EMA usage falls below this (0: off)
-    feature_recon_weight: float = 1e-3  # weight of the feature reconstruction MSE
-    edge_recon_weight: float = 0.03  # weight of the structure reconstruction loss
-    edge_recon: str = "sampled"  # sampled (O(E)) | dense (the paper's N x N form)
-    edge_recon_samples: Optional[int] = 100_000  # positive edges per step for "sampled" (None: all)
-    quantize_chunk: int = 65_536  # nodes per quantizer call: bounds its N x K similarity memory
-    classify_from: str = "continuous"  # continuous: classifier reads h; quantized: reads decoded codes (paper)
-    tokenize: str = "inner"  # mini-batch: inner: the seeds and their sampled 1-hop neighbours | all: every sampled node
-    sparse_input: str = "auto"  # full batch, gcn/gat/appnp/gcnii: features held sparse (auto: at most 10% non-zeros)
-    deep_weight_decay: Optional[float] = None  # weight decay of gcnii's GCN2Conv layers (None: train.weight_decay)
+    dead_code_threshold: float = ranged(0.5, ge=0)  # restart codes whose EMA usage falls below this (0: off)
+    feature_recon_weight: float = ranged(1e-3, ge=0)  # weight of the feature reconstruction MSE
+    edge_recon_weight: float = ranged(0.03, ge=0)  # weight of the structure reconstruction loss
+    edge_recon: str = choice("sampled", EDGE_RECON)  # sampled (O(E)) | dense (the paper's N x N form)
+    edge_recon_samples: Optional[int] = ranged(100_000, ge=1)  # positive edges per step for "sampled" (None: all)
+    quantize_chunk: int = ranged(65_536, ge=1)  # nodes per quantizer call: bounds its N x K similarity memory
+    classify_from: str = choice("continuous", CLASSIFY_FROM)  # continuous: classifier reads h; quantized: reads decoded codes (paper)
+    tokenize: str = choice("inner", TOKENIZE)  # mini-batch: inner: the seeds and their sampled 1-hop neighbours | all: every sampled node
+    sparse_input: str = choice("auto", SPARSE_INPUTS)  # full batch, gcn/gat/appnp/gcnii: features held sparse (auto: at most 10% non-zeros)
+    deep_weight_decay: Optional[float] = ranged(None, ge=0)  # weight decay of gcnii's GCN2Conv layers (None: train.weight_decay)
 
     def __post_init__(self):
-        resolve_conv(self.conv)
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {sorted(NORMS)}, got {self.norm!r}")
-        if self.classify_from not in ("quantized", "continuous"):
-            raise ValueError(f"classify_from must be 'quantized' or 'continuous', got {self.classify_from!r}")
-        if self.edge_recon not in EDGE_RECON:
-            raise ValueError(f"edge_recon must be one of {EDGE_RECON}, got {self.edge_recon!r}")
-        if self.tokenize not in TOKENIZE:
-            raise ValueError(f"tokenize must be one of {TOKENIZE}, got {self.tokenize!r}")
-        if self.sparse_input not in SPARSE_INPUTS:
-            raise ValueError(f"sparse_input must be one of {SPARSE_INPUTS}, got {self.sparse_input!r}")
+        check_fields(self)
         if self.sparse_input == "on" and not self.encoder_spec.sparse_features:
             takers = tuple(kind for kind, spec in CONVS.items() if spec.sparse_features)
             raise ValueError(f"sparse_input='on' needs an encoder that starts with a linear map of the features "
                              f"{takers}; {self.conv!r} aggregates them first (use 'auto' or 'off')")
-        if self.deep_weight_decay is not None and self.deep_weight_decay < 0:
-            raise ValueError(f"deep_weight_decay must be >= 0, got {self.deep_weight_decay}")
-        for key in ("hidden_channels", "num_layers", "codebook_size", "quantize_chunk"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
 
     @property
     def encoder_spec(self) -> ConvSpec:

@@ -37,6 +37,7 @@ from vqgraph import distributed
 from vqgraph.errors import DivergenceError
 from vqgraph.training.checkpoint import Checkpoint, kill_hook
 from vqgraph.training.selection import BestCheckpoint, end_epoch
+from vqgraph.utils.settings import check_fields, choice, ranged
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 RANK_SEED_STRIDE = 7919  # rank r > 0 of a sharded job draws its own streams from seed + 7919 r
@@ -47,32 +48,22 @@ SAMPLE_SEED_OFFSET = 104729  # rank 0's sampling stream in a sharded job
 class TrainConfig:
     """Optimisation settings shared by teacher and student training."""
 
-    lr: float = 0.01
-    weight_decay: float = 5e-4
-    max_epochs: int = 500
-    patience: Optional[int] = 100  # epochs without a better val/acc before stopping (None: never)
-    batch_size: Optional[int] = None  # None: full-batch; else seed nodes per mini-batch
-    fanouts: Sequence[int] = (15, 10)  # neighbours per hop in mini-batch mode (last value repeats)
-    optimizer: str = "adam"  # adam: L2 penalty in the gradient | adamw: decoupled weight decay (feature-scale free)
+    lr: float = ranged(0.01, gt=0)
+    weight_decay: float = ranged(5e-4, ge=0)
+    max_epochs: int = ranged(500, ge=1)
+    patience: Optional[int] = ranged(100, ge=0)  # epochs without a better val/acc before stopping (None: never)
+    batch_size: Optional[int] = ranged(None, ge=1)  # None: full-batch; else seed nodes per mini-batch
+    fanouts: Sequence[int] = ranged((15, 10), ge=1, also=(-1,), nonempty=True)  # neighbours per hop in mini-batch mode (last value repeats; -1: all)
+    optimizer: str = choice("adam", tuple(OPTIMIZERS))  # adam: L2 penalty in the gradient | adamw: decoupled weight decay (feature-scale free)
     device: str = "cpu"
-    seed: int = 0
+    seed: int = ranged(0, ge=0, lt=2**32)
     progress: bool = True  # tqdm progress bar over epochs (on a terminal only)
-    checkpoint_epochs: int = 10  # when a checkpoint path is given: save every this many epochs (0: by time only)
-    checkpoint_minutes: float = 10.0  # ... and at least this often (0: by epochs only)
+    checkpoint_epochs: int = ranged(10, ge=0)  # when a checkpoint path is given: save every this many epochs (0: by time only)
+    checkpoint_minutes: float = ranged(10.0, ge=0)  # ... and at least this often (0: by epochs only)
     deterministic: bool = True  # deterministic kernels while training: the same result at any CPU thread count
 
     def __post_init__(self):
-        if self.lr <= 0 or self.max_epochs < 1:
-            raise ValueError(f"need lr > 0 and max_epochs >= 1, got lr={self.lr}, max_epochs={self.max_epochs}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.checkpoint_epochs < 0 or self.checkpoint_minutes < 0:
-            raise ValueError(f"checkpoint_epochs and checkpoint_minutes must be >= 0, got {self.checkpoint_epochs}, "
-                             f"{self.checkpoint_minutes}")
-        if not self.fanouts or not all(isinstance(f, int) and f >= -1 and f != 0 for f in self.fanouts):
-            raise ValueError(f"fanouts must be a non-empty list of positive ints (or -1: all), got {self.fanouts!r}")
+        check_fields(self)
 
     def to_dict(self) -> dict:
         out = asdict(self)

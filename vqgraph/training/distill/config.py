@@ -9,54 +9,38 @@ from typing import NamedTuple, Optional, Tuple
 from vqgraph.data.splits import Setting
 from vqgraph.models.student import StudentConfig
 from vqgraph.training.loop import TrainConfig
+from vqgraph.utils.settings import check_fields, choice, ranged
 
 METHODS = ("mlp", "glnn", "vqgraph")
 VAL_TARGETS = ("auto", "fit", "held_out")
 CODE_TARGETS = ("soft", "index", "class")
+SELECT_BY = ("val", "test")
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     """What the student learns from, and how much (flat, each with its default)."""
 
-    method: str = "vqgraph"  # mlp (labels) | glnn (+ soft labels) | vqgraph (+ soft codes)
-    label_weight: float = 1.0  # cross-entropy on labelled training nodes
-    soft_label_weight: float = 1.0  # KL to the teacher's soft labels (glnn, vqgraph)
-    teacher_temperature: Optional[float] = None  # divides teacher logits; None: calibrated on val nodes
-    soft_token_weight: float = 1.0  # beta: weight of the soft code-assignment KL (vqgraph)
-    token_temperature: float = 0.1  # tau of the code-assignment softmaxes (cosine scores in [-1, 1])
-    code_target: str = "soft"  # soft: KL over soft code assignments | index: CE to the teacher's code | class: its class mix
-    select_by: str = "val"  # val: validation-selected (honest) | test: the paper's protocol, for comparison only
-    val_targets: str = "auto"  # fit | held_out: train on validation nodes' targets? (auto: held_out inductively)
-    similarity_weight: float = 0.0  # in-batch representation-similarity term (NOSMOG); glnn and vqgraph
-    similarity_rows: int = 1024  # rows of each batch the similarity matrices span
-    adversarial_weight: float = 0.0  # loss on PGD-perturbed features (NOSMOG's weight is 0.1)
-    adversarial_eps: float = 0.1  # L-inf radius, in units of the features' root mean square
-    adversarial_steps: int = 3  # projected gradient ascent steps per batch
-    smooth_hops: int = 0  # soft labels mixed with reliable neighbours' over the observed graph, hops rounds (0: off)
-    smooth_alpha: float = 0.5  # weight of the neighbours' mean in each round
+    method: str = choice("vqgraph", METHODS)  # mlp (labels) | glnn (+ soft labels) | vqgraph (+ soft codes)
+    label_weight: float = ranged(1.0, ge=0)  # cross-entropy on labelled training nodes
+    soft_label_weight: float = ranged(1.0, ge=0)  # KL to the teacher's soft labels (glnn, vqgraph)
+    teacher_temperature: Optional[float] = ranged(None, gt=0)  # divides teacher logits; None: calibrated on val nodes
+    soft_token_weight: float = ranged(1.0, ge=0)  # beta: weight of the soft code-assignment KL (vqgraph)
+    token_temperature: float = ranged(0.1, gt=0)  # tau of the code-assignment softmaxes (cosine scores in [-1, 1])
+    code_target: str = choice("soft", CODE_TARGETS)  # soft: KL over soft code assignments | index: CE to the teacher's code | class: its class mix
+    select_by: str = choice("val", SELECT_BY)  # val: validation-selected (honest) | test: the paper's protocol, for comparison only
+    val_targets: str = choice("auto", VAL_TARGETS)  # fit | held_out: train on validation nodes' targets? (auto: held_out inductively)
+    similarity_weight: float = ranged(0.0, ge=0)  # in-batch representation-similarity term (NOSMOG); glnn and vqgraph
+    similarity_rows: int = ranged(1024, ge=2)  # rows of each batch the similarity matrices span
+    adversarial_weight: float = ranged(0.0, ge=0)  # loss on PGD-perturbed features (NOSMOG's weight is 0.1)
+    adversarial_eps: float = ranged(0.1, ge=0)  # L-inf radius, in units of the features' root mean square
+    adversarial_steps: int = ranged(3, ge=1)  # projected gradient ascent steps per batch
+    smooth_hops: int = ranged(0, ge=0)  # soft labels mixed with reliable neighbours' over the observed graph, hops rounds (0: off)
+    smooth_alpha: float = ranged(0.5, ge=0, le=1)  # weight of the neighbours' mean in each round
     smooth_labels: bool = False  # the training nodes enter the smoothing as their one-hot labels
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.select_by not in ("val", "test"):
-            raise ValueError(f"select_by must be 'val' or 'test', got {self.select_by!r}")
-        if (self.teacher_temperature is not None and self.teacher_temperature <= 0) or self.token_temperature <= 0:
-            raise ValueError("temperatures must be > 0")
-        if self.val_targets not in VAL_TARGETS:
-            raise ValueError(f"val_targets must be one of {VAL_TARGETS}, got {self.val_targets!r}")
-        if self.code_target not in CODE_TARGETS:
-            raise ValueError(f"code_target must be one of {CODE_TARGETS}, got {self.code_target!r}")
-        for key in ("similarity_weight", "adversarial_weight", "adversarial_eps"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
-        if self.similarity_rows < 2 or self.adversarial_steps < 1:
-            raise ValueError(f"need similarity_rows >= 2 and adversarial_steps >= 1, got {self.similarity_rows}, "
-                             f"{self.adversarial_steps}")
-        if self.smooth_hops < 0 or not 0.0 <= self.smooth_alpha <= 1.0:
-            raise ValueError(f"need smooth_hops >= 0 and 0 <= smooth_alpha <= 1, got {self.smooth_hops}, "
-                             f"{self.smooth_alpha}")
+        check_fields(self)
         if self.similarity_weight and self.method == "mlp":
             raise ValueError("similarity_weight needs a teacher: use method 'glnn' or 'vqgraph'")
 
