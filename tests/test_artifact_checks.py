@@ -262,3 +262,122 @@ def test_a_pt2_that_is_no_zip_is_named(tmp_path):
     (tmp_path / "junk.pt2").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ArtifactMismatchError, match=r"junk.pt2: not a readable .pt2 archive"):
         load_exported(tmp_path / "junk.pt2")
+
+
+# ---- teacher targets (the teacher cache's entries) and checkpoints --------------------------------
+
+def _targets(codebook=True):
+    from vqgraph.targets import TeacherTargets
+
+    torch.manual_seed(0)
+    book = torch.randn(K, D) if codebook else None
+    codes = torch.randint(0, K, (30,)) if codebook else torch.full((30,), -1)
+    return TeacherTargets(torch.randn(30, C), torch.randn(30, D), codes, book, "cosine", {"teacher": {}},
+                          {"val/acc": 0.5}, "abc", "def", "transductive", "toy")
+
+
+def _tensor(key, value):
+    return lambda p: p["tensors"].update({key: value(p["tensors"][key]) if callable(value) else value})
+
+
+TEACHER_DAMAGES = {
+    "nan-logits": (_tensor("logits", _poison), "field 'tensors.logits' holds 1 NaN/inf values"),
+    "inf-z": (_tensor("z", lambda t: _poison(t, float("inf"))), "field 'tensors.z' holds 1 NaN/inf values"),
+    "nan-codebook": (_tensor("codebook", _poison), "field 'tensors.codebook' holds 1 NaN/inf values"),
+    "short-z": (_tensor("z", lambda t: t[:-1]), "field 'tensors.z' has shape [29, 6], expected [30, *]"),
+    "short-codes": (_tensor("codes", lambda t: t[:-1]), "field 'tensors.codes' has shape [29], expected [30]"),
+    "narrow-codebook": (_tensor("codebook", lambda t: t[:, :-1]),
+                        "field 'tensors.codebook' has shape [20, 5], expected [*, 6]"),
+    "code-past-codebook": (_tensor("codes", lambda t: _poison(t, K)),
+                           "field 'tensors.codes' has 1 indices that are not in [0, 19] (the codebook has 20 codes)"),
+    "negative-code": (_tensor("codes", lambda t: _poison(t, -1)), "field 'tensors.codes' has 1 indices that are not in"),
+    "codes-without-codebook": (_tensor("codebook", None),
+                               "field 'tensors.codes' has 30 indices that are not -1 (there is no codebook)"),
+    "float-codes": (_tensor("codes", lambda t: t.float()), "field 'tensors.codes' has dtype torch.float32"),
+    "int-logits": (_tensor("logits", lambda t: t.long()), "field 'tensors.logits' has dtype torch.int64"),
+    "1d-logits": (_tensor("logits", lambda t: t[:, 0]), "field 'tensors.logits' has shape [30], expected [*, *]"),
+    "empty-logits": (_tensor("logits", lambda t: t[:0]), "field 'tensors.logits' is empty [0, 4]"),
+    "no-z": (lambda p: p["tensors"].pop("z"), "field 'tensors.z' is missing"),
+    "unknown-metric": (lambda p: p["meta"].update(metric="dot"), "field 'meta.metric' is 'dot'; known: "),
+    "metric-not-text": (lambda p: p["meta"].update(metric=3), "field 'meta.metric' must be str, got int"),
+    "config-list": (lambda p: p["meta"].update(config=[]), "field 'meta.config' must be dict, got list"),
+    "extra-field": (lambda p: p["meta"].update(owner="x"), "not a teacher artifact (unexpected fields ['meta.owner'])"),
+    "tensors-list": (lambda p: p.update(tensors=[]), "field 'tensors' must be dict, got list"),
+}
+
+
+@pytest.mark.parametrize("name", list(TEACHER_DAMAGES))
+def test_teacher_targets_that_load_but_do_not_fit_are_refused_naming_the_field(tmp_path, name):
+    from vqgraph.targets import TeacherTargets
+
+    payload = torch.load(_targets().save(tmp_path / "good.pt"), weights_only=True)
+    damage, words = TEACHER_DAMAGES[name]
+    damage(payload)
+    torch.save(payload, tmp_path / f"{name}.pt")
+    with pytest.raises(ArtifactMismatchError) as info:
+        TeacherTargets.load(tmp_path / f"{name}.pt")
+    assert str(info.value).startswith(f"{tmp_path / name}.pt: {words}"), str(info.value)
+
+
+def test_good_teacher_targets_load_unchanged_with_and_without_a_codebook(tmp_path):
+    from vqgraph.targets import TeacherTargets
+
+    for codebook in (True, False):
+        targets = _targets(codebook)
+        loaded = TeacherTargets.load(targets.save(tmp_path / f"t{codebook}.pt"))
+        assert torch.equal(loaded.codes, targets.codes) and loaded.metrics == targets.metrics
+        assert (loaded.codebook is None) == (not codebook)
+
+
+def _checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from vqgraph.training.checkpoint import Checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.rand(4, 3)).sum().backward()
+    opt.step()
+    best = SimpleNamespace(best_value=0.5, best_epoch=1, best_metrics={"val/acc": 0.5}, _since=0,
+                           best_state={k: v.clone() for k, v in model.state_dict().items()})
+    checkpoint = Checkpoint(tmp_path / "checkpoint.pt", {"train.lr": 0.01})
+    checkpoint.save(2, model, opt, best, [{"train/loss": 1.0}], None)
+    return checkpoint
+
+
+CHECKPOINT_DAMAGES = {
+    "nan-weight": (lambda p: p["model"].update(weight=_poison(p["model"]["weight"])), "field 'model.weight' holds 1 NaN"),
+    "inf-adam-moment": (lambda p: p["optimizer"]["state"][0].update(exp_avg=_poison(p["optimizer"]["state"][0]["exp_avg"],
+                                                                                     float("inf"))),
+                        "field 'optimizer.state.0.exp_avg' holds 1 NaN/inf values"),
+    "nan-best-state": (lambda p: p["best"]["state"].update(bias=_poison(p["best"]["state"]["bias"])),
+                       "field 'best.state.bias' holds 1 NaN/inf values"),
+    "negative-epoch": (lambda p: p.update(epoch=-1), "field 'epoch' is -1"),
+    "epoch-text": (lambda p: p.update(epoch="2"), "field 'epoch' must be int, got str"),
+    "no-rng": (lambda p: p.update(rng=[]), "field 'rng' is not one random state per rank"),
+    "no-best": (lambda p: p.pop("best"), "field 'best' is missing"),
+}
+
+
+@pytest.mark.parametrize("name", list(CHECKPOINT_DAMAGES))
+def test_a_checkpoint_with_damaged_tensors_or_fields_is_reported_and_ignored(tmp_path, name):
+    checkpoint = _checkpoint(tmp_path)
+    assert checkpoint.load()["epoch"] == 2  # the undamaged one resumes
+    payload = torch.load(checkpoint.path, weights_only=True)
+    damage, words = CHECKPOINT_DAMAGES[name]
+    damage(payload)
+    torch.save(payload, checkpoint.path)
+    with pytest.warns(UserWarning) as caught:
+        assert checkpoint.load() is None  # ignored: training starts over
+    message = str(caught[0].message)
+    assert message.startswith(f"checkpoint {checkpoint.path} is unusable and is ignored (training starts over): "
+                              f"{checkpoint.path}: {words}"), message
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_named_on_restore(tmp_path):
+    from vqgraph.errors import CheckpointMismatchError
+
+    checkpoint = _checkpoint(tmp_path)
+    other = torch.nn.Linear(3, 5)
+    with pytest.raises(CheckpointMismatchError, match=r"checkpoint.pt does not fit the model it would resume .*--fresh"):
+        checkpoint.restore(checkpoint.load(), other, torch.optim.Adam(other.parameters()), None, None)
