@@ -76,7 +76,8 @@ def load_exported(path) -> nn.Module:
     Only files written by :meth:`~vqgraph.serving.Predictor.export` are read: the file is checked
     whole before torch reads it (:mod:`vqgraph.serving.archive`: no pickles, only our operators,
     nothing that would run code), and torch reads the checked bytes. Anything else is an
-    ``ArtifactMismatchError`` naming the path."""
+    ``ArtifactMismatchError`` naming the path. (ONNX files are data, a graph of standard
+    operators: onnxruntime runs no Python from them.)"""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"exported student {path} does not exist")

@@ -10,7 +10,9 @@ code each node is assigned to. It is written atomically and read with
     out = predictor.predict(features)            # probs [B, C], labels [B], codes [B]
     predictor.export("student.pt2")              # torch.export: runs without vqgraph
 
-:func:`load_exported` reads an exported file back with torch alone.
+:func:`load_exported` reads an exported file back with torch alone, only if our exporter wrote
+it (checked before torch reads it: :mod:`vqgraph.serving.archive`). :mod:`vqgraph.serving.artifact`
+holds the artifact's format and its check.
 """
 
 from __future__ import annotations
