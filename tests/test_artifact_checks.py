@@ -4,6 +4,7 @@ targets and checkpoints; and the ``Predictor``'s own arguments."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,16 +73,22 @@ STUDENT_DAMAGES = {  # name: (damage, the words of the error after "<path>: ")
 }
 
 
+def _assert_refused(good, damages, name, load):
+    """The artifact ``good`` with ``damages[name]`` applied is refused by ``load``, the error
+    starting with its path and the damage's words."""
+    payload = torch.load(good, weights_only=True)
+    damage, words = damages[name]
+    damage(payload)
+    bad = good.with_name(f"{name}.pt")
+    torch.save(payload, bad)
+    with pytest.raises(ArtifactMismatchError) as info:
+        load(bad)
+    assert str(info.value).startswith(f"{bad}: {words}"), str(info.value)
+
+
 @pytest.mark.parametrize("name", list(STUDENT_DAMAGES))
 def test_a_damaged_student_artifact_is_refused_naming_the_path_and_field(tmp_path, name):
-    payload = torch.load(_predictor().save(tmp_path / "good.pt"), weights_only=True)
-    payload["state_dict"] = dict(payload["state_dict"])
-    damage, words = STUDENT_DAMAGES[name]
-    damage(payload)
-    torch.save(payload, tmp_path / f"{name}.pt")
-    with pytest.raises(ArtifactMismatchError) as info:
-        Predictor.load(tmp_path / f"{name}.pt")
-    assert str(info.value).startswith(f"{tmp_path / name}.pt: {words}"), str(info.value)
+    _assert_refused(_predictor().save(tmp_path / "good.pt"), STUDENT_DAMAGES, name, Predictor.load)
 
 
 def test_a_student_without_codes_and_an_old_artifact_without_a_later_key_still_load(tmp_path):
@@ -119,10 +126,13 @@ def test_predictor_arguments_are_checked_with_one_clear_error():
         Predictor(broken, transform, codebook)
 
 
-@pytest.mark.parametrize("batch_size", [0, -3, 2.5, "64", True, None])
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5, "64", True, None, np.int64(0)])
 def test_a_batch_size_of_a_wrong_type_or_value_is_one_clear_error(batch_size):
+    predictor = _predictor()
     with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1, got "):
-        _predictor().predict(torch.rand(3, F), batch_size=batch_size)
+        predictor.predict(torch.rand(3, F), batch_size=batch_size)
+    whole = predictor.predict(torch.rand(3, F), batch_size=np.int64(2))  # a numpy integer is an integer
+    assert whole.probs.shape == (3, C)
 
 
 def test_the_predictor_repr_names_widths_classes_codebook_transform_backend_and_path(tmp_path):
@@ -310,13 +320,7 @@ TEACHER_DAMAGES = {
 def test_teacher_targets_that_load_but_do_not_fit_are_refused_naming_the_field(tmp_path, name):
     from vqgraph.targets import TeacherTargets
 
-    payload = torch.load(_targets().save(tmp_path / "good.pt"), weights_only=True)
-    damage, words = TEACHER_DAMAGES[name]
-    damage(payload)
-    torch.save(payload, tmp_path / f"{name}.pt")
-    with pytest.raises(ArtifactMismatchError) as info:
-        TeacherTargets.load(tmp_path / f"{name}.pt")
-    assert str(info.value).startswith(f"{tmp_path / name}.pt: {words}"), str(info.value)
+    _assert_refused(_targets().save(tmp_path / "good.pt"), TEACHER_DAMAGES, name, TeacherTargets.load)
 
 
 def test_good_teacher_targets_load_unchanged_with_and_without_a_codebook(tmp_path):

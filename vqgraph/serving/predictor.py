@@ -18,6 +18,7 @@ holds the artifact's format and its check.
 from __future__ import annotations
 
 import copy
+import numbers
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -107,8 +108,9 @@ class Predictor:
     def __repr__(self) -> str:
         codes = "none" if self.codebook is None else f"{self.codebook.size(0)} x {self.codebook.size(1)} ({self.metric})"
         where = "" if self.path is None else f", path={str(self.path)!r}"
+        config = self.model.config
         return (f"Predictor(in_channels={self.in_channels}, num_classes={self.num_classes}, "
-                f"num_layers={self.model.config.num_layers}, hidden_channels={self.model.config.hidden_channels}, codebook={codes}, "
+                f"num_layers={config.num_layers}, hidden_channels={config.hidden_channels}, codebook={codes}, "
                 f"transform={self.transform.kind!r}, backend={self.backend!r}, device={str(self.device)!r}{where})")
 
     @property
@@ -158,8 +160,9 @@ class Predictor:
         ``x`` [B, F] (tensor, sparse tensor, array, or a PyG ``Data`` whose ``x`` it is) is processed ``batch_size`` rows at a time; outputs are on
         the CPU.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = int(batch_size)  # a numpy integer too
         x = self.check_features(x)
         if x.size(0) == 0:
             empty = torch.empty(0, dtype=torch.long)
