@@ -266,6 +266,22 @@ def test_a_crafted_pt2_is_refused_before_torch_reads_it_and_never_runs_code(tmp_
     assert load_exported(good)(torch.rand(2, F))[0].shape == (2, C)  # our own export still loads
 
 
+@pytest.mark.parametrize("norm,transform,codes,layers", [
+    ("batch", "standard", True, 3), ("layer", "row", True, 2), ("none", "none", False, 1), ("batch", "row", False, 2),
+])
+def test_every_kind_of_student_we_export_passes_the_check_and_equals_eager(tmp_path, norm, transform, codes, layers):
+    from vqgraph.serving import load_exported
+
+    torch.manual_seed(0)
+    model = MLPStudent(F, C, StudentConfig(hidden_channels=8, num_layers=layers, norm=norm), D if codes else None)
+    raw = torch.rand(40, F)
+    predictor = Predictor(model.eval(), FeatureTransform.fit(raw, transform), torch.randn(K, D) if codes else None)
+    probs, labels, out_codes = load_exported(predictor.export(tmp_path / "student.pt2"))(raw)
+    eager = predictor.predict(raw)
+    assert torch.allclose(probs, eager.probs, atol=1e-6) and torch.equal(labels, eager.labels)
+    assert torch.equal(out_codes, eager.codes)
+
+
 def test_a_pt2_that_is_no_zip_is_named(tmp_path):
     from vqgraph.serving import load_exported
 

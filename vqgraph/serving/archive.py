@@ -9,7 +9,7 @@ read into memory once and checked there, and torch gets those very bytes:
 * a manifest (``extra/vqgraph.json``, which the exporter adds) names every member with its
   SHA-256: a file that is not ours, or was changed after export, is refused;
 * the members are exactly the ones our exporter writes (no legacy weight pickles, no compiled
-  code, no extra files); every weight is raw float32 bytes of its recorded size, never a pickle;
+  code, no extra files); every weight is raw float32 (or int64) bytes of its recorded size, never a pickle;
   there are no constants and no custom objects;
 * the program calls only the ATen operators a student's serving module exports to, has no guard
   code, and its only symbolic size is the batch dimension;
@@ -50,7 +50,7 @@ OPERATORS = frozenset(f"torch.ops.aten.{op}" for op in (
     "sub.Tensor", "sum.dim_IntList", "t.default", "to.device",
 ))
 BATCH_SYMBOL = re.compile(r"Symbol\('s\d+', positive=True, integer=True\)")
-FLOAT32 = 7  # torch.export's serialized dtype code of float32
+ITEM_SIZES = {7: 4, 5: 8}  # torch.export's dtype codes of float32 and int64 (batch norm's counter): bytes
 # the sample inputs: a tuple of float tensors in a dict; only these may be called by the pickle
 SAMPLE_GLOBALS = frozenset({"collections OrderedDict", "torch FloatStorage", "torch._utils _rebuild_tensor_v2"})
 SAMPLE_OPCODES = frozenset({
@@ -139,7 +139,7 @@ def _check_manifest(members: Dict[str, bytes], path: Path) -> None:
 
 
 def _check_weights(members: Dict[str, bytes], path: Path) -> None:
-    """Every weight raw float32 bytes of the size its metadata says, contiguous; none pickled."""
+    """Every weight raw float32 (int64) bytes of the size its metadata says, contiguous; none pickled."""
     config = _json(members, "data/weights/model_weights_config.json", path)
     entries = config.get("config") if isinstance(config, dict) else None
     if not isinstance(entries, dict):
@@ -153,12 +153,14 @@ def _check_weights(members: Dict[str, bytes], path: Path) -> None:
             strides = [int(s["as_int"]) for s in meta["strides"]]
             offset = int(meta["storage_offset"]["as_int"])
             contiguous = [_prod(sizes[i + 1:]) for i in range(len(sizes))]
-            fits = (isinstance(file, str) and WEIGHT.fullmatch(file) and meta["dtype"] == FLOAT32 and offset == 0
-                    and strides == contiguous and len(members.get(f"data/weights/{file}", b"")) == 4 * _prod(sizes))
+            size = ITEM_SIZES[meta["dtype"]] * _prod(sizes)
+            fits = (isinstance(file, str) and WEIGHT.fullmatch(file) and offset == 0 and strides == contiguous
+                    and len(members.get(f"data/weights/{file}", b"")) == size)
         except (KeyError, TypeError, ValueError):
             fits = False
         if not fits:
-            raise _refuse(path, f"weight {name!r} is not a contiguous float32 tensor of the size stored for it")
+            raise _refuse(path, f"weight {name!r} is not a contiguous float32 or int64 tensor of the size stored "
+                                "for it")
 
 
 def _prod(sizes) -> int:
