@@ -239,6 +239,8 @@ CRAFTED = {  # name: (change given the marker path, manifest recomputed, words o
                      "unexpected member 'data/aotinductor/model/x.so'"),
     "constants": (lambda m: _edit_json("data/constants/model_constants_config.json",
                                        lambda c: c["config"].update(k={"use_pickle": True})), True, "it holds constants"),
+    "deeply nested program": (lambda m: lambda members: members.update({"models/model.json": b"[" * 10**5 + b"]" * 10**5}),
+                              True, "member 'models/model.json' is not JSON (RecursionError)"),
     "changed weight": (lambda m: lambda members: members.update({"data/weights/weight_0": b"\0" * 768}), False,
                        "member 'data/weights/weight_0' was changed after export"),
     "no manifest": (lambda m: lambda members: members.pop("extra/vqgraph.json"), False,

@@ -29,6 +29,7 @@ import json
 import pickletools
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
@@ -61,6 +62,10 @@ SAMPLE_OPCODES = frozenset({
 })
 
 
+# what reading a damaged or crafted zip archive may raise (encrypted or unknown compression included)
+UNREADABLE = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError, RuntimeError)
+
+
 def _refuse(path: Path, what: str):
     return ArtifactMismatchError(f"{path}: {what}; load_exported reads only files written by Predictor.export "
                                  "(format='torch_export') and never runs code from a file")
@@ -86,7 +91,7 @@ def read_exported(path: Path) -> bytes:
     try:
         archive = zipfile.ZipFile(io.BytesIO(blob))
         members = _members(archive, path)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+    except UNREADABLE as err:
         if isinstance(err, ArtifactMismatchError):
             raise
         raise ArtifactMismatchError(f"{path}: not a readable .pt2 archive ({err})") from err
@@ -94,7 +99,10 @@ def read_exported(path: Path) -> bytes:
     _check_weights(members, path)
     if _json(members, "data/constants/model_constants_config.json", path) != {"config": {}}:
         raise _refuse(path, "it holds constants, which vqgraph's exporter never writes")
-    _check_program(_json(members, "models/model.json", path), path)
+    try:
+        _check_program(_json(members, "models/model.json", path), path)
+    except RecursionError as err:
+        raise _refuse(path, "its program is nested too deeply") from err
     _check_sample_inputs(members["data/sample_inputs/model.pt"], path)
     return blob
 
@@ -121,8 +129,8 @@ def _members(archive: zipfile.ZipFile, path: Path) -> Dict[str, bytes]:
 def _json(members: Dict[str, bytes], name: str, path: Path) -> Any:
     try:
         return json.loads(members[name])
-    except (UnicodeDecodeError, ValueError) as err:
-        raise _refuse(path, f"member {name!r} is not JSON ({err})") from err
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise _refuse(path, f"member {name!r} is not JSON ({type(err).__name__})") from err
 
 
 def _check_manifest(members: Dict[str, bytes], path: Path) -> None:
@@ -209,7 +217,7 @@ def _check_sample_inputs(blob: bytes, path: Path) -> None:
                 if opcode.name not in SAMPLE_OPCODES or (opcode.name == "GLOBAL" and arg not in SAMPLE_GLOBALS):
                     what = arg if opcode.name == "GLOBAL" else opcode.name
                     raise _refuse(path, f"its sample inputs hold a pickled {what!r}, which vqgraph never loads")
-    except (zipfile.BadZipFile, ValueError, EOFError) as err:
+    except UNREADABLE as err:
         if isinstance(err, ArtifactMismatchError):
             raise
         raise _refuse(path, f"its sample inputs are not a tensor file ({err})") from err
