@@ -11,10 +11,12 @@ reporting success the export is run on random features and compared with the eag
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
+from vqgraph.errors import VQGraphError
 from vqgraph.serving import EXPORT_FORMATS, Predictor, load_exported
 
 
@@ -24,7 +26,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: beside the artifact, .pt2 or .onnx")
     parser.add_argument("--format", default="torch_export", choices=EXPORT_FORMATS)
     args = parser.parse_args(argv)
-    predictor = Predictor.load(args.student)
+    try:
+        predictor = Predictor.load(args.student)
+    except (VQGraphError, FileNotFoundError) as err:  # a damaged or missing artifact: one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     out = args.out or args.student.with_suffix(".onnx" if args.format == "onnx" else ".pt2")
     predictor.export(out, format=args.format)
     x = torch.rand(257, predictor.in_channels)
@@ -36,10 +42,12 @@ def main(argv=None) -> int:
         probs, labels, codes = torch.from_numpy(probs), torch.from_numpy(labels), torch.from_numpy(codes)
     else:
         probs, labels, codes = load_exported(out)(x)
-    diff = float((probs - eager.probs).abs().max())
+    diff = float((probs - eager.probs).abs().max())  # nan when either holds a NaN
+    finite = bool(torch.isfinite(probs).all())
     same = bool(torch.equal(labels, eager.labels) and torch.equal(codes, eager.codes))
-    if diff > 1e-5 or not same:
-        raise SystemExit(f"exported model disagrees with the eager student: max |dprob| {diff:.2e}, same labels/codes {same}")
+    if not (finite and diff <= 1e-5 and same):  # NaN-aware: a nan difference is a disagreement
+        raise SystemExit(f"exported model disagrees with the eager student: max |dprob| {diff:.2e}, "
+                         f"finite probabilities {finite}, same labels/codes {same}")
     print(f"exported {args.student} -> {out} ({args.format}; max |dprob| vs eager {diff:.1e}, labels and codes equal)")
     return 0
 

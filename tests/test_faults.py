@@ -61,7 +61,17 @@ class _Payload:
         return os.mkdir, (self.path,)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "malicious pickle", "not ours"])
+def _poison_entry(artifact, damage):
+    """A cache entry that loads but does not fit: NaN logits, or a code outside the codebook."""
+    payload = torch.load(artifact, weights_only=True)
+    if damage == "nan logits":
+        payload["tensors"]["logits"][0, 0] = float("nan")
+    else:
+        payload["tensors"]["codes"][3] = payload["tensors"]["codebook"].size(0)
+    torch.save(payload, artifact)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "malicious pickle", "not ours", "nan logits", "code outside"])
 def test_an_unusable_teacher_cache_entry_is_reported_and_retrained(tmp_path, damage):
     import json
     import pickle
@@ -81,12 +91,17 @@ def test_an_unusable_teacher_cache_entry_is_reported_and_retrained(tmp_path, dam
         artifact.write_bytes(blob[: len(blob) // 2])
     elif damage == "malicious pickle":
         artifact.write_bytes(pickle.dumps(_Payload(marker)))
-    else:
+    elif damage == "not ours":
         torch.save({"weights": torch.zeros(3)}, artifact)  # a readable file, but not a teacher artifact
+    else:
+        _poison_entry(artifact, damage)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert run_cli.main([*argv, "--fresh"]) == 0  # --fresh: the finished run is trained again, not reused
     assert any(str(artifact) in str(w.message) and "retrained" in str(w.message) for w in caught)
+    if damage in ("nan logits", "code outside"):  # the warning names the field
+        field = "'tensors.logits' holds 1 NaN/inf" if damage == "nan logits" else "'tensors.codes' has 1 indices"
+        assert any(field in str(w.message) for w in caught), [str(w.message) for w in caught]
     again = json.loads((out / "results.json").read_text())
     assert not again["timings"]["teacher_cached"]  # retrained, not crashed
     assert again["metrics"] == first["metrics"]  # the same teacher and student, one thread

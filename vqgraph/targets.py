@@ -27,7 +27,8 @@ from vqgraph.evaluation import Evaluator
 from vqgraph.models.inference import infer_layerwise
 from vqgraph.models.teacher import VQGraphTeacher
 from vqgraph.errors import ArtifactMismatchError
-from vqgraph.utils.io import atomic_torch_save, read_artifact
+from vqgraph.losses import METRICS
+from vqgraph.utils.io import artifact_field, artifact_tensor, atomic_torch_save, read_artifact
 
 FORMAT_VERSION = 1
 
@@ -104,15 +105,55 @@ class TeacherTargets:
 
     @classmethod
     def load(cls, path) -> "TeacherTargets":
+        """Read targets written by :meth:`save`, checked whole before use: the tensors' dtypes,
+        shapes against each other (N rows each, ``z`` as wide as the codebook), finite values,
+        codes inside the codebook (-1 without one), a known metric and the recorded fields' types.
+        Anything else is an :class:`ArtifactMismatchError` naming the path and the field."""
         path = Path(path)
         payload = read_artifact(path, "teacher")
         version = payload.get("format_version")
         if version != FORMAT_VERSION:
             raise ArtifactMismatchError(f"{path}: format version {version!r}, this vqgraph reads {FORMAT_VERSION}")
-        try:
-            return cls(**payload["tensors"], **payload["meta"])
-        except (KeyError, TypeError) as err:
-            raise ArtifactMismatchError(f"{path}: not a teacher artifact (tensors or meta missing or unexpected: {err})") from err
+        tensors = artifact_field(payload, "tensors", dict, path)
+        meta = artifact_field(payload, "meta", dict, path)
+        unknown = sorted(f"tensors.{k}" for k in set(tensors) - {"logits", "z", "codes", "codebook"})
+        unknown += sorted(f"meta.{k}" for k in set(meta) - set(_META_TYPES))
+        if unknown:
+            raise ArtifactMismatchError(f"{path}: not a teacher artifact (unexpected fields {unknown})")
+        for key, types in _META_TYPES.items():
+            if key in meta:  # an artifact written before a key existed: its default
+                artifact_field(meta, key, types, path, "meta")
+        if meta.get("metric", "cosine") not in METRICS:
+            raise ArtifactMismatchError(f"{path}: field 'meta.metric' is {meta['metric']!r}; known: {METRICS} "
+                                        "(a damaged artifact)")
+        return cls(**_checked_tensors(tensors, path), **meta)
+
+
+_META_TYPES = {"metric": str, "config": dict, "metrics": dict, "graph_fingerprint": str, "split_fingerprint": str,
+               "setting": str, "dataset": str}
+
+
+def _checked_tensors(tensors: dict, path: Path) -> Dict[str, Optional[Tensor]]:
+    """The tensors of a teacher artifact, if they fit together (see :meth:`TeacherTargets.load`)."""
+    fields = {key: artifact_field(tensors, key, Tensor, path, "tensors") for key in ("logits", "z", "codes")}
+    logits = artifact_tensor(fields["logits"], path, "tensors.logits", "float", (None, None))
+    n = logits.size(0)
+    if n == 0 or logits.size(1) == 0:
+        raise ArtifactMismatchError(f"{path}: field 'tensors.logits' is empty {list(logits.shape)} (a damaged artifact)")
+    z = artifact_tensor(fields["z"], path, "tensors.z", "float", (n, None))
+    codes = artifact_tensor(fields["codes"], path, "tensors.codes", torch.long, (n,))
+    codebook = artifact_field(tensors, "codebook", (Tensor, type(None)), path, "tensors")
+    if codebook is None:
+        low = high = -1
+    else:
+        artifact_tensor(codebook, path, "tensors.codebook", "float", (None, z.size(1)))
+        low, high = 0, codebook.size(0) - 1
+    if bool(((codes < low) | (codes > high)).any()):
+        bad = int(((codes < low) | (codes > high)).sum())
+        wanted = "-1 (there is no codebook)" if codebook is None else f"in [0, {high}] (the codebook has {high + 1} codes)"
+        raise ArtifactMismatchError(f"{path}: field 'tensors.codes' has {bad} indices that are not {wanted} "
+                                    "(a damaged artifact)")
+    return {"logits": logits, "z": z, "codes": codes, "codebook": codebook}
 
 
 class NodeOutputs(NamedTuple):

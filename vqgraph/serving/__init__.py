@@ -1,8 +1,9 @@
 """Graph-free serving: a trained student predicts for new nodes from their features alone.
 
-Modules by job: :mod:`.predictor` (:class:`Predictor` and its student artifact), :mod:`.module`
-(:class:`ServingModule`, the served computation), :mod:`.fused` (the folded and onnxruntime
-backends) and :mod:`.export` (standalone model files, :func:`load_exported`).
+Modules by job: :mod:`.predictor` (:class:`Predictor`), :mod:`.artifact` (the student artifact and
+its check), :mod:`.module` (:class:`ServingModule`, the served computation), :mod:`.fused` (the
+folded and onnxruntime backends), :mod:`.export` (standalone model files, :func:`load_exported`)
+and :mod:`.archive` (the check of an exported ``.pt2`` before torch reads it).
 """
 
 from vqgraph.serving.export import EXPORT_FORMATS, load_exported

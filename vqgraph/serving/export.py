@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from vqgraph.serving.archive import add_manifest, read_exported
 
 EXPORT_FORMATS = ("torch_export", "onnx")
 
@@ -25,6 +30,7 @@ def export_module(module: nn.Module, path, format: str, in_channels: int, exampl
         if format == "torch_export":
             program = torch.export.export(module, (example,), dynamic_shapes={"x": {0: batch}})
             torch.export.save(program, str(tmp))
+            add_manifest(tmp)  # what load_exported checks the file against
         else:
             _export_onnx(module, example, tmp)
         tmp.replace(path)
@@ -39,22 +45,41 @@ def _export_onnx(module: nn.Module, example: Tensor, path: Path) -> None:
         import onnx  # noqa: F401
     except ImportError as err:
         raise ImportError("ONNX export needs the 'onnx' and 'onnxscript' packages: pip install onnx onnxscript") from err
-    program = torch.onnx.export(
-        module,
-        (example,),
-        input_names=["features"],
-        output_names=["probs", "labels", "codes"],
-        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}},
-        dynamo=True,
-        verbose=False,
-    )
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    registration.addFilter(_irrelevant_onnx_log)
+    try:
+        with warnings.catch_warnings():  # exactly the exporter's irrelevant warning; others pass
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                    category=FutureWarning)
+            program = torch.onnx.export(
+                module,
+                (example,),
+                input_names=["features"],
+                output_names=["probs", "labels", "codes"],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}},
+                dynamo=True,
+                verbose=False,
+            )
+    finally:
+        registration.removeFilter(_irrelevant_onnx_log)
     program.save(str(path), external_data=False)  # one self-contained file
 
 
+def _irrelevant_onnx_log(record: logging.LogRecord) -> bool:
+    """False for the exporter's lines about torchvision's operators (a student uses none)."""
+    return not record.getMessage().startswith("torchvision is not installed. Skipping torchvision::")
+
+
 def load_exported(path) -> nn.Module:
-    """An exported student (``format="torch_export"``) as a callable module, with torch alone."""
+    """An exported student (``format="torch_export"``) as a callable module, with torch alone.
+
+    Only files written by :meth:`~vqgraph.serving.Predictor.export` are read: the file is checked
+    whole before torch reads it (:mod:`vqgraph.serving.archive`: no pickles, only our operators,
+    nothing that would run code), and torch reads the checked bytes. Anything else is an
+    ``ArtifactMismatchError`` naming the path. (ONNX files are data, a graph of standard
+    operators: onnxruntime runs no Python from them.)"""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"exported student {path} does not exist")
-    module = torch.export.load(str(path)).module()
+    module = torch.export.load(io.BytesIO(read_exported(path))).module()
     return module.requires_grad_(False)  # serving: no autograd graph behind the outputs

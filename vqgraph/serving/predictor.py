@@ -10,12 +10,15 @@ code each node is assigned to. It is written atomically and read with
     out = predictor.predict(features)            # probs [B, C], labels [B], codes [B]
     predictor.export("student.pt2")              # torch.export: runs without vqgraph
 
-:func:`load_exported` reads an exported file back with torch alone.
+:func:`load_exported` reads an exported file back with torch alone, only if our exporter wrote
+it (checked before torch reads it: :mod:`vqgraph.serving.archive`). :mod:`vqgraph.serving.artifact`
+holds the artifact's format and its check.
 """
 
 from __future__ import annotations
 
 import copy
+import numbers
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -24,15 +27,13 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from vqgraph.data.graph import FeatureTransform
-from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.models.student import MLPStudent
+from vqgraph.serving.artifact import check_parts, read_student, student_payload
 from vqgraph.serving.export import export_module
 from vqgraph.serving.fused import FusedStudent, onnx_session
 from vqgraph.serving.module import Prediction, ServingModule
-from vqgraph.errors import ArtifactMismatchError
-from vqgraph.utils.io import atomic_torch_save, read_artifact
+from vqgraph.utils.io import atomic_torch_save
 
-STUDENT_FORMAT = "vqgraph-student"
-STUDENT_FORMAT_VERSION = 1
 BACKENDS = ("auto", "onnxruntime", "fused", "eager")
 SMALL_BATCH = 4096  # rows up to which onnxruntime runs on one thread (faster there; docs/speed.md)
 
@@ -54,6 +55,7 @@ class Predictor:
             ``onnxruntime``, ``pip install vqgraph[onnx]``); ``auto`` (default) onnxruntime when
             installed and the device is the CPU, else ``fused``. ``predictor.backend`` names the
             one in use. docs/speed.md gives the latencies that chose this order.
+        path: the artifact it was read from (:meth:`load` sets it; shown by ``repr``).
     """
 
     def __init__(
@@ -65,18 +67,15 @@ class Predictor:
         device=None,
         meta: Optional[Dict[str, Any]] = None,
         backend: str = "auto",
+        path=None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-        if codebook is not None and model.projection is None:
-            raise ValueError("a codebook was given but the student has no projection into code space")
-        if codebook is not None and codebook.size(1) != model.projection.out_features:
-            raise ValueError(
-                f"codebook width {codebook.size(1)} != the student's code width {model.projection.out_features}"
-            )
-        device = torch.device(device) if device is not None else next(model.parameters()).device
         transform = transform if transform is not None else FeatureTransform()
+        check_parts(model, transform, codebook, metric)
+        device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model, self.transform, self.codebook, self.metric = model, transform, codebook, metric
+        self.path = None if path is None else Path(path)
         self.meta = dict(meta or {})
         self.module = ServingModule(model, transform, codebook, metric).to(device)
         self.device = device
@@ -105,6 +104,14 @@ class Predictor:
             return tuple(torch.from_numpy(a) for a in chosen.run(None, {"features": x.detach().contiguous().numpy()}))
 
         return "onnxruntime", run
+
+    def __repr__(self) -> str:
+        codes = "none" if self.codebook is None else f"{self.codebook.size(0)} x {self.codebook.size(1)} ({self.metric})"
+        where = "" if self.path is None else f", path={str(self.path)!r}"
+        config = self.model.config
+        return (f"Predictor(in_channels={self.in_channels}, num_classes={self.num_classes}, "
+                f"num_layers={config.num_layers}, hidden_channels={config.hidden_channels}, codebook={codes}, "
+                f"transform={self.transform.kind!r}, backend={self.backend!r}, device={str(self.device)!r}{where})")
 
     @property
     def in_channels(self) -> int:
@@ -153,9 +160,10 @@ class Predictor:
         ``x`` [B, F] (tensor, sparse tensor, array, or a PyG ``Data`` whose ``x`` it is) is processed ``batch_size`` rows at a time; outputs are on
         the CPU.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = int(batch_size)  # a numpy integer too
         x = self.check_features(x)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if x.size(0) == 0:
             empty = torch.empty(0, dtype=torch.long)
             return Prediction(torch.empty(0, self.num_classes), empty, empty)
@@ -168,54 +176,20 @@ class Predictor:
 
     def save(self, path) -> Path:
         """Write the student artifact (atomically)."""
-        model = self.model
-        payload = {
-            "format": STUDENT_FORMAT,
-            "format_version": STUDENT_FORMAT_VERSION,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "student": model.config.to_dict(),
-            "in_channels": model.in_channels,
-            "num_classes": model.num_classes,
-            "code_dim": model.projection.out_features if model.projection is not None else None,
-            "transform": {
-                "kind": self.transform.kind,
-                "mean": None if self.transform.mean is None else self.transform.mean.cpu(),
-                "std": None if self.transform.std is None else self.transform.std.cpu(),
-            },
-            "codebook": None if self.codebook is None else self.codebook.detach().cpu(),
-            "metric": self.metric,
-            "meta": self.meta,
-        }
         path = Path(path)
-        atomic_torch_save(payload, path)
+        atomic_torch_save(student_payload(self.model, self.transform, self.codebook, self.metric, self.meta), path)
         return path
 
     @classmethod
     def load(cls, path, device=None, backend: str = "auto") -> "Predictor":
-        """Read a student artifact written by :meth:`save` (``experiments.run`` writes ``student.pt``)."""
-        path = Path(path)
-        payload = read_artifact(path, "student")
-        if payload.get("format") != STUDENT_FORMAT:
-            raise ArtifactMismatchError(f"{path}: not a vqgraph student artifact")
-        if payload.get("format_version") != STUDENT_FORMAT_VERSION:
-            raise ArtifactMismatchError(
-                f"{path}: student format version {payload.get('format_version')!r}, "
-                f"this vqgraph reads {STUDENT_FORMAT_VERSION}"
-            )
-        try:
-            model = MLPStudent(
-                payload["in_channels"], payload["num_classes"], StudentConfig(**payload["student"]), payload["code_dim"]
-            )
-            model.load_state_dict(payload["state_dict"])
-            t = payload["transform"]
-            transform = FeatureTransform(t["kind"], t["mean"], t["std"])
-            codebook, metric, meta = payload["codebook"], payload["metric"], payload["meta"]
-        except (KeyError, TypeError, RuntimeError) as err:  # a key missing, or weights of another shape
-            raise ArtifactMismatchError(f"{path}: a damaged student artifact ({type(err).__name__}: {err})") from err
-        model.eval()
+        """Read a student artifact written by :meth:`save` (``experiments.run`` writes ``student.pt``),
+        checked whole before anything is built (:func:`~vqgraph.serving.artifact.read_student`)."""
+        artifact = read_student(path)
+        model = artifact.build()
         if device is not None:
             model = model.to(device)
-        return cls(model, transform, codebook, metric, device=device, meta=meta, backend=backend)
+        return cls(model, artifact.transform, artifact.codebook, artifact.metric, device=device, meta=artifact.meta,
+                   backend=backend, path=path)
 
     # -- export -----------------------------------------------------------------------------
 

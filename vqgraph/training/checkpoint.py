@@ -29,7 +29,7 @@ from torch import nn
 
 from vqgraph import distributed
 from vqgraph.errors import ArtifactMismatchError, CheckpointMismatchError
-from vqgraph.utils.io import atomic_torch_save, read_artifact
+from vqgraph.utils.io import artifact_field, artifact_tensor, atomic_torch_save, read_artifact
 
 FORMAT = "vqgraph-checkpoint"
 FORMAT_VERSION = 1
@@ -103,6 +103,7 @@ class Checkpoint:
             payload = read_artifact(self.path, "checkpoint")
             if payload.get("format") != FORMAT or payload.get("format_version") != FORMAT_VERSION:
                 raise ArtifactMismatchError(f"{self.path}: not a vqgraph checkpoint of format {FORMAT_VERSION}")
+            _check_payload(payload, self.path)
         except ArtifactMismatchError as err:
             if me.is_main:
                 warnings.warn(f"checkpoint {self.path} is unusable and is ignored (training starts over): {err}",
@@ -122,8 +123,13 @@ class Checkpoint:
 
     def restore(self, payload: dict, model: nn.Module, opt: torch.optim.Optimizer, best, streams) -> tuple:
         """Put ``payload`` back into the run; returns ``(first epoch to train, history)``."""
-        model.load_state_dict(payload["model"])
-        opt.load_state_dict(payload["optimizer"])
+        try:
+            model.load_state_dict(payload["model"])
+            opt.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:  # same identity, other tensors: a damaged file
+            detail = " ".join(str(err).split())  # one line
+            raise CheckpointMismatchError(f"{self.path} does not fit the model it would resume ({detail}); start "
+                                          "over with --fresh (fresh=True)") from err
         b = payload["best"]
         best.best_value, best.best_epoch, best.best_metrics = b["value"], b["epoch"], b["metrics"]
         best.best_state, best._since = b["state"], b["since"]
@@ -134,6 +140,39 @@ class Checkpoint:
         distributed.barrier()
         if distributed.world().is_main and self.path.exists():
             self.path.unlink()
+
+
+def _check_payload(payload: dict, path: Path) -> None:
+    """A checkpoint's fields of the right types, its tensors dense and finite (model, optimiser,
+    best state), one random state per rank: else :class:`ArtifactMismatchError` naming the field."""
+    artifact_field(payload, "identity", dict, path)
+    for key in ("epoch", "world_size"):
+        if artifact_field(payload, key, int, path) < (0 if key == "epoch" else 1):
+            raise ArtifactMismatchError(f"{path}: field {key!r} is {payload[key]} (a damaged checkpoint)")
+    artifact_field(payload, "history", list, path)
+    best = artifact_field(payload, "best", dict, path)
+    for key in ("value", "epoch", "metrics", "state", "since"):
+        artifact_field(best, key, object, path, "best")
+    optimizer = artifact_field(payload, "optimizer", dict, path)
+    states = {"model": artifact_field(payload, "model", dict, path),
+              "optimizer.state": artifact_field(optimizer, "state", dict, path, "optimizer"),
+              "best.state": artifact_field(best, "state", (dict, type(None)), path, "best") or {}}
+    for section, state in states.items():
+        for key, value in _tensors(state):
+            artifact_tensor(value, path, f"{section}.{key}", None, tuple(value.shape))
+    rng = artifact_field(payload, "rng", list, path)
+    if len(rng) != payload["world_size"] or not all(isinstance(r, dict) and isinstance(r.get("torch"), torch.Tensor)
+                                                    for r in rng):
+        raise ArtifactMismatchError(f"{path}: field 'rng' is not one random state per rank (a damaged checkpoint)")
+
+
+def _tensors(state: dict, prefix: str = ""):
+    """Every ``(dotted key, tensor)`` of a nested state dict."""
+    for key, value in state.items():
+        if isinstance(value, dict):
+            yield from _tensors(value, f"{prefix}{key}.")
+        elif isinstance(value, torch.Tensor):
+            yield f"{prefix}{key}", value
 
 
 def _rng_state(streams) -> Dict[str, Any]:

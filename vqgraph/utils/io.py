@@ -9,8 +9,10 @@ import socket
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
+from torch import Tensor
 
 from vqgraph.errors import ArtifactMismatchError, NotWritableError
 
@@ -49,6 +51,43 @@ def read_artifact(path: Path, kind: str) -> dict:
     if not isinstance(payload, dict):
         raise ArtifactMismatchError(f"{path}: not a vqgraph {kind} artifact")
     return payload
+
+
+def artifact_field(fields: Any, key: str, types, path: Path, section: str = "") -> Any:
+    """``fields[key]`` of the artifact ``path`` if it is there and an instance of ``types`` (a
+    ``bool`` is no ``int`` here); else :class:`ArtifactMismatchError` naming the path and field."""
+    name = f"{section}.{key}" if section else key
+    if not isinstance(fields, Mapping) or key not in fields:
+        raise ArtifactMismatchError(f"{path}: field {name!r} is missing (a damaged artifact)")
+    value = fields[key]
+    types = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+        raise ArtifactMismatchError(f"{path}: field {name!r} must be {wanted}, got {type(value).__name__} "
+                                    "(a damaged artifact)")
+    return value
+
+
+def artifact_tensor(value: Any, path: Path, name: str, dtype=None, shape: Sequence[Optional[int]] = (),
+                    finite: bool = True) -> Tensor:
+    """``value``, the field ``name`` of the artifact ``path``, if it is a dense tensor of ``dtype``
+    (``"float"``: any floating type; None: any) and ``shape`` (one entry per dimension, None for
+    any size), with only finite values when ``finite``; else :class:`ArtifactMismatchError`."""
+    if not isinstance(value, Tensor) or value.layout != torch.strided:
+        raise ArtifactMismatchError(f"{path}: field {name!r} must be a dense tensor, got {type(value).__name__} "
+                                    "(a damaged artifact)")
+    if not (value.is_floating_point() if dtype == "float" else dtype in (None, value.dtype)):
+        expected = "a floating type" if dtype == "float" else dtype
+        raise ArtifactMismatchError(f"{path}: field {name!r} has dtype {value.dtype}, expected {expected} "
+                                    "(a damaged artifact)")
+    if len(shape) != value.dim() or any(want is not None and want != got for want, got in zip(shape, value.shape)):
+        expected = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+        raise ArtifactMismatchError(f"{path}: field {name!r} has shape {list(value.shape)}, expected {expected} "
+                                    "(a damaged artifact)")
+    if finite and value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise ArtifactMismatchError(f"{path}: field {name!r} holds {bad} NaN/inf values (a damaged artifact)")
+    return value
 
 
 def _publish(tmp: str, path: Path) -> None:
