@@ -20,10 +20,15 @@ import warnings
 from pathlib import Path
 from typing import List, Tuple
 
+import numpy as np
+import torch
+from torch import Tensor
 from torch_geometric.data import Data
 
+from vqgraph.data import arrays as checks
+from vqgraph.data.cpf import CPF_KEYS, read_cpf_arrays
 from vqgraph.data.prepare import prepare_graph
-from vqgraph.errors import DatasetNotFoundError, UnknownDatasetError
+from vqgraph.errors import DataFormatError, DatasetNotFoundError, UnknownDatasetError, VQGraphError
 
 PREFIX = "pyg:"
 
@@ -93,9 +98,47 @@ def _guarded(folder: Path, make):
         raise
 
 
+def _checked_process(self) -> None:
+    """PyG's ``process``, after every raw ``.npz`` in the CPF layout (Amazon's, Coauthor's, ...) passed
+    :func:`read_cpf_arrays`: PyG builds scipy matrices from those arrays unchecked."""
+    for path in map(Path, self.raw_paths):
+        if path.suffix == ".npz" and path.is_file():
+            with np.load(path, allow_pickle=False) as archive:
+                layout = set(CPF_KEYS) <= set(archive.files)
+            if layout:
+                read_cpf_arrays(path)
+    super(type(self), self).process()
+
+
 def _offline(cls):
-    """``cls`` whose download is refused: a missing raw file raises :class:`_Missing`."""
-    return type(cls.__name__, (cls,), {"download": _refuse_download})
+    """``cls`` whose download is refused (a missing raw file raises :class:`_Missing`) and whose raw
+    ``.npz`` files are checked before PyG processes them."""
+    return type(cls.__name__, (cls,), {"download": _refuse_download, "process": _checked_process})
+
+
+def _arrays_of(data: Data, folder: Path) -> Data:
+    """The graph PyG read, its arrays checked as a file's are (:mod:`vqgraph.data.arrays`): finite
+    features, edges within the nodes, split masks of one row per node (the labels are
+    :func:`prepare_graph`'s to check)."""
+    if not all(isinstance(data.get(key), Tensor) for key in ("x", "edge_index", "y")):
+        raise checks.bad(folder, None, "holds a dataset without the tensors x, edge_index and y (not node "
+                                       "classification?)")
+    x = data.x.to_dense() if data.x.layout != torch.strided else data.x
+    n = checks.reals(x.cpu().numpy(), folder, "data.x", 2).shape[0]
+    checks.node_nonempty(n, folder, "data.x")
+    edges = checks.integers(data.edge_index.cpu().numpy(), folder, "data.edge_index", 2)
+    if edges.shape[0] != 2:
+        raise checks.bad(folder, "data.edge_index", f"must have shape [2, num_edges], got {edges.shape}")
+    checks.in_range(edges, n, folder, "data.edge_index", "rows of data.x")
+    keep = {}
+    for key in ("train_mask", "val_mask", "test_mask"):
+        if key in data:
+            mask = data[key].cpu().numpy()
+            if mask.ndim not in (1, 2) or mask.shape[0] != n:
+                raise checks.bad(folder, f"data.{key}", f"must have shape [{n}] or [{n}, num_splits], got {mask.shape}")
+            checks.split_masks(mask.reshape(n, -1).T, n, folder, f"data.{key}")
+            keep[key] = data[key].bool()
+    return Data(x=data.x, edge_index=data.edge_index, y=data.y, **keep)
 
 
 def _download_into(cls, folder: Path, kwargs) -> None:
@@ -141,11 +184,19 @@ def load_pyg(name: str, roots: List[Path], download: bool = False) -> Data:
                 break
             except _Missing as missing:
                 expected += missing.raw_paths
+            except VQGraphError:
+                raise
+            except Exception as err:  # the files are there, but PyG's reader failed on them
+                raise DataFormatError(f"dataset {name!r}: PyG's {cls_name} could not read its files under {folder} "
+                                      f"(nothing new was kept): {type(err).__name__}: {err}. Replace them (delete "
+                                      "the folder and use download=True) or fix them") from err
         if dataset is None and download:
             _guarded(folders[0], lambda: _download_into(cls, folders[0], kwargs))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 dataset = _guarded(folders[0], lambda: _offline(cls)(str(folders[0]), **kwargs))
+    except VQGraphError:
+        raise
     except _Missing as missing:
         raise DatasetNotFoundError(f"dataset {name!r}: the download into {folders[0]} left no {missing.raw_paths}") from None
     except Exception as err:  # offline, HTTP error, a cut download, a malformed raw file
@@ -158,7 +209,4 @@ def load_pyg(name: str, roots: List[Path], download: bool = False) -> Data:
             f"files there, or fetch them through PyG into {folders[0]} with download=True (command line: --download)")
     if len(dataset) != 1:
         raise UnknownDatasetError(f"dataset {name!r} holds {len(dataset)} graphs; node classification needs one")
-    data = dataset[0]
-    keep = {key: data[key] for key in ("train_mask", "val_mask", "test_mask") if key in data}
-    plain = Data(x=data.x, edge_index=data.edge_index, y=data.y, **keep)
-    return prepare_graph(plain, name=name)
+    return prepare_graph(_arrays_of(dataset[0], Path(dataset.root)), name=name)
