@@ -27,6 +27,7 @@ from torch_geometric.data import Data
 
 from vqgraph.data import arrays as checks
 from vqgraph.data.cpf import CPF_KEYS, read_cpf_arrays
+from vqgraph.data.leftovers import guarded
 from vqgraph.data.prepare import prepare_graph
 from vqgraph.errors import DataFormatError, DatasetNotFoundError, UnknownDatasetError, VQGraphError
 
@@ -67,35 +68,6 @@ class _Missing(Exception):
 
 def _refuse_download(self) -> None:
     raise _Missing([os.fspath(p) for p in self.raw_paths])
-
-
-def _snapshot(folder: Path):
-    """Files and folders under ``folder``, and the folders above it that do not exist yet."""
-    below = set(folder.rglob("*")) if folder.exists() else set()
-    missing_above = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
-    return below, missing_above
-
-
-def _prune(folder: Path, snapshot) -> None:
-    """Remove what an attempt added under ``folder`` (files, then folders, deepest first) and the
-    folders above it that it created; nothing that existed before is touched."""
-    before, missing_above = snapshot
-    new = set(folder.rglob("*")) - before if folder.exists() else set()
-    for path in (p for p in new if p.is_file() or p.is_symlink()):
-        path.unlink(missing_ok=True)
-    for path in sorted((p for p in new if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + missing_above:
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-
-
-def _guarded(folder: Path, make):
-    """``make()``; if it fails in any way (an interrupt included), what it added under ``folder`` is removed."""
-    snapshot = _snapshot(folder)
-    try:
-        return make()
-    except BaseException:
-        _prune(folder, snapshot)
-        raise
 
 
 def _checked_process(self) -> None:
@@ -180,7 +152,7 @@ def load_pyg(name: str, roots: List[Path], download: bool = False) -> Data:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # PyG's notes on changed defaults (e.g. WikiCS is_undirected)
-                    dataset = _guarded(folder, lambda: _offline(cls)(str(folder), **kwargs))
+                    dataset = guarded(folder, lambda: _offline(cls)(str(folder), **kwargs))
                 break
             except _Missing as missing:
                 expected += missing.raw_paths
@@ -191,10 +163,10 @@ def load_pyg(name: str, roots: List[Path], download: bool = False) -> Data:
                                       f"(nothing new was kept): {type(err).__name__}: {err}. Replace them (delete "
                                       "the folder and use download=True) or fix them") from err
         if dataset is None and download:
-            _guarded(folders[0], lambda: _download_into(cls, folders[0], kwargs))
+            guarded(folders[0], lambda: _download_into(cls, folders[0], kwargs))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                dataset = _guarded(folders[0], lambda: _offline(cls)(str(folders[0]), **kwargs))
+                dataset = guarded(folders[0], lambda: _offline(cls)(str(folders[0]), **kwargs))
     except VQGraphError:
         raise
     except _Missing as missing:
