@@ -40,4 +40,4 @@ def load_heterophilic_npz(path: Path, name: str) -> Data:
     checks.in_range(edges, n, path, "edges", "node ids; there are as many nodes as rows of 'node_features'")
     masks = {key[:-1]: torch.from_numpy(checks.split_masks(arrays[key], n, path, key).T.copy())  # [N, S], as PyG's
              for key in ("train_masks", "val_masks", "test_masks")}                              # WebKB stores them
-    return build_graph(x.astype(np.float32), edges.T, y, name=name, where=str(path), **masks)
+    return build_graph(x.astype(np.float32), edges.T.astype(np.int64), y, name=name, where=str(path), **masks)
