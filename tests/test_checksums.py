@@ -57,3 +57,13 @@ def test_a_known_dataset_file_that_differs_loads_with_a_warning_naming_it(data_r
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         vqgraph.load_dataset("cora", root=tmp_path)
+
+
+def test_a_corrupt_known_file_is_one_error_without_a_checksum_warning(data_root, tmp_path):
+    path = tmp_path / "cora" / "cora.npz"
+    path.parent.mkdir()
+    path.write_bytes((data_root / "cora" / "cora.npz").read_bytes()[:1000])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with pytest.raises(vqgraph.DataFormatError, match="not a readable .npz archive"):
+            vqgraph.load_dataset("cora", root=tmp_path)

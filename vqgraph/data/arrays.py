@@ -30,23 +30,23 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask.reshape(-1))[0])
 
 
-def integers(array, path: Where, key: Optional[str], ndim: int) -> np.ndarray:
-    """``array`` as an integer (not bool) array of ``ndim`` dimensions."""
+def _typed(array, path: Where, key: Optional[str], ndim: int, kinds: str, what: str) -> np.ndarray:
     array = np.asarray(array)
-    if array.dtype.kind not in "iu":
-        raise bad(path, key, f"must hold integers, got dtype {array.dtype}")
+    if array.dtype.kind not in kinds:
+        raise bad(path, key, f"must hold {what}, got dtype {array.dtype}")
     if array.ndim != ndim:
         raise bad(path, key, f"must have {ndim} dimension(s), got shape {array.shape}")
     return array
 
 
+def integers(array, path: Where, key: Optional[str], ndim: int) -> np.ndarray:
+    """``array`` as an integer (not bool) array of ``ndim`` dimensions."""
+    return _typed(array, path, key, ndim, "iu", "integers")
+
+
 def reals(array, path: Where, key: Optional[str], ndim: int) -> np.ndarray:
     """``array`` as a finite real (bool, integer or float) array of ``ndim`` dimensions."""
-    array = np.asarray(array)
-    if array.dtype.kind not in "biuf":
-        raise bad(path, key, f"must hold real numbers, got dtype {array.dtype}")
-    if array.ndim != ndim:
-        raise bad(path, key, f"must have {ndim} dimension(s), got shape {array.shape}")
+    array = _typed(array, path, key, ndim, "biuf", "real numbers")
     if array.dtype.kind == "f" and array.size and not np.isfinite(array.sum(dtype=np.float64)):
         finite = np.isfinite(array)
         if not finite.all():

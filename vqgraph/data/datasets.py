@@ -248,13 +248,11 @@ def load_dataset(name: str, root: Optional[PathLike] = None, download: bool = Fa
         missing = [rel for rel in ogb_expected_files(spec.name) if not (root / rel).is_file()]
         if missing:
             raise _not_found(spec, [root], f"Missing: {missing}.")
-    if spec.family in ("cpf", "heterophilic"):
-        verify_checksum(found, spec.candidates)
-    if spec.family == "cpf":
-        return load_cpf_npz(found, name=spec.name)
-    if spec.family == "heterophilic":
-        return load_heterophilic_npz(found, name=spec.name)
-    return load_ogb(spec.name, root)
+    if spec.family == "ogb":
+        return load_ogb(spec.name, root)
+    data = (load_cpf_npz if spec.family == "cpf" else load_heterophilic_npz)(found, name=spec.name)
+    verify_checksum(found, spec.candidates)  # after the checks: a corrupt file is one error, not also a warning
+    return data
 
 
 def dataset_info(name: str, root: Optional[PathLike] = None) -> Dict[str, object]:
