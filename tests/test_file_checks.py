@@ -5,13 +5,14 @@ wrong; never an interpreter crash, never a silently different graph."""
 from __future__ import annotations
 
 import gzip
+import io
 import re
 
 import numpy as np
 import pytest
 
 import vqgraph
-from test_download import cpf_bytes
+from test_download import SERVED, cpf_bytes, server  # noqa: F401 (a fixture)
 from test_ogb import write_tiny_arxiv
 from vqgraph.data.cpf import load_cpf_npz
 from vqgraph.data.heterophilic import load_heterophilic_npz
@@ -158,15 +159,20 @@ def test_an_ogb_folder_whose_files_disagree_is_one_error_naming_the_file(tmp_pat
     assert str(err.value).startswith(f"{tmp_path / 'ogbn_arxiv' / (named or file)}: {text}"), str(err.value)
 
 
+def bad_amazon_npz(path) -> None:
+    """A CPF-layout file (PyG's Amazon raw file) whose feature index 5 is far past its 12 columns."""
+    good = np.load(io.BytesIO(cpf_bytes()))
+    z = {key: good[key] for key in good.files}
+    z["attr_indices"] = z["attr_indices"].copy()
+    z["attr_indices"][5] = 10_000
+    np.savez(path, **z)
+
+
 def test_a_pyg_raw_npz_with_an_index_past_its_shape_is_refused_before_pyg_reads_it(tmp_path):
     """PyG's Amazon reader builds scipy matrices from the arrays unchecked (the heap corruption above)."""
     raw = tmp_path / "pyg" / "Amazon" / "Photo" / "raw"
     raw.mkdir(parents=True)
-    good = np.load(__import__("io").BytesIO(cpf_bytes()))
-    z = {key: good[key] for key in good.files}
-    z["attr_indices"] = z["attr_indices"].copy()
-    z["attr_indices"][5] = 10_000
-    np.savez(raw / "amazon_electronics_photo.npz", **z)
+    bad_amazon_npz(raw / "amazon_electronics_photo.npz")
     with pytest.raises(DataFormatError, match=re.escape(f"{raw / 'amazon_electronics_photo.npz'}: 'attr_indices' has "
                                                         "1 index(es) outside [0, 12) (attr_shape[1])")):
         vqgraph.load_dataset("pyg:Amazon/Photo", root=tmp_path)
@@ -181,3 +187,17 @@ def test_a_pyg_raw_file_its_reader_cannot_read_is_a_format_error_not_a_missing_d
                                                         f"under {folder} (nothing new was kept): JSONDecodeError")):
         vqgraph.load_dataset("pyg:WikiCS", root=tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == ["raw"]
+
+
+def test_a_pyg_download_with_an_index_past_its_shape_is_refused_and_not_kept(server, monkeypatch, tmp_path):
+    from torch_geometric.datasets import Amazon
+
+    base, _ = server
+    bad_amazon_npz(tmp_path / "served.npz")
+    SERVED["amazon_electronics_photo.npz"] = (tmp_path / "served.npz").read_bytes()
+    monkeypatch.setattr(Amazon, "url", f"{base}/file/")
+    root = tmp_path / "root"
+    with pytest.raises(vqgraph.DatasetNotFoundError, match=r"could not download it into .* \(nothing new was kept\): "
+                                                           r"DataFormatError: .*'attr_indices' has 1 index\(es\)"):
+        vqgraph.load_dataset("pyg:Amazon/Photo", root=root, download=True)
+    assert not root.exists()

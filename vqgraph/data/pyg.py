@@ -70,22 +70,24 @@ def _refuse_download(self) -> None:
     raise _Missing([os.fspath(p) for p in self.raw_paths])
 
 
-def _checked_process(self) -> None:
-    """PyG's ``process``, after every raw ``.npz`` in the CPF layout (Amazon's, Coauthor's, ...) passed
-    :func:`read_cpf_arrays`: PyG builds scipy matrices from those arrays unchecked."""
-    for path in map(Path, self.raw_paths):
-        if path.suffix == ".npz" and path.is_file():
-            with np.load(path, allow_pickle=False) as archive:
-                layout = set(CPF_KEYS) <= set(archive.files)
-            if layout:
-                read_cpf_arrays(path)
-    super(type(self), self).process()
+def _checked(cls, download: bool = True):
+    """``cls`` whose raw ``.npz`` files in the CPF layout (Amazon's, Coauthor's, ...) pass
+    :func:`read_cpf_arrays` before PyG processes them (PyG builds scipy matrices from those arrays
+    unchecked); without ``download``, a missing raw file raises :class:`_Missing` instead."""
+    def process(self) -> None:
+        for path in map(Path, self.raw_paths):
+            if path.suffix == ".npz" and path.is_file():
+                with np.load(path, allow_pickle=False) as archive:
+                    layout = set(CPF_KEYS) <= set(archive.files)
+                if layout:
+                    read_cpf_arrays(path)
+        cls.process(self)
+
+    return type(cls.__name__, (cls,), {"process": process, **({} if download else {"download": _refuse_download})})
 
 
 def _offline(cls):
-    """``cls`` whose download is refused (a missing raw file raises :class:`_Missing`) and whose raw
-    ``.npz`` files are checked before PyG processes them."""
-    return type(cls.__name__, (cls,), {"download": _refuse_download, "process": _checked_process})
+    return _checked(cls, download=False)
 
 
 def _arrays_of(data: Data, folder: Path) -> Data:
@@ -123,7 +125,7 @@ def _download_into(cls, folder: Path, kwargs) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fetched = cls(str(tmp), **kwargs)
+            fetched = _checked(cls)(str(tmp), **kwargs)
         raw = Path(fetched.raw_dir)
         for path in (p for p in raw.rglob("*") if p.is_file()):
             dest = folder / raw.relative_to(tmp) / path.relative_to(raw)
@@ -131,6 +133,26 @@ def _download_into(cls, folder: Path, kwargs) -> None:
             os.replace(path, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_offline(cls, folders: List[Path], kwargs, name: str):
+    """``(dataset, [])`` read by PyG from the first of ``folders`` holding the raw files, else
+    ``(None, the raw files expected)``; what a failed attempt created is removed."""
+    expected = []
+    for folder in folders:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PyG's notes on changed defaults (e.g. WikiCS is_undirected)
+                return guarded(folder, lambda: _offline(cls)(str(folder), **kwargs)), []
+        except _Missing as missing:
+            expected += missing.raw_paths
+        except VQGraphError:
+            raise
+        except Exception as err:  # the files are there, but PyG's reader failed on them
+            raise DataFormatError(f"dataset {name!r}: PyG's {cls.__name__} could not read its files under {folder} "
+                                  f"(nothing new was kept): {type(err).__name__}: {err}. Replace them (delete the "
+                                  "folder and use download=True) or fix them") from err
+    return None, expected
 
 
 def load_pyg(name: str, roots: List[Path], download: bool = False) -> Data:
@@ -141,40 +163,25 @@ def load_pyg(name: str, roots: List[Path], download: bool = False) -> Data:
     Raises:
         UnknownDatasetError: no such PyG class, or a name missing or superfluous.
         DatasetNotFoundError: the raw files are missing (names them) or the download failed.
+        DataFormatError: the raw files are there but malformed (PyG's reader failed, or our checks).
     """
     cls_name, sub = parse_name(name)
     cls, takes_name = dataset_class(cls_name, sub)
     kwargs = {"name": sub} if takes_name else {}
     folders = [Path(root) / "pyg" / cls_name for root in roots]
-    dataset, expected = None, []
-    try:
-        for folder in folders:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # PyG's notes on changed defaults (e.g. WikiCS is_undirected)
-                    dataset = guarded(folder, lambda: _offline(cls)(str(folder), **kwargs))
-                break
-            except _Missing as missing:
-                expected += missing.raw_paths
-            except VQGraphError:
-                raise
-            except Exception as err:  # the files are there, but PyG's reader failed on them
-                raise DataFormatError(f"dataset {name!r}: PyG's {cls_name} could not read its files under {folder} "
-                                      f"(nothing new was kept): {type(err).__name__}: {err}. Replace them (delete "
-                                      "the folder and use download=True) or fix them") from err
-        if dataset is None and download:
+    dataset, expected = _read_offline(cls, folders, kwargs, name)
+    if dataset is None and download:
+        try:
             guarded(folders[0], lambda: _download_into(cls, folders[0], kwargs))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 dataset = guarded(folders[0], lambda: _offline(cls)(str(folders[0]), **kwargs))
-    except VQGraphError:
-        raise
-    except _Missing as missing:
-        raise DatasetNotFoundError(f"dataset {name!r}: the download into {folders[0]} left no {missing.raw_paths}") from None
-    except Exception as err:  # offline, HTTP error, a cut download, a malformed raw file
-        raise DatasetNotFoundError(f"dataset {name!r}: PyG's {cls_name} could not load or download it under "
-                                   f"{', '.join(map(str, folders))} (nothing new was kept): "
-                                   f"{type(err).__name__}: {err}") from err
+        except _Missing as missing:
+            raise DatasetNotFoundError(f"dataset {name!r}: the download into {folders[0]} left no "
+                                       f"{missing.raw_paths}") from None
+        except Exception as err:  # offline, HTTP error, a cut download, a malformed downloaded file
+            raise DatasetNotFoundError(f"dataset {name!r}: PyG's {cls_name} could not download it into {folders[0]} "
+                                       f"(nothing new was kept): {type(err).__name__}: {err}") from err
     if dataset is None:
         raise DatasetNotFoundError(
             f"dataset {name!r} not found: PyG's {cls_name} reads {expected}, which do not all exist. Put those "
