@@ -34,6 +34,10 @@ def cpf_bytes() -> bytes:
     return buf.getvalue()
 
 
+# the served "cora" is a small CPF file, not CPF's cora.npz: its checksum warning is expected here
+# (test_a_downloaded_file_that_is_not_the_listed_one_is_kept_with_a_warning checks it)
+pytestmark = pytest.mark.filterwarnings("ignore:.*listed for cora/cora.npz:UserWarning")
+
 SERVED = {}  # name -> bytes, served at /file/<name>
 
 
@@ -127,3 +131,38 @@ def test_a_heterophilic_download_is_checked_by_its_reader(server, monkeypatch, t
     data = vqgraph.load_dataset("texas", root=tmp_path, download=True)
     assert data.num_nodes == 183 and data.train_mask.shape == (183, 10)
     assert files_under(tmp_path) == ["texas/texas.npz"]
+
+
+def test_a_failed_download_leaves_no_folder_it_created(monkeypatch, tmp_path):
+    """A failing source (no network here: urlopen and ogb's download_url are replaced) used to
+    leave an empty datasets/cora/ behind; now the folders the attempt made are removed, and those
+    that existed before are kept."""
+    import urllib.request
+
+    import ogb.utils.url
+
+    def refuse(*args, **kwargs):
+        raise OSError("fake source: connection refused")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(ogb.utils.url, "download_url", refuse)
+    for name in ("cora", "texas", "ogbn-arxiv"):
+        with pytest.raises(DatasetNotFoundError, match="failed \\(nothing was kept\\): OSError: fake source"):
+            vqgraph.load_dataset(name, root=tmp_path / "new" / "root", download=True)
+        assert not (tmp_path / "new").exists(), name
+    existing = tmp_path / "data"
+    (existing / "cora").mkdir(parents=True)
+    (existing / "cora" / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetNotFoundError):
+        vqgraph.load_dataset("cora", root=existing, download=True)
+    assert files_under(existing) == ["cora/notes.txt"]
+    with pytest.raises(DatasetNotFoundError):
+        vqgraph.load_dataset("citeseer", root=existing, download=True)
+    assert sorted(p.name for p in existing.iterdir()) == ["cora"]  # no empty citeseer/
+
+
+def test_a_downloaded_file_that_is_not_the_listed_one_is_kept_with_a_warning(server, monkeypatch, tmp_path):
+    base, _ = server
+    serve_cora_from(monkeypatch, f"{base}/good/cora.npz")  # a valid CPF file, but not CPF's cora.npz
+    with pytest.warns(UserWarning, match=r"cora\.npz: sha256 \w+ differs from 068e22d9\w+, listed for cora/cora\.npz"):
+        assert vqgraph.load_dataset("cora", root=tmp_path, download=True).num_nodes == 180

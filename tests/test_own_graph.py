@@ -163,3 +163,23 @@ def test_the_edge_check_is_remembered_until_the_edges_change_in_place(graph, mon
     data.edge_index[1, 0] = data.edge_index[0, 0]  # a self-loop, written in place
     with pytest.raises(GraphValidationError, match="not in canonical form"):
         vqgraph.make_split(data, seed=0)
+
+
+def test_features_that_are_not_contiguous_train_the_same_teacher_bit_for_bit(graph):
+    """Dropout masks follow memory order: a transposed-then-transposed or sliced x (the same values,
+    another layout) trains the same teacher as the contiguous x; a contiguous x is not copied."""
+    wide = torch.cat([graph.x, torch.zeros_like(graph.x)], dim=1)
+    views = {"transposed": graph.x.t().contiguous().t(), "sliced": wide[:, : graph.x.size(1)]}
+    train = TrainConfig(max_epochs=3, progress=False, seed=0)
+    split = vqgraph.make_split(graph, seed=0)
+    reference = vqgraph.fit_teacher(graph, split, train=train)
+    for kind, x in views.items():
+        assert not x.is_contiguous() and torch.equal(x, graph.x), kind
+        for data in (plain(graph, x=x), vqgraph.prepare_graph(plain(graph, x=x))):
+            result = vqgraph.fit_teacher(data, split, train=train)
+            assert result.history == reference.history, kind
+            for key, value in reference.model.state_dict().items():
+                assert torch.equal(result.model.state_dict()[key], value), (kind, key)
+            assert data.x is x or data.x.is_contiguous()  # the user's graph is left as it was
+    assert vqgraph.data.graph.ensure_graph(graph).x is graph.x  # contiguous: shared, not copied
+    assert vqgraph.prepare_graph(plain(graph)).x is graph.x

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from torch_geometric.data import Data
 
+from vqgraph.data import arrays as checks
 from vqgraph.data.graph import build_graph, largest_connected_component
 from vqgraph.data.npz import read_npz
 from vqgraph.errors import DataFormatError
@@ -31,14 +32,28 @@ CPF_KEYS = (
 )
 
 
-def _csr(arrays, prefix: str, path: Path) -> sp.csr_matrix:
-    try:
-        return sp.csr_matrix(
-            (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]),
-            shape=tuple(int(s) for s in arrays[f"{prefix}_shape"]),
-        )
-    except (ValueError, TypeError, IndexError) as err:
-        raise DataFormatError(f"{path}: arrays '{prefix}_*' do not form a valid CSR matrix: {err}") from err
+def read_cpf_arrays(path: Path):
+    """``(adjacency, features, labels)`` of a CPF-layout ``.npz``: a COO adjacency [N, N], CSR features
+    [N, F] and int64 labels [N], every array checked against the others before scipy sees it.
+
+    Raises:
+        DataFormatError: the file is unreadable, a key is missing, or an array is inconsistent
+            (named with its key: dtype, shape, index range, pointers, labels).
+    """
+    arrays = read_npz(path, CPF_KEYS)
+    n, cols = checks.shape2(arrays["adj_shape"], path, "adj_shape")
+    checks.node_nonempty(n, path, "adj_shape")
+    if cols != n:
+        raise checks.bad(path, "adj_shape", f"must be square (an adjacency), got {[n, cols]}")
+    rows = checks.shape2(arrays["attr_shape"], path, "attr_shape")[0]
+    labels = np.asarray(arrays["labels"])
+    if rows != n or labels.shape[:1] != (n,):
+        raise DataFormatError(f"{path}: {n} nodes in the adjacency but {rows} feature rows and "
+                              f"{labels.shape[0] if labels.ndim else 0} labels ('adj_shape', 'attr_shape', 'labels' "
+                              "disagree): each must have one entry per node")
+    labels = checks.class_ids(labels, n, path, "labels")
+    adj = checks.csr(arrays, "adj", path, nonzero=True).tocoo()
+    return adj, checks.csr(arrays, "attr", path), labels
 
 
 def load_cpf_npz(path: Path, name: Optional[str] = None, standardize: bool = True) -> Data:
@@ -52,20 +67,8 @@ def load_cpf_npz(path: Path, name: Optional[str] = None, standardize: bool = Tru
     """
     path = Path(path)
     name = name or path.stem
-    arrays = read_npz(path, CPF_KEYS)
-    adj = _csr(arrays, "adj", path)
-    features = _csr(arrays, "attr", path)
-    labels = np.asarray(arrays["labels"]).reshape(-1)
+    adj, features, labels = read_cpf_arrays(path)
     n = adj.shape[0]
-    if adj.shape != (n, n):
-        raise DataFormatError(f"{path}: adjacency must be square, got shape {adj.shape}")
-    if features.shape[0] != n or labels.shape[0] != n:
-        raise DataFormatError(
-            f"{path}: {n} nodes in the adjacency but {features.shape[0]} feature rows and {labels.shape[0]} labels"
-        )
-    if labels.dtype.kind not in "iu":
-        raise DataFormatError(f"{path}: labels must be integers, got dtype {labels.dtype}")
-    adj = adj.tocoo()
     sym = sp.coo_matrix((np.ones(adj.nnz), (adj.row, adj.col)), shape=(n, n)).tocsr()
     sym = sym + sym.T
     sym.setdiag(0)

@@ -16,8 +16,10 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from torch_geometric.data import Data
 
+from vqgraph.data.checksums import verify as verify_checksum
 from vqgraph.data.cpf import load_cpf_npz
 from vqgraph.data.heterophilic import load_heterophilic_npz
+from vqgraph.data.leftovers import guarded
 from vqgraph.data.ogb import download_ogb, load_ogb, ogb_dir_name, ogb_expected_files
 from vqgraph.data.pyg import PREFIX as PYG_PREFIX, load_pyg
 from vqgraph.data.synthetic import make_csbm
@@ -182,11 +184,12 @@ def _not_found(spec: DatasetSpec, roots: List[Path], why: str = "") -> DatasetNo
 def _fetch(spec: DatasetSpec, roots: List[Path]) -> None:
     root = roots[0]
     try:
-        if spec.family == "ogb":
-            download_ogb(spec.name, root)
+        if spec.family == "ogb":  # a failure removes the folders the attempt created (the root included)
+            guarded(root / ogb_dir_name(spec.name), lambda: download_ogb(spec.name, root))
         else:
             reader = load_cpf_npz if spec.family == "cpf" else load_heterophilic_npz
-            _download_file(spec.url, root / spec.candidates[0], check=lambda path: reader(path, spec.name))
+            dest = root / spec.candidates[0]
+            guarded(dest.parent, lambda: _download_file(spec.url, dest, check=lambda path: reader(path, spec.name)))
     except Exception as err:  # offline, HTTP error, cut off, not the expected file: all end the same way
         raise _not_found(spec, roots, f"Download from {spec.url} into {root} failed (nothing was kept): "
                                       f"{type(err).__name__}: {err}") from err
@@ -245,11 +248,11 @@ def load_dataset(name: str, root: Optional[PathLike] = None, download: bool = Fa
         missing = [rel for rel in ogb_expected_files(spec.name) if not (root / rel).is_file()]
         if missing:
             raise _not_found(spec, [root], f"Missing: {missing}.")
-    if spec.family == "cpf":
-        return load_cpf_npz(found, name=spec.name)
-    if spec.family == "heterophilic":
-        return load_heterophilic_npz(found, name=spec.name)
-    return load_ogb(spec.name, root)
+    if spec.family == "ogb":
+        return load_ogb(spec.name, root)
+    data = (load_cpf_npz if spec.family == "cpf" else load_heterophilic_npz)(found, name=spec.name)
+    verify_checksum(found, spec.candidates)  # after the checks: a corrupt file is one error, not also a warning
+    return data
 
 
 def dataset_info(name: str, root: Optional[PathLike] = None) -> Dict[str, object]:

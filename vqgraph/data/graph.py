@@ -234,7 +234,9 @@ def ensure_graph(data: Data, where: str = "data") -> Data:
     canonical form and refuse it, naming :func:`prepare_graph`, if not (never train on a graph
     that silently differs from the user's: symmetrising or dropping edges is the user's call).
     ``num_classes`` is the one thing filled in: inferred from ``y`` when absent (a shallow copy
-    is returned), checked when given."""
+    is returned), checked when given; and features that are not contiguous in memory (a
+    transposed or sliced view) are made so on a shallow copy, so that the same values train the
+    same model bit for bit (a contiguous ``x`` is not copied)."""
     name = getattr(data, "name", None) or "graph"
     for key in ("x", "edge_index", "y"):
         if getattr(data, key, None) is None:
@@ -271,7 +273,11 @@ def ensure_graph(data: Data, where: str = "data") -> Data:
                 f"{' ...' if values.numel() > 10 else ''}) and no data.num_classes; "
                 "vqgraph.prepare_graph(data, remap_labels=True) numbers the classes 0..C-1")
     edge_index._vqgraph_canonical = stamp
-    return _with_classes(data, given)
+    out = _with_classes(data, given)
+    if not x.is_contiguous():  # dropout masks follow memory order: a transposed or sliced x would train another model
+        out = copy.copy(out) if out is data else out
+        out.x = x.contiguous()
+    return out
 
 
 def _with_classes(data: Data, given: Optional[int]) -> Data:

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from vqgraph.data import arrays as checks
 from vqgraph.data.graph import build_graph
 from vqgraph.data.npz import read_npz
-from vqgraph.errors import DataFormatError
 
 HETERO_KEYS = ("node_features", "node_labels", "edges", "train_masks", "val_masks", "test_masks")
 
@@ -30,15 +30,14 @@ def load_heterophilic_npz(path: Path, name: str) -> Data:
     """Load a heterophilic graph; its fixed splits become ``train_mask``/``val_mask``/``test_mask`` [N, 10]."""
     path = Path(path)
     arrays = read_npz(path, HETERO_KEYS)
-    x = np.asarray(arrays["node_features"], dtype=np.float32)
-    y = np.asarray(arrays["node_labels"]).reshape(-1)
-    edges = np.asarray(arrays["edges"])
-    if edges.ndim != 2 or edges.shape[1] != 2:
-        raise DataFormatError(f"{path}: 'edges' must have shape [num_edges, 2], got {edges.shape}")
-    masks = {}
-    for key in ("train_masks", "val_masks", "test_masks"):
-        mask = np.asarray(arrays[key])
-        if mask.ndim != 2 or mask.shape[1] != x.shape[0]:
-            raise DataFormatError(f"{path}: '{key}' must have shape [num_splits, {x.shape[0]}], got {mask.shape}")
-        masks[key[:-1]] = torch.from_numpy(mask.astype(bool).T.copy())  # [N, S], as PyG's WebKB stores them
-    return build_graph(x, edges.T, y, name=name, where=str(path), **masks)
+    x = checks.reals(arrays["node_features"], path, "node_features", 2)
+    n = x.shape[0]
+    checks.node_nonempty(n, path, "node_features")
+    y = checks.class_ids(arrays["node_labels"], n, path, "node_labels")
+    edges = checks.integers(arrays["edges"], path, "edges", 2)
+    if edges.shape[1] != 2:
+        raise checks.bad(path, "edges", f"must have shape [num_edges, 2], got {edges.shape}")
+    checks.in_range(edges, n, path, "edges", "node ids; there are as many nodes as rows of 'node_features'")
+    masks = {key[:-1]: torch.from_numpy(checks.split_masks(arrays[key], n, path, key).T.copy())  # [N, S], as PyG's
+             for key in ("train_masks", "val_masks", "test_masks")}                              # WebKB stores them
+    return build_graph(x.astype(np.float32), edges.T.astype(np.int64), y, name=name, where=str(path), **masks)

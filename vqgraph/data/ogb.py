@@ -1,7 +1,9 @@
 """OGB node-property datasets (ogbn-arxiv, ogbn-products) through the ``ogb`` package.
 
-We read OGB's raw layout with ``ogb``'s own reader (``read_csv_graph_raw``) and its metadata
-(``master.csv``), and download with ``ogb``'s utilities. We do not go through
+We read OGB's raw layout ourselves (as ``ogb``'s ``read_csv_graph_raw`` does, but checking
+every file against the others: that reader silently cuts features and edges to the counts of
+``num-node-list`` and ``num-edge-list``), take the metadata from ``ogb``'s ``master.csv``, and
+download with ``ogb``'s utilities. We do not go through
 ``NodePropPredDataset``: it asks questions on standard input (which hangs or fails in batch
 jobs) and caches a pickle, and vqgraph never unpickles data files.
 
@@ -13,8 +15,6 @@ Layout under the data root (as OGB's zip files unpack)::
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from vqgraph.data import arrays as checks
 from vqgraph.data.graph import build_graph
 from vqgraph.errors import DataFormatError
 
@@ -71,52 +72,57 @@ def download_ogb(name: str, root: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _read_index(path: Path) -> np.ndarray:
+def _read_csv(path: Path) -> np.ndarray:
+    """The values of one of OGB's headerless ``.csv.gz`` files."""
     import pandas as pd
 
     try:
-        return pd.read_csv(path, compression="gzip", header=None).values.reshape(-1).astype(np.int64)
+        return pd.read_csv(path, compression="gzip", header=None).values
     except Exception as err:  # pandas raises many types for a bad gzip/csv
-        raise DataFormatError(f"{path}: cannot read the split index file: {err}") from err
+        raise DataFormatError(f"{path}: cannot read this OGB file (not a gzip-compressed csv?): {err}") from err
+
+
+def _count(raw: Path, file: str) -> int:
+    """The one count of ``num-node-list`` / ``num-edge-list`` (a node-property dataset is one graph)."""
+    values = checks.integers(_read_csv(raw / file), raw / file, None, 2)
+    if values.shape != (1, 1) or values[0, 0] < 0:
+        raise checks.bad(raw / file, None, f"must hold one non-negative count (one graph), got {values.reshape(-1)[:5].tolist()}")
+    return int(values[0, 0])
+
+
+def read_ogb_raw(raw: Path):
+    """``(features [N, F], edges [2, E], labels [N], N)`` of OGB's raw folder, each checked against the
+    others (the counts of ``num-node-list`` and ``num-edge-list`` included) before use."""
+    num_nodes, num_edges = _count(raw, "num-node-list.csv.gz"), _count(raw, "num-edge-list.csv.gz")
+    checks.node_nonempty(num_nodes, raw / "num-node-list.csv.gz", None)
+    edges = checks.integers(_read_csv(raw / "edge.csv.gz"), raw / "edge.csv.gz", None, 2)
+    if edges.shape != (num_edges, 2):
+        raise checks.bad(raw / "edge.csv.gz", None, f"must have {num_edges} rows (num-edge-list) of 2 node ids, got {edges.shape}")
+    checks.in_range(edges, num_nodes, raw / "edge.csv.gz", None, "num-node-list")
+    feats = checks.feature_rows(_read_csv(raw / "node-feat.csv.gz"), num_nodes, raw / "node-feat.csv.gz", None)
+    labels = _read_csv(raw / "node-label.csv.gz")
+    if labels.dtype.kind == "f" and np.isnan(labels).any():
+        raise checks.bad(raw / "node-label.csv.gz", None, "has nodes without a label (NaN); unlabelled nodes are not supported")
+    labels = checks.class_ids(labels, num_nodes, raw / "node-label.csv.gz", None)
+    return feats.astype(np.float32), edges.T.astype(np.int64), labels, num_nodes
 
 
 def load_ogb(name: str, root: Path) -> Data:
     """Load ``ogbn-arxiv`` / ``ogbn-products`` from ``root`` (made undirected), with the official split
     stored as ``train_mask`` / ``val_mask`` / ``test_mask`` [N, 1]."""
-    import pandas as pd
-    from ogb.io.read_graph_raw import read_csv_graph_raw
-
     meta = ogb_meta(name)
     folder = Path(root) / ogb_dir_name(name)
-    raw = folder / "raw"
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # ogb prints "Loading necessary files..."
-            graph = read_csv_graph_raw(str(raw), add_inverse_edge=False)[0]
-        labels = pd.read_csv(raw / "node-label.csv.gz", compression="gzip", header=None).values
-    except Exception as err:
-        raise DataFormatError(f"{raw}: cannot read OGB raw files {list(RAW_FILES)}: {err}") from err
-    if graph["node_feat"] is None:
-        raise DataFormatError(f"{raw}: node-feat.csv.gz is missing; vqgraph needs node features")
-    num_nodes = int(graph["num_nodes"])
-    labels = np.asarray(labels).reshape(-1)
-    if labels.shape[0] != num_nodes:
-        raise DataFormatError(f"{raw}: {labels.shape[0]} labels for {num_nodes} nodes")
-    if np.isnan(labels.astype(np.float64)).any():
-        raise DataFormatError(f"{raw}: some nodes have no label (NaN); unlabelled nodes are not supported")
+    x, edge_index, labels, num_nodes = read_ogb_raw(folder / "raw")
+    num_classes = int(meta["num classes"])
+    if labels.max() >= num_classes:
+        raise checks.bad(folder / "raw" / "node-label.csv.gz", None, f"must be below {name}'s {num_classes} classes; "
+                                                              f"node {int(labels.argmax())} has {labels.max()}")
     masks = {}
     for part, key in (("train", "train_mask"), ("valid", "val_mask"), ("test", "test_mask")):
-        idx = _read_index(folder / "split" / meta["split"] / f"{part}.csv.gz")
-        if idx.size and (idx.min() < 0 or idx.max() >= num_nodes):
-            raise DataFormatError(f"{folder}/split/{meta['split']}/{part}.csv.gz: node ids outside [0, {num_nodes})")
+        split = folder / "split" / meta["split"]
+        idx = checks.integers(_read_csv(split / f"{part}.csv.gz"), split / f"{part}.csv.gz", None, 2).reshape(-1)
+        checks.in_range(idx, num_nodes, split / f"{part}.csv.gz", None, "node ids")
         mask = torch.zeros(num_nodes, 1, dtype=torch.bool)
-        mask[torch.from_numpy(idx), 0] = True
+        mask[torch.from_numpy(idx.astype(np.int64)), 0] = True
         masks[key] = mask
-    return build_graph(
-        graph["node_feat"],
-        graph["edge_index"],
-        labels.astype(np.int64),
-        name=name,
-        num_classes=int(meta["num classes"]),
-        where=str(folder),
-        **masks,
-    )
+    return build_graph(x, edge_index, labels, name=name, num_classes=num_classes, where=str(folder), **masks)

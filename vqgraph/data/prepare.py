@@ -18,14 +18,14 @@ from vqgraph.errors import GraphValidationError
 
 def _dense_features(x, where: str) -> Tensor:
     """``x`` as a dense float32 tensor: sparse layouts densified, float64 and integer or bool
-    features converted (bag-of-words counts are integers); anything else refused."""
+    features converted (bag-of-words counts are integers), views made contiguous; anything else refused."""
     if not isinstance(x, Tensor):
         raise GraphValidationError(f"{where}: data.x must be a torch.Tensor, got {type(x).__name__}")
     if x.layout != torch.strided:
         x = x.to_dense()
     if x.is_complex():
         raise GraphValidationError(f"{where}: features must be real numbers, got {x.dtype}")
-    return x.to(torch.float32)
+    return x.to(torch.float32).contiguous()  # no copy when already so; dropout masks follow memory order
 
 
 def _labels(y, where: str) -> Tensor:

@@ -20,10 +20,16 @@ import warnings
 from pathlib import Path
 from typing import List, Tuple
 
+import numpy as np
+import torch
+from torch import Tensor
 from torch_geometric.data import Data
 
+from vqgraph.data import arrays as checks
+from vqgraph.data.cpf import CPF_KEYS, read_cpf_arrays
+from vqgraph.data.leftovers import guarded
 from vqgraph.data.prepare import prepare_graph
-from vqgraph.errors import DatasetNotFoundError, UnknownDatasetError
+from vqgraph.errors import DataFormatError, DatasetNotFoundError, UnknownDatasetError, VQGraphError
 
 PREFIX = "pyg:"
 
@@ -64,38 +70,49 @@ def _refuse_download(self) -> None:
     raise _Missing([os.fspath(p) for p in self.raw_paths])
 
 
-def _snapshot(folder: Path):
-    """Files and folders under ``folder``, and the folders above it that do not exist yet."""
-    below = set(folder.rglob("*")) if folder.exists() else set()
-    missing_above = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
-    return below, missing_above
+def _checked(cls, download: bool = True):
+    """``cls`` whose raw ``.npz`` files in the CPF layout (Amazon's, Coauthor's, ...) pass
+    :func:`read_cpf_arrays` before PyG processes them (PyG builds scipy matrices from those arrays
+    unchecked); without ``download``, a missing raw file raises :class:`_Missing` instead."""
+    def process(self) -> None:
+        for path in map(Path, self.raw_paths):
+            if path.suffix == ".npz" and path.is_file():
+                with np.load(path, allow_pickle=False) as archive:
+                    layout = set(CPF_KEYS) <= set(archive.files)
+                if layout:
+                    read_cpf_arrays(path)
+        cls.process(self)
 
-
-def _prune(folder: Path, snapshot) -> None:
-    """Remove what an attempt added under ``folder`` (files, then folders, deepest first) and the
-    folders above it that it created; nothing that existed before is touched."""
-    before, missing_above = snapshot
-    new = set(folder.rglob("*")) - before if folder.exists() else set()
-    for path in (p for p in new if p.is_file() or p.is_symlink()):
-        path.unlink(missing_ok=True)
-    for path in sorted((p for p in new if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + missing_above:
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-
-
-def _guarded(folder: Path, make):
-    """``make()``; if it fails in any way (an interrupt included), what it added under ``folder`` is removed."""
-    snapshot = _snapshot(folder)
-    try:
-        return make()
-    except BaseException:
-        _prune(folder, snapshot)
-        raise
+    return type(cls.__name__, (cls,), {"process": process, **({} if download else {"download": _refuse_download})})
 
 
 def _offline(cls):
-    """``cls`` whose download is refused: a missing raw file raises :class:`_Missing`."""
-    return type(cls.__name__, (cls,), {"download": _refuse_download})
+    return _checked(cls, download=False)
+
+
+def _arrays_of(data: Data, folder: Path) -> Data:
+    """The graph PyG read, its arrays checked as a file's are (:mod:`vqgraph.data.arrays`): finite
+    features, edges within the nodes, split masks of one row per node (the labels are
+    :func:`prepare_graph`'s to check)."""
+    if not all(isinstance(data.get(key), Tensor) for key in ("x", "edge_index", "y")):
+        raise checks.bad(folder, None, "holds a dataset without the tensors x, edge_index and y (not node "
+                                       "classification?)")
+    x = data.x.to_dense() if data.x.layout != torch.strided else data.x
+    n = checks.reals(x.cpu().numpy(), folder, "data.x", 2).shape[0]
+    checks.node_nonempty(n, folder, "data.x")
+    edges = checks.integers(data.edge_index.cpu().numpy(), folder, "data.edge_index", 2)
+    if edges.shape[0] != 2:
+        raise checks.bad(folder, "data.edge_index", f"must have shape [2, num_edges], got {edges.shape}")
+    checks.in_range(edges, n, folder, "data.edge_index", "rows of data.x")
+    keep = {}
+    for key in ("train_mask", "val_mask", "test_mask"):
+        if key in data:
+            mask = data[key].cpu().numpy()
+            if mask.ndim not in (1, 2) or mask.shape[0] != n:
+                raise checks.bad(folder, f"data.{key}", f"must have shape [{n}] or [{n}, num_splits], got {mask.shape}")
+            checks.split_masks(mask.reshape(n, -1).T, n, folder, f"data.{key}")
+            keep[key] = data[key].bool()
+    return Data(x=data.x, edge_index=data.edge_index, y=data.y, **keep)
 
 
 def _download_into(cls, folder: Path, kwargs) -> None:
@@ -108,7 +125,7 @@ def _download_into(cls, folder: Path, kwargs) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fetched = cls(str(tmp), **kwargs)
+            fetched = _checked(cls)(str(tmp), **kwargs)
         raw = Path(fetched.raw_dir)
         for path in (p for p in raw.rglob("*") if p.is_file()):
             dest = folder / raw.relative_to(tmp) / path.relative_to(raw)
@@ -116,6 +133,26 @@ def _download_into(cls, folder: Path, kwargs) -> None:
             os.replace(path, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_offline(cls, folders: List[Path], kwargs, name: str):
+    """``(dataset, [])`` read by PyG from the first of ``folders`` holding the raw files, else
+    ``(None, the raw files expected)``; what a failed attempt created is removed."""
+    expected = []
+    for folder in folders:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PyG's notes on changed defaults (e.g. WikiCS is_undirected)
+                return guarded(folder, lambda: _offline(cls)(str(folder), **kwargs)), []
+        except _Missing as missing:
+            expected += missing.raw_paths
+        except VQGraphError:
+            raise
+        except Exception as err:  # the files are there, but PyG's reader failed on them
+            raise DataFormatError(f"dataset {name!r}: PyG's {cls.__name__} could not read its files under {folder} "
+                                  f"(nothing new was kept): {type(err).__name__}: {err}. Replace them (delete the "
+                                  "folder and use download=True) or fix them") from err
+    return None, expected
 
 
 def load_pyg(name: str, roots: List[Path], download: bool = False) -> Data:
@@ -126,39 +163,29 @@ def load_pyg(name: str, roots: List[Path], download: bool = False) -> Data:
     Raises:
         UnknownDatasetError: no such PyG class, or a name missing or superfluous.
         DatasetNotFoundError: the raw files are missing (names them) or the download failed.
+        DataFormatError: the raw files are there but malformed (PyG's reader failed, or our checks).
     """
     cls_name, sub = parse_name(name)
     cls, takes_name = dataset_class(cls_name, sub)
     kwargs = {"name": sub} if takes_name else {}
     folders = [Path(root) / "pyg" / cls_name for root in roots]
-    dataset, expected = None, []
-    try:
-        for folder in folders:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # PyG's notes on changed defaults (e.g. WikiCS is_undirected)
-                    dataset = _guarded(folder, lambda: _offline(cls)(str(folder), **kwargs))
-                break
-            except _Missing as missing:
-                expected += missing.raw_paths
-        if dataset is None and download:
-            _guarded(folders[0], lambda: _download_into(cls, folders[0], kwargs))
+    dataset, expected = _read_offline(cls, folders, kwargs, name)
+    if dataset is None and download:
+        try:
+            guarded(folders[0], lambda: _download_into(cls, folders[0], kwargs))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                dataset = _guarded(folders[0], lambda: _offline(cls)(str(folders[0]), **kwargs))
-    except _Missing as missing:
-        raise DatasetNotFoundError(f"dataset {name!r}: the download into {folders[0]} left no {missing.raw_paths}") from None
-    except Exception as err:  # offline, HTTP error, a cut download, a malformed raw file
-        raise DatasetNotFoundError(f"dataset {name!r}: PyG's {cls_name} could not load or download it under "
-                                   f"{', '.join(map(str, folders))} (nothing new was kept): "
-                                   f"{type(err).__name__}: {err}") from err
+                dataset = guarded(folders[0], lambda: _offline(cls)(str(folders[0]), **kwargs))
+        except _Missing as missing:
+            raise DatasetNotFoundError(f"dataset {name!r}: the download into {folders[0]} left no "
+                                       f"{missing.raw_paths}") from None
+        except Exception as err:  # offline, HTTP error, a cut download, a malformed downloaded file
+            raise DatasetNotFoundError(f"dataset {name!r}: PyG's {cls_name} could not download it into {folders[0]} "
+                                       f"(nothing new was kept): {type(err).__name__}: {err}") from err
     if dataset is None:
         raise DatasetNotFoundError(
             f"dataset {name!r} not found: PyG's {cls_name} reads {expected}, which do not all exist. Put those "
             f"files there, or fetch them through PyG into {folders[0]} with download=True (command line: --download)")
     if len(dataset) != 1:
         raise UnknownDatasetError(f"dataset {name!r} holds {len(dataset)} graphs; node classification needs one")
-    data = dataset[0]
-    keep = {key: data[key] for key in ("train_mask", "val_mask", "test_mask") if key in data}
-    plain = Data(x=data.x, edge_index=data.edge_index, y=data.y, **keep)
-    return prepare_graph(plain, name=name)
+    return prepare_graph(_arrays_of(dataset[0], Path(dataset.root)), name=name)
