@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -57,6 +58,20 @@ CPF_CASES = {  # name: (changes to the valid archive, the error's text after "<f
                        "'labels' must hold one class id per node, shape [3], got shape (3, 3) (one-hot or multi-label"),
     "negative labels": (dict(labels=np.array([0, -1, 0])), "'labels' must be >= 0; node 1 has label -1"),
     "float labels": (dict(labels=np.array([0.0, 1.0, 0.0])), "'labels' must hold integers, got dtype float64"),
+    "labels that skip a class": (dict(labels=np.array([0, 2, 0])), "'labels' skips class 1: no node has it, yet the "
+                                                                    "largest label 2 implies 3 classes (2 are held)"),
+    "a label far past the others": (dict(labels=np.array([0, 1, 10**9])),
+                                    "'labels' skips class 2: no node has it, yet the largest label 1000000000 implies"),
+    "a single class": (dict(labels=np.zeros(3, np.int64)),
+                       "'labels' holds a single class ([0]); node classification needs two or more"),
+    "no edges": (dict(adj_data=np.zeros(0), adj_indices=np.zeros(0, np.int32), adj_indptr=np.zeros(4, np.int32)),
+                 "'adj_indices' holds no edges"),
+    "only self-loops": (dict(adj_data=np.ones(3), adj_indices=np.arange(3), adj_indptr=np.arange(4)),
+                        "'adj_indices' holds no edge between two different nodes (3 stored, all self-loops)"),
+    "no feature columns": (dict(attr_shape=np.array([3, 0]), attr_data=np.zeros(0), attr_indices=np.zeros(0, np.int32),
+                                attr_indptr=np.zeros(4, np.int32)), "'attr_shape' declares no feature columns, got [3, 0]"),
+    "terabytes of feature columns": (dict(attr_shape=np.array([3, 10**12])),
+                                     "'attr_shape' declares [3, 1000000000000] features: "),
 }
 
 
@@ -97,11 +112,18 @@ HETERO_CASES = {
                                                                        "dtype int64 with other values"),
     "a mask of floats": (dict(test_masks=np.ones((1, 4))), "'test_masks' must hold booleans (or 0/1), got dtype float64"),
     "a mask of the wrong width": (dict(train_masks=np.ones((2, 3), bool)), "'train_masks' must have shape "
-                                                                           "[num_splits, 4], got (2, 3)"),
+                                                                           "[num_splits, 4] with at least one split, got (2, 3)"),
     "NaN features": (dict(node_features=np.array([[0, 1], [np.inf, 0], [0, 0], [1, 1]], np.float32)),
                      "'node_features' holds 1 NaN/inf value(s); first at flat index 2"),
     "labels for another node count": (dict(node_labels=np.array([0, 1, 0])),
                                       "'node_labels' must hold one class id per node (4 nodes), got 3"),
+    "labels that skip a class": (dict(node_labels=np.array([0, 2, 0, 2])), "'node_labels' skips class 1: no node has it"),
+    "a single class": (dict(node_labels=np.ones(4, np.int64)), "'node_labels' holds a single class ([1])"),
+    "no edges": (dict(edges=np.zeros((0, 2), np.int64)), "'edges' holds no edges"),
+    "no feature columns": (dict(node_features=np.zeros((4, 0), np.float32)),
+                           "'node_features' has no feature columns, got shape (4, 0)"),
+    "masks of no split": (dict(train_masks=np.zeros((0, 4), bool)),  # make_split divided by zero
+                          "'train_masks' must have shape [num_splits, 4] with at least one split, got (0, 4)"),
 }
 
 
@@ -201,3 +223,41 @@ def test_a_pyg_download_with_an_index_past_its_shape_is_refused_and_not_kept(ser
                                                            r"DataFormatError: .*'attr_indices' has 1 index\(es\)"):
         vqgraph.load_dataset("pyg:Amazon/Photo", root=root, download=True)
     assert not root.exists()
+
+
+def _npz_with(path, members) -> None:
+    """An archive written member by member, as ``np.savez`` would, but with ``members`` as given:
+    ``(name, bytes)`` pairs."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+
+
+def _npy(array=None, header=None) -> bytes:
+    buf = io.BytesIO()
+    if header is None:
+        np.save(buf, array)
+    else:
+        np.lib.format.write_array_header_1_0(buf, header)
+        buf.write(b"\0" * 64)
+    return buf.getvalue()
+
+
+def test_an_npz_naming_an_array_twice_or_declaring_more_than_it_holds_is_refused_before_numpy_reads_it(tmp_path):
+    """A second 'labels.npy' appended to the archive used to win silently (another graph); a header
+    declaring 10**12 labels made numpy allocate 7 TiB first (a raw MemoryError, or the machine swapping)."""
+    members = [(f"{key}.npy", _npy(value)) for key, value in cpf_arrays().items()]
+    twice = tmp_path / "twice.npz"
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        _npz_with(twice, members + [("labels.npy", _npy(np.array([1, 1, 0])))])
+    with pytest.raises(DataFormatError, match=re.escape(f"{twice}: holds ['labels.npy'] more than once")):
+        load_cpf_npz(twice)
+    huge = tmp_path / "huge.npz"
+    header = {"descr": "<i8", "fortran_order": False, "shape": (10**12,)}
+    _npz_with(huge, [m for m in members if m[0] != "labels.npy"] + [("labels.npy", _npy(header=header))])
+    with pytest.raises(DataFormatError, match=re.escape(f"{huge}: 'labels' declares shape (1000000000000,) of int64 "
+                                                        "(8000000000000 bytes), but its member holds 64 bytes")):
+        load_cpf_npz(huge)
+    extra = tmp_path / "extra.npz"  # members that are not arrays are ignored, as numpy ignores them
+    _npz_with(extra, members + [("README.txt", b"notes")])
+    assert load_cpf_npz(extra).y.tolist() == [0, 1, 0]

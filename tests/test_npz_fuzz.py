@@ -93,6 +93,7 @@ def labels_of(z, key: str, n: int):
         y = y[:, 0]
     y = ints(y, 1)
     need(len(y) == n and all(v >= 0 for v in y), "labels")
+    need(len(set(y)) >= 2 and set(y) == set(range(max(y) + 1)), "a single class, or a class no node has")
     return y
 
 
@@ -102,9 +103,10 @@ def reference_cpf(z):
     need(n == cols and n >= 1, "adjacency shape")
     need(all(v != 0 for _, _, v in adj), "stored zero")
     rows, f, attr = csr_entries(z, "attr")
-    need(rows == n, "feature rows")
+    need(rows == n and f >= 1, "feature rows and columns")
     y = labels_of(z, "labels", n)
     pairs = {(min(a, b), max(a, b)) for a, b, _ in adj if a != b}
+    need(pairs, "no edge between two nodes")
     keep = components(n, pairs)[0]
     new = {old: i for i, old in enumerate(keep)}
     x = np.zeros((n, f), dtype=np.float64)
@@ -117,7 +119,7 @@ def reference_cpf(z):
 def reference_hetero(z):
     need(all(key in z for key in HETERO_KEYS), "missing key")
     x = np.asarray(z["node_features"])
-    need(x.dtype.kind in "biuf" and x.ndim == 2 and x.shape[0] >= 1, "features")
+    need(x.dtype.kind in "biuf" and x.ndim == 2 and x.shape[0] >= 1 and x.shape[1] >= 1, "features")
     need(bool(np.isfinite(x.astype(np.float64)).all()), "non-finite features")
     n = x.shape[0]
     y = labels_of(z, "node_labels", n)
@@ -126,10 +128,11 @@ def reference_hetero(z):
     masks = {}
     for key in ("train_masks", "val_masks", "test_masks"):
         m = np.asarray(z[key])
-        need(m.ndim == 2 and m.shape[1] == n and m.dtype.kind in "biu", key)
+        need(m.ndim == 2 and m.shape[1] == n and m.shape[0] >= 1 and m.dtype.kind in "biu", key)
         need(all(v in (0, 1) for v in m.reshape(-1).tolist()), key)
         masks[key[:-1]] = m.astype(bool).T
     pairs = {(min(a, b), max(a, b)) for a, b in edges if a != b}
+    need(pairs, "no edge between two nodes")
     return x.astype(np.float32), pairs, y, max(y) + 1, masks
 
 
@@ -151,11 +154,17 @@ def csr_arrays(draw, prefix: str, rows: int, cols: int, unique: bool):
             f"{prefix}_shape": np.array([rows, cols], dtype=np.int64)}
 
 
+def labels(n: int):
+    """Mostly every class from 0 up held by some node (what a file must hold), sometimes any labels."""
+    return st.one_of(st.integers(2, 4).flatmap(lambda k: st.permutations([i % k for i in range(n)])),
+                     st.lists(st.integers(0, 3), min_size=n, max_size=n))
+
+
 @st.composite
 def cpf_archive(draw):
     n, f = draw(st.integers(1, 7)), draw(st.integers(0, 4))
     z = {**draw(csr_arrays("adj", n, n, unique=False)), **draw(csr_arrays("attr", n, f, unique=True))}
-    z["labels"] = np.array(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), dtype=np.int8)
+    z["labels"] = np.array(draw(labels(n)), dtype=np.int8)
     return z
 
 
@@ -165,7 +174,7 @@ def hetero_archive(draw):
     e = draw(st.integers(0, 10))
     z = {"node_features": np.array(draw(st.lists(st.floats(-3, 3, width=32), min_size=n * f, max_size=n * f)),
                                    dtype=np.float32).reshape(n, f),
-         "node_labels": np.array(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), dtype=np.int64),
+         "node_labels": np.array(draw(labels(n)), dtype=np.int64),
          "edges": np.array(draw(st.lists(st.integers(0, n - 1), min_size=2 * e, max_size=2 * e)),
                            dtype=np.int64).reshape(e, 2)}
     for key in ("train_masks", "val_masks", "test_masks"):

@@ -8,6 +8,7 @@ is one :class:`DataFormatError` naming the file, the key and what is wrong.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Mapping, Optional, Tuple, Union
 
@@ -120,19 +121,58 @@ def class_ids(array, num_nodes: int, path: Where, key: Optional[str]) -> np.ndar
     return array.astype(np.int64)
 
 
+def every_class(labels: np.ndarray, path: Where, key: Optional[str]) -> int:
+    """The number of classes of a file whose labels define them (``max + 1``), once every class
+    from 0 to the largest label is held by a node and there are two or more: a label past the
+    others (``10**9`` among 0..6) or a class no node has is a corrupt file, not a wider model."""
+    present = np.unique(labels)
+    if present.size < 2:
+        raise bad(path, key, f"holds a single class ({present.tolist()}); node classification needs two or more")
+    gaps = np.flatnonzero(present != np.arange(present.size))
+    if gaps.size:
+        raise bad(path, key, f"skips class {gaps[0]}: no node has it, yet the largest label {present[-1]} implies "
+                             f"{present[-1] + 1} classes ({present.size} are held)")
+    return int(present.size)
+
+
+def has_edges(rows: np.ndarray, cols: np.ndarray, path: Where, key: Optional[str]) -> None:
+    """At least one edge between two different nodes (a graph file without one is corrupt; the CPF
+    reader would keep a largest component of one node)."""
+    if not (rows != cols).any():
+        raise bad(path, key, f"holds no edge between two different nodes ({rows.size} stored, all self-loops)"
+                  if rows.size else "holds no edges")
+
+
+def dense_fits(rows: int, cols: int, path: Where, key: Optional[str], itemsize: int = 4) -> None:
+    """A declared feature matrix ``[rows, cols]`` with at least one column whose dense copy fits in
+    this machine's memory (a few stored values can declare terabytes of columns)."""
+    if cols < 1:
+        raise bad(path, key, f"declares no feature columns, got [{rows}, {cols}]")
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: numpy's MemoryError will tell
+        return
+    need = rows * cols * itemsize
+    if need > have:
+        raise bad(path, key, f"declares [{rows}, {cols}] features: {need / 2**30:.1f} GiB dense, more than this "
+                             f"machine's {have / 2**30:.1f} GiB of memory")
+
+
 def feature_rows(array, num_nodes: int, path: Where, key: Optional[str]) -> np.ndarray:
     """Dense features: a finite real ``[N, F]`` array with one row per node."""
     array = reals(array, path, key, 2)
     if array.shape[0] != num_nodes:
         raise bad(path, key, f"must have one row per node ({num_nodes}), got {array.shape[0]} rows")
+    if array.shape[1] < 1:
+        raise bad(path, key, f"has no feature columns, got shape {array.shape}")
     return array
 
 
 def split_masks(array, num_nodes: int, path: Where, key: Optional[str]) -> np.ndarray:
     """Fixed splits stored as ``[S, N]``: bool, or integers that are all 0 or 1."""
     array = np.asarray(array)
-    if array.ndim != 2 or array.shape[1] != num_nodes:
-        raise bad(path, key, f"must have shape [num_splits, {num_nodes}], got {array.shape}")
+    if array.ndim != 2 or array.shape[1] != num_nodes or array.shape[0] < 1:
+        raise bad(path, key, f"must have shape [num_splits, {num_nodes}] with at least one split, got {array.shape}")
     if array.dtype.kind != "b":
         if array.dtype.kind not in "iu" or not np.isin(array, (0, 1)).all():
             raise bad(path, key, f"must hold booleans (or 0/1), got dtype {array.dtype}"

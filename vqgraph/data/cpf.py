@@ -45,14 +45,17 @@ def read_cpf_arrays(path: Path):
     checks.node_nonempty(n, path, "adj_shape")
     if cols != n:
         raise checks.bad(path, "adj_shape", f"must be square (an adjacency), got {[n, cols]}")
-    rows = checks.shape2(arrays["attr_shape"], path, "attr_shape")[0]
+    rows, features = checks.shape2(arrays["attr_shape"], path, "attr_shape")
     labels = np.asarray(arrays["labels"])
     if rows != n or labels.shape[:1] != (n,):
         raise DataFormatError(f"{path}: {n} nodes in the adjacency but {rows} feature rows and "
                               f"{labels.shape[0] if labels.ndim else 0} labels ('adj_shape', 'attr_shape', 'labels' "
                               "disagree): each must have one entry per node")
     labels = checks.class_ids(labels, n, path, "labels")
+    checks.every_class(labels, path, "labels")
+    checks.dense_fits(n, features, path, "attr_shape")
     adj = checks.csr(arrays, "adj", path, nonzero=True).tocoo()
+    checks.has_edges(adj.row, adj.col, path, "adj_indices")
     return adj, checks.csr(arrays, "attr", path), labels
 
 

@@ -33,11 +33,15 @@ def load_heterophilic_npz(path: Path, name: str) -> Data:
     x = checks.reals(arrays["node_features"], path, "node_features", 2)
     n = x.shape[0]
     checks.node_nonempty(n, path, "node_features")
+    if x.shape[1] < 1:
+        raise checks.bad(path, "node_features", f"has no feature columns, got shape {x.shape}")
     y = checks.class_ids(arrays["node_labels"], n, path, "node_labels")
+    checks.every_class(y, path, "node_labels")
     edges = checks.integers(arrays["edges"], path, "edges", 2)
     if edges.shape[1] != 2:
         raise checks.bad(path, "edges", f"must have shape [num_edges, 2], got {edges.shape}")
     checks.in_range(edges, n, path, "edges", "node ids; there are as many nodes as rows of 'node_features'")
+    checks.has_edges(edges[:, 0], edges[:, 1], path, "edges")
     masks = {key[:-1]: torch.from_numpy(checks.split_masks(arrays[key], n, path, key).T.copy())  # [N, S], as PyG's
              for key in ("train_masks", "val_masks", "test_masks")}                              # WebKB stores them
     return build_graph(x.astype(np.float32), edges.T.astype(np.int64), y, name=name, where=str(path), **masks)

@@ -22,10 +22,13 @@ def read_npz(path: Path, required: Iterable[str]) -> Dict[str, np.ndarray]:
     if path.is_file() and not zipfile.is_zipfile(path):  # np.load would try pickle, or return a bare .npy array
         raise DataFormatError(f"{path}: not a readable .npz archive (not a zip file: corrupt, truncated or not an .npz)")
     try:
+        _check_members(path)
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
+    except MemoryError as err:  # a zip member that really is that large (a zip bomb, or a file too big here)
+        raise DataFormatError(f"{path}: an array of this .npz does not fit in memory: {err}") from err
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
-        if isinstance(err, FileNotFoundError):
+        if isinstance(err, (FileNotFoundError, DataFormatError)):  # ours, from _check_members
             raise
         hint = " (it holds pickled objects, which vqgraph never loads)" if "pickle" in str(err) else ""
         raise DataFormatError(f"{path}: not a readable .npz archive{hint}: {err}") from err
@@ -35,3 +38,30 @@ def read_npz(path: Path, required: Iterable[str]) -> Dict[str, np.ndarray]:
             f"{path}: missing array(s) {missing}; found {sorted(arrays)}. Expected keys: {sorted(required)}"
         )
     return arrays
+
+
+def _check_members(path: Path) -> None:
+    """Refuse, before numpy reads them, an archive holding one array name twice (numpy would keep
+    one of them silently) and an array whose ``.npy`` header declares more data than its member
+    holds (numpy would allocate the declared size first: terabytes for a few bytes of file)."""
+    with zipfile.ZipFile(path) as archive:
+        names = [info.filename for info in archive.infolist()]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise DataFormatError(f"{path}: holds {twice} more than once (which copy numpy would read is "
+                                  "arbitrary); the file is corrupt or was appended to")
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):  # np.load ignores other members
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = reader(member, max_header_size=10000)
+                if dtype.hasobject:  # np.load refuses it (allow_pickle=False) with its own message
+                    continue
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > info.file_size - member.tell():
+                    key = info.filename[:-4]
+                    raise DataFormatError(f"{path}: {key!r} declares shape {shape} of {dtype} ({declared} bytes), "
+                                          f"but its member holds {info.file_size - member.tell()} bytes; the file is "
+                                          "corrupt or not in the expected layout")
