@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from vqgraph.app.config import SECTIONS, ExperimentConfig, canonical_dataset, recipe
+from vqgraph.app.config import SECTIONS, ExperimentConfig, canonical_dataset, parse_overrides, recipe
 from vqgraph.errors import ConfigError
 from vqgraph.app.records import write_json
 from vqgraph.app.run import RunSpec
@@ -66,6 +66,11 @@ def config_keys_help() -> str:
     return "\n".join(lines)
 
 
+def _sets(given: Dict[str, Dict[str, str]], key: str) -> bool:
+    section, _, name = key.partition(".")
+    return name in given.get(section, {})
+
+
 def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Namespace, RunSpec, ExperimentConfig]:
     """Parse ``argv`` (arguments of :func:`add_run_arguments` and the script's own) into the
     arguments, the run and its config; a bad config key or value is a usage error naming it."""
@@ -74,8 +79,10 @@ def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Name
     try:
         chosen = recipe(args.dataset, args.setting, args.config)
         named = getattr(args, "method", None)
-        # the recipe's own overrides come with its method only; the command line's win
-        overrides = args.set if named else [*chosen["set"], *args.set]
+        given = parse_overrides(args.set)  # a key given twice, differently, is an error
+        # the recipe's own overrides come with its method only; the command line's replace them
+        ours = [item for item in chosen["set"] if not _sets(given, item.split("=", 1)[0])]
+        overrides = args.set if named else [*ours, *args.set]
         spec = RunSpec(args.dataset, args.setting, named or chosen["method"], args.teacher or chosen["teacher"],
                        args.seed, tuple(overrides), args.config, args.device, args.quiet)
         args.recipe = not named and bool(chosen["set"])  # the run is the preset's recipe, not the plain method

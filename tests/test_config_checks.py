@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tempfile
+import time
 import typing
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 from experiments import run as run_cli
 from experiments import train_teacher as teacher_cli
 from experiments.common import parse_run
-from vqgraph.app.config import PRESET_DIR, SECTIONS, DistillSection, ExperimentConfig
+from vqgraph.app.config import PRESET_DIR, SECTIONS, DistillSection, ExperimentConfig, recipe
 from vqgraph.app.run import RunSpec
 from vqgraph.app.task import DataConfig
 from vqgraph.errors import ConfigError
@@ -100,8 +102,9 @@ def test_library_use_is_checked_by_the_same_declarations(make, words):
 def test_valid_values_at_the_edges_of_their_ranges_are_accepted():
     config = ExperimentConfig.from_preset("cora", "gcn", "vqgraph", [
         "train.patience=0", "teacher.decay=1", "teacher.dropout=0", "distill.smooth_alpha=1", "train.fanouts=-1,5",
-        "train.patience=none", "distill.teacher_temperature=none", "distill.label_weight=0"])
-    assert config.train.patience is None and config.teacher.decay == 1.0 and config.train.fanouts == (-1, 5)
+        "distill.teacher_temperature=none", "distill.label_weight=0"])
+    assert config.train.patience == 0 and config.teacher.decay == 1.0 and config.train.fanouts == (-1, 5)
+    assert ExperimentConfig.from_preset("cora", overrides=["train.patience=none"]).train.patience is None
 
 
 def test_a_bad_value_stops_the_command_before_any_data_is_read(tmp_path, capsys):
@@ -127,6 +130,21 @@ def test_a_bad_value_stops_the_command_before_any_data_is_read(tmp_path, capsys)
     ("gcn:\n  glnn:\n    vqgraph: {}\n", "unknown config section 'gcn.glnn.vqgraph'"),
     ("gcn:\n  teacher: 0.5\n", "section gcn.teacher must be a mapping"),
     ("gcn:\n  train:\n    lr: -0.1\n", "gcn.train.lr must be > 0 and finite, got -0.1"),
+    # a YAML string where a number or boolean belongs used to be parsed silently ("no" became false)
+    ('gcn:\n  teacher:\n    use_tokenizer: "no"\n', "gcn.teacher.use_tokenizer: expected true or false, got the string "
+                                                   "'no': write it without quotes"),
+    ('gcn:\n  train:\n    lr: "0.1"\n', "gcn.train.lr: expected a number, got the string '0.1'"),
+    ("gcn:\n  train:\n    fanouts: '5,10'\n", "gcn.train.fanouts: expected a list, got the string '5,10'"),
+    # the recipe block used to be read only for the run's setting: a misspelt setting was ignored
+    ("recipe:\n  transductiv: {method: glnn}\n", "recipe must be a mapping of settings (transductive, inductive)"),
+    ("recipe:\n  inductive: {teacher: 5}\n", "recipe.inductive.teacher must be one of ("),
+    ("recipe:\n  transductive: {set: [train.lr=abc]}\n", "recipe.transductive.set: train.lr: expected a number, got 'abc'"),
+    ("recipe:\n  transductive: {set: [train.lr=0.1, train.lr=0.2]}\n",
+     "recipe.transductive.set: train.lr is set twice, to '0.1' and '0.2': give it once"),
+    # an empty file used to stand silently for "no preset", replacing the dataset's packaged one
+    ("", "the preset is empty (no YAML document); write {} for a preset that sets nothing"),
+    ("# all settings commented out\n", "the preset is empty"),
+    ("[" * 100_000 + "]" * 100_000, "not valid YAML (nested too deeply)"),  # was a RecursionError
 ])
 def test_a_misplaced_misspelt_or_repeated_preset_key_is_refused_naming_the_file(tmp_path, text, words):
     preset = tmp_path / "mine.yaml"
@@ -134,6 +152,28 @@ def test_a_misplaced_misspelt_or_repeated_preset_key_is_refused_naming_the_file(
     with pytest.raises(ConfigError) as err:
         ExperimentConfig.from_preset("cora", "gcn", "glnn", preset=preset)
     assert str(err.value).startswith(f"{preset}: ") and words in str(err.value)
+
+
+def test_a_preset_that_is_not_utf8_or_an_alias_bomb_is_one_short_error_naming_the_file(tmp_path):
+    """Bytes that are not UTF-8 were a UnicodeDecodeError traceback; an alias bomb (10**9 items sharing
+    a few lists) in the recipe block used to be skipped, and is now refused without being expanded."""
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"gcn:\n  train:\n    lr: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{binary}: not a text file in UTF-8 (invalid start byte at byte 22)")):
+        ExperimentConfig.from_preset("cora", preset=binary)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("recipe:\n  x0: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"  x{i}: &{b} [{', '.join(['*' + a] * 10)}]\n" for i, (a, b) in enumerate(zip("abcdefgh", "bcdefghi"), 1)))
+    for read in (lambda: ExperimentConfig.from_preset("cora", "gcn", "glnn", preset=bomb), lambda: recipe("cora", preset=bomb)):
+        started = time.monotonic()
+        with pytest.raises(ConfigError) as err:
+            read()
+        assert time.monotonic() - started < 5 and len(str(err.value)) < 2000
+        assert str(err.value).startswith(f"{bomb}: recipe must be a mapping of settings (transductive, inductive)")
+    lists = tmp_path / "lists.yaml"  # the same bomb where a number belongs
+    lists.write_text("gcn:\n  train:\n    lr: &a [x, x, x, x, x, x, x, x, x, x]\n    patience: [" + ", ".join(["*a"] * 10) + "]\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{lists}: gcn.train.lr: expected a number, got ['x', 'x',")):
+        ExperimentConfig.from_preset("cora", preset=lists)
 
 
 def test_the_packaged_presets_load_for_every_block_and_method():
@@ -155,6 +195,9 @@ def test_the_packaged_presets_load_for_every_block_and_method():
     (["--method", "glnn", "--set", "distill.method=vqgraph"], "distill.method=vqgraph contradicts the run's method 'glnn'"),
     (["--device", "cpu", "--set", "train.device=meta"], "train.device=meta contradicts the run's device 'cpu' (--device)"),
     (["--quiet", "--set", "student_train.progress=true"], "student_train.progress=true contradicts the run's progress"),
+    # a key given twice used to keep the last value silently
+    (["--set", "train.lr=0.1", "--set", "train.lr=0.2"], "train.lr is set twice, to '0.1' and '0.2': give it once"),
+    (["--set", "distill.weight_decays=0.1,,0.2"], "distill.weight_decays: an empty item in the list '0.1,,0.2'"),
 ])
 def test_flags_and_set_that_disagree_are_a_usage_error_naming_both(capsys, flags, words):
     with pytest.raises(SystemExit) as exit_info:
@@ -174,6 +217,26 @@ def test_a_flag_restated_by_set_is_accepted_and_the_run_is_named_after_what_it_t
         contradicted.config()
     with pytest.raises(ConfigError, match=r"teacher.conv=sage contradicts the teacher named \('gcn'\)"):
         ExperimentConfig.from_preset("cora", "gcn", "glnn", ["teacher.conv=sage"])  # the library refuses it too
+
+
+def test_set_replaces_the_recipes_own_override_of_a_key_and_a_repeated_equal_value_is_accepted(tmp_path):
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("recipe:\n  transductive: {method: glnn, set: [train.lr=0.1, train.patience=7]}\n")
+    _, spec, config = parse_run(run_cli.build_parser(), ["--dataset", "cora", "--config", str(preset), "--set",
+                                                         "train.lr=0.3", "--set", "train.lr=0.3"])
+    assert spec.overrides == ("train.patience=7", "train.lr=0.3", "train.lr=0.3") and config.train.lr == 0.3
+
+
+@pytest.mark.parametrize("path", ["cora.npz", "elsewhere/citeseer.npz"])
+def test_a_file_named_after_a_dataset_gets_no_packaged_preset(path):
+    """A user's own graph saved as cora.npz used to get cora's preset (row-normalised features,
+    teacher dropout 0.8, the glnn recipe) silently; design.md: a graph without preset gets gcn,
+    vqgraph and no overrides."""
+    args, spec, config = parse_run(run_cli.build_parser(), ["--dataset", path])
+    assert spec.method == "vqgraph" and spec.teacher == "gcn" and not args.recipe
+    assert config.data.feature_norm == DataConfig().feature_norm and config.teacher.dropout == TeacherConfig().dropout
+    assert config == ExperimentConfig.from_preset(path, "gcn", "vqgraph")
+    assert ExperimentConfig.from_preset("cora", "gcn", "vqgraph").data.feature_norm == "row"  # the name keeps it
 
 
 @pytest.mark.parametrize("name", ["Cora", "CORA", "cora"])

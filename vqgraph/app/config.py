@@ -15,12 +15,11 @@ named (:func:`recipe`).
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import yaml
 
@@ -32,82 +31,22 @@ from vqgraph.models.student import StudentConfig
 from vqgraph.models.teacher import TeacherConfig
 from vqgraph.training.distill import METHODS, DistillConfig, method_defaults
 from vqgraph.training.loop import TrainConfig
-from vqgraph.utils.settings import choice, ranged
+from vqgraph.utils.settings import choice, coerce, ranged, replace_checked, shown
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
-T = TypeVar("T")
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check ``value`` against a dataclass field annotation (parsing strings from the command line)."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Union:  # Optional[X]
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
-    if origin in (tuple, list, collections.abc.Sequence) or annotation in (tuple, list):
-        if isinstance(value, str):  # "a,b" or "[a, b]"
-            value = [v for v in value.replace(" ", "").removeprefix("[").removesuffix("]").split(",") if v]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        item = args[0] if args else str
-        return tuple(_coerce(v, item, where) for v in value)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if annotation in (int, float):
-        expected = "an integer" if annotation is int else "a number"
-        numeric = (int,) if annotation is int else (int, float)
-        if isinstance(value, numeric) and not isinstance(value, bool):
-            return annotation(value)
-        if isinstance(value, str):
-            try:
-                return annotation(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
-
-
-def replace_checked(obj: T, updates: Mapping[str, Any], section: str = "") -> T:
-    """``dataclasses.replace`` that rejects unknown keys and wrong types, naming the key."""
-    hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    clean = {}
-    for key, value in updates.items():
-        where = f"{section}.{key}" if section else key
-        if key not in names:
-            raise ConfigError(f"unknown config key {where!r}; known keys: {sorted(names)}")
-        clean[key] = _coerce(value, hints[key], where)
-    try:
-        return dataclasses.replace(obj, **clean)
-    except ConfigError as err:  # a field out of its declared range: err.key names it
-        if not getattr(err, "key", None):
-            raise
-        raise ConfigError(f"{section}.{err}" if section else str(err)) from err
-    except (ValueError, TypeError) as err:  # a check across fields
-        raise ConfigError(f"{section or type(obj).__name__}: {err}") from err
-
 
 def parse_overrides(items: Iterable[str]) -> Dict[str, Dict[str, str]]:
-    """``["teacher.dropout=0.5", ...]`` -> ``{"teacher": {"dropout": "0.5"}}``."""
+    """``["teacher.dropout=0.5", ...]`` -> ``{"teacher": {"dropout": "0.5"}}``; a key given twice
+    with different values is an error (the last would win silently)."""
     out: Dict[str, Dict[str, str]] = {}
     for item in items:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
+        if out.get(section, {}).get(name, value) != value:
+            raise ConfigError(f"{key} is set twice, to {out[section][name]!r} and {value!r}: give it once")
         out.setdefault(section, {})[name] = value
     return out
 
@@ -121,7 +60,7 @@ def override_value(item: str) -> Any:
     hints = typing.get_type_hints(SECTIONS[section])
     if key not in hints:
         raise ConfigError(f"unknown config key '{section}.{key}'; known keys: {sorted(hints)}")
-    return _coerce(value, hints[key], f"{section}.{key}")
+    return coerce(value, hints[key], f"{section}.{key}")
 
 
 def to_dict(obj: Any) -> Dict[str, Any]:
@@ -129,10 +68,15 @@ def to_dict(obj: Any) -> Dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
+def _a_file(dataset: str) -> bool:
+    """Whether ``dataset`` names a file (as the loader decides), not a known dataset."""
+    return dataset.endswith(".npz") or Path(dataset).expanduser().is_file()
+
+
 def canonical_dataset(dataset: str) -> str:
     """A known dataset's canonical name (``Cora`` -> ``cora``, ``photo`` -> ``a-photo``), as the
     loader resolves it; a path, a ``pyg:`` name or an unknown name (the loader reports it) as is."""
-    if dataset.startswith("pyg:") or dataset.endswith(".npz") or Path(dataset).expanduser().is_file():
+    if dataset.startswith("pyg:") or _a_file(dataset):
         return dataset
     try:
         return get_spec(dataset).name
@@ -142,9 +86,9 @@ def canonical_dataset(dataset: str) -> str:
 
 def preset_path(dataset: str) -> Optional[Path]:
     """The packaged preset of ``dataset`` (``vqgraph/presets/<name>.yaml``, by its canonical name),
-    if there is one (never for a ``pyg:`` dataset, whatever its name)."""
-    if dataset.startswith("pyg:"):
-        return None
+    if there is one (never for a ``pyg:`` dataset or a file, whatever its name)."""
+    if dataset.startswith("pyg:") or _a_file(dataset):
+        return None  # a file (even one named cora.npz): a user's own graph, not the dataset its stem names
     path = PRESET_DIR / f"{Path(canonical_dataset(dataset)).stem}.yaml"
     return path if path.is_file() else None
 
@@ -160,17 +104,34 @@ def recipe(dataset: str, setting: str = "transductive", preset=None) -> Dict[str
     out = {**DEFAULT_RECIPE, "set": []}
     if path is None:
         return out
-    block = _load_preset(path).get("recipe") or {}
-    chosen = block.get(setting) or {} if isinstance(block, dict) else None
-    if not isinstance(chosen, dict) or set(chosen) - set(out):
-        raise ConfigError(f"{path}: recipe.{setting} must be a mapping with keys {sorted(out)}, got {chosen!r}")
-    out.update(chosen)
-    if out["method"] not in METHODS:
-        raise ConfigError(f"{path}: recipe.{setting}.method must be one of {METHODS}, got {out['method']!r}")
-    if not isinstance(out["set"], list) or not all(isinstance(item, str) for item in out["set"]):
-        raise ConfigError(f"{path}: recipe.{setting}.set must be a list of section.key=value strings")
-    parse_overrides(out["set"])  # malformed items fail here, naming themselves
+    out.update((_load_preset(path).get("recipe") or {}).get(setting) or {})  # checked whole by _load_preset
     return out
+
+
+def _check_recipe(path: Path, block: Any) -> None:
+    """A preset's ``recipe:`` block: per setting, a known teacher kind and method and a list of
+    ``section.key=value`` overrides whose keys and values are valid, none twice."""
+    if block is None:
+        return
+    if not isinstance(block, dict) or set(block) - {"transductive", "inductive"}:
+        raise ConfigError(f"{path}: recipe must be a mapping of settings (transductive, inductive) to blocks, got "
+                          f"{shown(block)}")
+    for setting, chosen in block.items():
+        where = f"{path}: recipe.{setting}"
+        if chosen is not None and (not isinstance(chosen, dict) or set(chosen) - set(DEFAULT_RECIPE)):
+            raise ConfigError(f"{where} must be a mapping with keys {sorted(DEFAULT_RECIPE)}, got {shown(chosen)}")
+        chosen = {**DEFAULT_RECIPE, **(chosen or {})}
+        for key, known in (("teacher", sorted(CONVS)), ("method", METHODS)):
+            if not isinstance(chosen[key], str) or chosen[key] not in known:
+                raise ConfigError(f"{where}.{key} must be one of {tuple(known)}, got {shown(chosen[key])}")
+        if not isinstance(chosen["set"], list) or not all(isinstance(item, str) for item in chosen["set"]):
+            raise ConfigError(f"{where}.set must be a list of section.key=value strings")
+        try:
+            parse_overrides(chosen["set"])
+            for item in chosen["set"]:
+                override_value(item)
+        except ConfigError as err:
+            raise ConfigError(f"{where}.set: {err}") from err
 
 
 def preset_blocks(dataset: str, preset=None) -> set:
@@ -209,21 +170,29 @@ def _load_preset(path: Path) -> dict:
     """The preset at ``path``, its structure checked: top-level blocks are teacher kinds or
     ``recipe``; a teacher block holds sections and method blocks of known keys; no key twice."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the preset ({type(err).__name__}: {err.strerror or err})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text file in UTF-8 ({err.reason} at byte {err.start})") from err
     try:
-        preset = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+        preset = yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError as err:
+        raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from err
     except yaml.YAMLError as err:
         if str(getattr(err, "problem", "")).startswith("duplicate key"):
             raise ConfigError(f"{path}: {err.problem}") from err
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from err
     except (ValueError, TypeError, OverflowError) as err:  # a value YAML parses but cannot build (a date)
         raise ConfigError(f"{path}: not valid YAML ({type(err).__name__}: {err})") from err
+    if preset is None:
+        raise ConfigError(f"{path}: the preset is empty (no YAML document); write {{}} for a preset that sets nothing "
+                          "(it replaces the dataset's packaged preset)")
     if not isinstance(preset, dict):
         raise ConfigError(f"{path}: expected a mapping of teacher kinds to sections")
     for kind, block in preset.items():
         if kind == "recipe":
+            _check_recipe(path, block)
             continue
         if kind not in CONVS:
             hint = " (a section belongs inside a teacher block: gcn: {kind}: ...)" if kind in SECTIONS else ""
@@ -323,7 +292,7 @@ class ExperimentConfig:
         config = cls.defaults(teacher, method)
         path = Path(preset) if preset else preset_path(dataset)
         for origin, block, layer in _read_preset(path, teacher, method) if path is not None else []:
-            config = config.updated(layer, origin, block)
+            config = config.updated(layer, origin, block, text=False)
         config = config.with_overrides(overrides)
         for key, named, value in (("teacher.conv", teacher, config.teacher.conv), ("distill.method", method,
                                                                                   config.distill.method)):
@@ -347,9 +316,11 @@ class ExperimentConfig:
         """This config with ``["section.key=value", ...]`` applied (values parsed by type)."""
         return self.updated(parse_overrides(overrides), "command line")
 
-    def updated(self, layer: Mapping[str, Mapping[str, Any]], origin: str = "", block: str = "") -> "ExperimentConfig":
+    def updated(self, layer: Mapping[str, Mapping[str, Any]], origin: str = "", block: str = "",
+                text: bool = True) -> "ExperimentConfig":
         """This config with ``{section: {key: value}}`` applied. Unknown names and wrong types
-        are errors naming the ``origin`` (a file, "command line") and the key (``block.section.key``)."""
+        are errors naming the ``origin`` (a file, "command line") and the key (``block.section.key``);
+        ``text=False`` (a YAML file's typed values): a number or boolean given as a string is one."""
         names = [f.name for f in dataclasses.fields(self)]
         changes = {}
         for section, values in layer.items():
@@ -360,7 +331,7 @@ class ExperimentConfig:
             if values is not None and not isinstance(values, Mapping):
                 raise ConfigError(f"{origin}: section {where} must be a mapping")
             try:
-                changes[section] = replace_checked(getattr(self, section), values or {}, where)
+                changes[section] = replace_checked(getattr(self, section), values or {}, where, text)
             except ConfigError as err:  # a file names itself; the command line's keys are its own
                 if origin and origin != "command line":
                     raise ConfigError(f"{origin}: {err}") from err

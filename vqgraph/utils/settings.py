@@ -11,19 +11,25 @@ valid, with the key in ``err.key`` so that a reader can name the section (``trai
         lr: float = ranged(0.01, gt=0)
         patience: Optional[int] = ranged(100, ge=0)  # Optional: None passes
 
-:func:`describe_fields` lists a dataclass's keys, defaults and ranges (``--help``).
+:func:`describe_fields` lists a dataclass's keys, defaults and ranges (``--help``);
+:func:`replace_checked` applies ``{key: value}`` updates, typed by :func:`coerce` (strings parsed
+only from the command line: a YAML file's ``"0.1"`` for a number is refused).
 """
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import functools
 import math
+import reprlib
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from vqgraph.errors import ConfigError
 
+T = TypeVar("T")
 RULE = "vqgraph_rule"  # the key of a field's rule in its dataclass metadata
 
 
@@ -100,6 +106,17 @@ def _kinds(cls: type) -> dict:
     return out
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict = 2, 8, 8, 8
+_SHOWN.maxstring = _SHOWN.maxother = 120
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut short: a YAML alias bomb (a billion items sharing a few objects) is
+    shown as ``[[[...], ...], ...]`` in an error, never expanded."""
+    return _SHOWN.repr(value)
+
+
 def _fail(key: str, message: str) -> ConfigError:
     err = ConfigError(f"{key} {message}")
     err.key = key
@@ -124,7 +141,7 @@ def _check_item(key: str, value: Any, item: type, rule: Rule, whole: Any, listed
         expected = "an integer" if item is int else "a number"
     if not ok or not rule.holds(value):
         valid = _listed(rule, item) if listed else rule.describe(item) if ok else expected
-        raise _fail(key, f"must be {valid}, got {whole!r}")
+        raise _fail(key, f"must be {valid}, got {shown(whole)}")
 
 
 def check_fields(obj: Any) -> None:
@@ -142,7 +159,7 @@ def check_fields(obj: Any) -> None:
             _check_item(f.name, value, item, rule, value, False)
             continue
         if not isinstance(value, (tuple, list)) or (rule.nonempty and not value):
-            raise _fail(f.name, f"must be {_listed(rule, item)}, got {value!r}")
+            raise _fail(f.name, f"must be {_listed(rule, item)}, got {shown(value)}")
         for one in value:
             _check_item(f.name, one, item, rule, value, True)
 
@@ -158,3 +175,75 @@ def describe_fields(cls: type) -> List[Tuple[str, Any, str]]:
             valid = _listed(rule or Rule(), item).removeprefix("a ")
         out.append((f.name, f.default, valid + (" or None" if optional else "")))
     return out
+
+
+def coerce(value: Any, annotation: Any, where: str, text: bool = True) -> Any:
+    """Check ``value`` against a dataclass field annotation, parsing strings (the command line's)
+    when ``text``; a typed file (YAML) gives numbers, booleans and lists as such, not as strings."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union:  # Optional[X]
+        if value is None or (text and isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return coerce(value, inner[0], where, text)
+    item = args[0] if args else str
+    if isinstance(value, str) and not text and (annotation in (bool, int, float) or item in (bool, int, float)):
+        raise ConfigError(f"{where}: expected {_TYPED.get(annotation, 'a list')}, got the string {value!r}: write it "
+                          "without quotes")
+    if origin in (tuple, list, collections.abc.Sequence) or annotation in (tuple, list):
+        if isinstance(value, str):  # "a,b" or "[a, b]"
+            value = value.replace(" ", "").removeprefix("[").removesuffix("]").split(",")
+            if value != [""] and "" in value:
+                raise ConfigError(f"{where}: an empty item in the list {','.join(value)!r}")
+            value = [v for v in value if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {shown(value)}")
+        return tuple(coerce(v, item, where, text) for v in value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}: expected true/false, got {shown(value)}")
+    if annotation in (int, float):
+        expected = "an integer" if annotation is int else "a number"
+        numeric = (int,) if annotation is int else (int, float)
+        if isinstance(value, numeric) and not isinstance(value, bool):
+            return annotation(value)
+        if isinstance(value, str):
+            try:
+                return annotation(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected {expected}, got {shown(value)}")
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {shown(value)}")
+        return value
+    return value
+
+
+_TYPED = {bool: "true or false", int: "an integer", float: "a number"}
+
+
+def replace_checked(obj: T, updates: Mapping[str, Any], section: str = "", text: bool = True) -> T:
+    """``dataclasses.replace`` that rejects unknown keys and wrong types, naming the key (``text``:
+    values may be strings to parse, as on the command line)."""
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    clean = {}
+    for key, value in updates.items():
+        where = f"{section}.{key}" if section else key
+        if key not in names:
+            raise ConfigError(f"unknown config key {where!r}; known keys: {sorted(names)}")
+        clean[key] = coerce(value, hints[key], where, text)
+    try:
+        return dataclasses.replace(obj, **clean)
+    except ConfigError as err:  # a field out of its declared range: err.key names it
+        if not getattr(err, "key", None):
+            raise
+        raise ConfigError(f"{section}.{err}" if section else str(err)) from err
+    except (ValueError, TypeError) as err:  # a check across fields
+        raise ConfigError(f"{section or type(obj).__name__}: {err}") from err
