@@ -261,3 +261,13 @@ def test_an_npz_naming_an_array_twice_or_declaring_more_than_it_holds_is_refused
     extra = tmp_path / "extra.npz"  # members that are not arrays are ignored, as numpy ignores them
     _npz_with(extra, members + [("README.txt", b"notes")])
     assert load_cpf_npz(extra).y.tolist() == [0, 1, 0]
+
+
+def test_an_npz_whose_arrays_exceed_the_machines_memory_is_refused_before_numpy_allocates_them(tmp_path, monkeypatch):
+    """np.savez_compressed of 10**11 zeros is a few hundred MB; numpy would allocate 800 GB to read it."""
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, **cpf_arrays())
+    monkeypatch.setattr("vqgraph.data.npz.physical_memory", lambda: 256)  # the arrays above take more
+    with pytest.raises(DataFormatError, match=re.escape(f"{path}: its arrays take 0.0 GiB uncompressed, more than this "
+                                                        "machine's 0.0 GiB of memory")):
+        load_cpf_npz(path)

@@ -143,17 +143,21 @@ def has_edges(rows: np.ndarray, cols: np.ndarray, path: Where, key: Optional[str
                   if rows.size else "holds no edges")
 
 
+def physical_memory() -> Optional[int]:
+    """This machine's memory in bytes (None where the system does not say: numpy's MemoryError will)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def dense_fits(rows: int, cols: int, path: Where, key: Optional[str], itemsize: int = 4) -> None:
     """A declared feature matrix ``[rows, cols]`` with at least one column whose dense copy fits in
     this machine's memory (a few stored values can declare terabytes of columns)."""
     if cols < 1:
         raise bad(path, key, f"declares no feature columns, got [{rows}, {cols}]")
-    try:
-        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not a POSIX system: numpy's MemoryError will tell
-        return
-    need = rows * cols * itemsize
-    if need > have:
+    need, have = rows * cols * itemsize, physical_memory()
+    if have is not None and need > have:
         raise bad(path, key, f"declares [{rows}, {cols}] features: {need / 2**30:.1f} GiB dense, more than this "
                              f"machine's {have / 2**30:.1f} GiB of memory")
 

@@ -8,6 +8,7 @@ from typing import Dict, Iterable
 
 import numpy as np
 
+from vqgraph.data.arrays import physical_memory
 from vqgraph.errors import DataFormatError
 
 
@@ -42,17 +43,20 @@ def read_npz(path: Path, required: Iterable[str]) -> Dict[str, np.ndarray]:
 
 def _check_members(path: Path) -> None:
     """Refuse, before numpy reads them, an archive holding one array name twice (numpy would keep
-    one of them silently) and an array whose ``.npy`` header declares more data than its member
-    holds (numpy would allocate the declared size first: terabytes for a few bytes of file)."""
+    one of them silently), an array whose ``.npy`` header declares more data than its member
+    holds (numpy would allocate the declared size first: terabytes for a few bytes of file), and
+    arrays larger in all than this machine's memory (a compressed archive of zeros: any size)."""
     with zipfile.ZipFile(path) as archive:
         names = [info.filename for info in archive.infolist()]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise DataFormatError(f"{path}: holds {twice} more than once (which copy numpy would read is "
                                   "arbitrary); the file is corrupt or was appended to")
+        total = 0
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):  # np.load ignores other members
                 continue
+            total += info.file_size
             with archive.open(info) as member:
                 version = np.lib.format.read_magic(member)
                 reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -65,3 +69,7 @@ def _check_members(path: Path) -> None:
                     raise DataFormatError(f"{path}: {key!r} declares shape {shape} of {dtype} ({declared} bytes), "
                                           f"but its member holds {info.file_size - member.tell()} bytes; the file is "
                                           "corrupt or not in the expected layout")
+        have = physical_memory()
+        if have is not None and total > have:  # a compressed archive of zeros can declare any size
+            raise DataFormatError(f"{path}: its arrays take {total / 2**30:.1f} GiB uncompressed, more than this "
+                                  f"machine's {have / 2**30:.1f} GiB of memory; the file is corrupt or too large here")
