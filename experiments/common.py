@@ -17,12 +17,35 @@ from vqgraph.utils.settings import describe_fields
 from vqgraph.utils.io import atomic_write_text
 
 
+MAX_SEEDS = 10_000  # a grid's seeds: more is a typo (0-99999999999), not an experiment
+
+
 def parse_seeds(text: str) -> List[int]:
-    """``"0-4"`` -> ``[0, 1, 2, 3, 4]``; ``"0,3"`` -> ``[0, 3]``."""
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
+    """``"0-4"`` -> ``[0, 1, 2, 3, 4]``; ``"0,3"`` -> ``[0, 3]``: distinct seeds in ``[0, 2**32)``.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (``3-1``, ``-1``, ``0,0``, ``a``), naming it.
+    """
+    wrong = argparse.ArgumentTypeError(f"--seeds {text!r}: write a range FIRST-LAST (0-4, FIRST <= LAST) or a list "
+                                       f"(0,3,7) of at most {MAX_SEEDS} distinct seeds in [0, 2**32)")
+    try:
+        ends = [int(v) for v in text.split("-")] if "-" in text else None
+        seeds = [int(v) for v in text.split(",")] if ends is None else None
+    except ValueError:
+        raise wrong from None
+    if ends is not None:
+        if len(ends) != 2 or not 0 <= ends[0] <= ends[1] < 2**32 or ends[1] - ends[0] >= MAX_SEEDS:
+            raise wrong
+        return list(range(ends[0], ends[1] + 1))
+    if len(set(seeds)) != len(seeds) or len(seeds) > MAX_SEEDS or not all(0 <= seed < 2**32 for seed in seeds):
+        raise wrong
+    return seeds
+
+
+def seeds_argument(text: str) -> str:
+    """``--seeds`` as an argparse type: checked by :func:`parse_seeds` at parsing, kept as written."""
+    parse_seeds(text)
+    return text
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, method: bool = True) -> None:

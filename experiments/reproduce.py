@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from experiments.common import parse_seeds
+from experiments.common import parse_seeds, seeds_argument
 from vqgraph.app.grid import finished_run
 from vqgraph.app.loggers import MODES, WandbLogger
 from vqgraph.app.records import PAIRED_COLUMNS, csv_table, load_rows, markdown_table, mean_std, paired_lines
@@ -84,13 +84,13 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", nargs="+", default=["cora", "citeseer", "a-computer", "a-photo"])
     parser.add_argument("--settings", nargs="+", default=["transductive", "inductive"])
     parser.add_argument("--methods", nargs="+", default=["mlp", "glnn", "vqgraph"])
-    parser.add_argument("--seeds", default="0-9")
+    parser.add_argument("--seeds", default="0-9", type=seeds_argument)
     parser.add_argument("--teacher", default="gcn")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"))
     parser.add_argument("--cache", type=Path, default=Path("runs/cache/teachers"))
     parser.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.csv")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--label", default="", help="names this grid's variant in the method column (an ablation)")
     parser.add_argument("--wandb", default="off", choices=MODES,
                         help="log one summary run of the grid (its tables) to W&B; offline needs no account")

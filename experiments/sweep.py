@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-from experiments.common import emit, parse_seeds
+from experiments.common import emit, parse_seeds, seeds_argument
 from vqgraph.app.grid import finished_run
 from vqgraph.app.records import markdown_table, mean_std, win_tie_loss
 from vqgraph.app.run import RunSpec
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument("--settings", nargs="+", default=["transductive"], choices=["transductive", "inductive"])
     parser.add_argument("--method", default="vqgraph")
     parser.add_argument("--teacher", default="gcn")
-    parser.add_argument("--seeds", default="0-4")
+    parser.add_argument("--seeds", default="0-4", type=seeds_argument)
     parser.add_argument("--variants", nargs="+", required=True, help="NAME:OVERRIDE[;OVERRIDE...], the first is the reference")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--runs", type=Path, default=Path("runs/sweep"))

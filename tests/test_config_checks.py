@@ -16,9 +16,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from experiments import reproduce as reproduce_cli
 from experiments import run as run_cli
+from experiments import sweep as sweep_cli
 from experiments import train_teacher as teacher_cli
-from experiments.common import parse_run
+from experiments.common import parse_run, parse_seeds
 from vqgraph.app.config import PRESET_DIR, SECTIONS, DistillSection, ExperimentConfig, recipe
 from vqgraph.app.run import RunSpec
 from vqgraph.app.task import DataConfig
@@ -237,6 +239,25 @@ def test_a_file_named_after_a_dataset_gets_no_packaged_preset(path):
     assert config.data.feature_norm == DataConfig().feature_norm and config.teacher.dropout == TeacherConfig().dropout
     assert config == ExperimentConfig.from_preset(path, "gcn", "vqgraph")
     assert ExperimentConfig.from_preset("cora", "gcn", "vqgraph").data.feature_norm == "row"  # the name keeps it
+
+
+@pytest.mark.parametrize("seeds", ["3-1", "-1", "0,0", "a", "0-4-5", "0-99999999999", str(2**32)])
+def test_grid_seeds_that_are_not_a_range_or_a_list_of_distinct_seeds_are_a_usage_error(capsys, seeds):
+    """'3-1' used to run an empty grid, '0,0' to count seed 0 twice in mean and std, '-1' and 'a' were
+    ValueError tracebacks, '0-99999999999' built a list of 10**11 seeds."""
+    for main, extra in ((reproduce_cli.main, []), (sweep_cli.main, ["--variants", "ref:"])):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--datasets", "synthetic", "--seeds", seeds, *extra])
+        assert exit_info.value.code == 2
+        assert f"argument --seeds: --seeds {seeds!r}: write a range FIRST-LAST" in capsys.readouterr().err
+    assert parse_seeds("0-2") == [0, 1, 2] and parse_seeds("7,3") == [7, 3]
+
+
+def test_reproduce_keeps_every_set_flag_and_refuses_a_key_given_twice(capsys):
+    """A second --set used to replace the first silently (argparse's default store)."""
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce_cli.main(["--datasets", "synthetic", "--seeds", "0", "--set", "train.lr=0.1", "--set", "train.lr=0.2"])
+    assert exit_info.value.code == 2 and "train.lr is set twice, to '0.1' and '0.2'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["Cora", "CORA", "cora"])

@@ -281,7 +281,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("runs/cache/teachers"))
     parser.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
     parser.add_argument("--config", default=None, help="YAML preset for every dataset (default: each dataset's own)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="overrides under every row's own")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="SECTION.KEY=VALUE", help="overrides under every row's own")
     parser.add_argument("--candidate", action="append", default=[], metavar="LABEL=METHOD[,SECTION.KEY=VALUE...]",
                         help="an extra row in every block, paired against the recipe (repeatable)")
     args = parser.parse_args(argv)
