@@ -42,8 +42,13 @@ def remove_if_empty(folder) -> None:
 def read_artifact(path: Path, kind: str) -> dict:
     """The payload of a vqgraph artifact (a dict of tensors and plain containers), read with
     ``torch.load(weights_only=True)``; clear errors for a missing or unreadable file."""
+    if path.is_dir():
+        raise ArtifactMismatchError(f"{kind} artifact {path} is a folder, not a file: give the file's path")
     if not path.is_file():
         raise FileNotFoundError(f"{kind} artifact {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: the file is empty (0 bytes; still "
+                                    "being written, or a failed copy)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
