@@ -462,3 +462,37 @@ def test_scipy_sparse_numpy_float16_and_lists_give_the_dense_float32_answer():
         assert torch.equal(out.labels, ref.labels) and torch.allclose(out.probs, ref.probs)
     half = predictor.predict(x.numpy().astype(np.float16))  # rounded input: close, not equal
     assert torch.allclose(half.probs, ref.probs, atol=1e-2)
+
+
+def _deflated(source, out):
+    """``source`` rewritten with every member deflated: a few kilobytes for megabytes of zeros."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+    return out
+
+
+def test_a_compressed_artifact_a_zip_bomb_is_refused_before_torch_expands_it(tmp_path):
+    """A 195 KB deflated file made torch allocate 200 MB (gigabytes with a larger one) before any check."""
+    from vqgraph.serving import load_exported
+    from vqgraph.utils.io import read_artifact
+
+    torch.save({"a": torch.zeros(1_000_000)}, tmp_path / "big.pt")
+    bomb = _deflated(tmp_path / "big.pt", tmp_path / "bomb.pt")
+    assert bomb.stat().st_size < (tmp_path / "big.pt").stat().st_size // 50
+    for kind in ("student", "teacher", "checkpoint"):
+        with pytest.raises(ArtifactMismatchError, match=rf"bomb.pt: not a readable {kind} artifact: its member "
+                                                        r"'big/data.pkl' is compressed, which torch.save never writes"):
+            read_artifact(bomb, kind)
+    predictor = _predictor()
+    predictor.save(tmp_path / "student.pt")
+    with pytest.raises(ArtifactMismatchError, match="is compressed, which torch.save never writes"):
+        Predictor.load(_deflated(tmp_path / "student.pt", tmp_path / "deflated.pt"))
+    predictor.export(tmp_path / "student.pt2")
+    with pytest.raises(ArtifactMismatchError, match="its member .* is compressed, which torch never writes"):
+        load_exported(_deflated(tmp_path / "student.pt2", tmp_path / "deflated.pt2"))
+    (tmp_path / "raw.pt").write_bytes(b"\x80\x02}q\x00.")  # a bare pickle: not even opened by torch
+    with pytest.raises(ArtifactMismatchError, match="raw.pt: not a readable student artifact: not a zip archive"):
+        read_artifact(tmp_path / "raw.pt", "student")

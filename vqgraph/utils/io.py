@@ -8,6 +8,7 @@ import os
 import socket
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -50,12 +51,28 @@ def read_artifact(path: Path, kind: str) -> dict:
         raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: the file is empty (0 bytes; still "
                                     "being written, or a failed copy)")
     try:
+        with zipfile.ZipFile(path) as archive:
+            packed = compressed_member(archive)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: not a zip archive as torch.save "
+                                    f"writes ({err})") from err
+    if packed is not None:
+        raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: its member {packed!r} is compressed, "
+                                    "which torch.save never writes (it could expand to any size: a crafted file)")
+    try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: {err}") from err
     if not isinstance(payload, dict):
         raise ArtifactMismatchError(f"{path}: not a vqgraph {kind} artifact")
     return payload
+
+
+def compressed_member(archive: zipfile.ZipFile) -> Optional[str]:
+    """The name of the first compressed member of ``archive``, or None. torch writes every member
+    stored, so that the file's size bounds what reading it allocates; a compressed member of a
+    few kilobytes could expand to gigabytes (a zip bomb) before any check sees it."""
+    return next((info.filename for info in archive.infolist() if info.compress_type != zipfile.ZIP_STORED), None)
 
 
 def artifact_field(fields: Any, key: str, types, path: Path, section: str = "") -> Any:
