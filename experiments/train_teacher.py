@@ -84,10 +84,14 @@ def train(args: argparse.Namespace, spec, cfg, out: Path) -> Optional[dict]:
     """Train the teacher of ``args`` into ``out``; rank 0 writes ``teacher.pt`` and ``results.json``
     and returns the results."""
     me = distributed.world()
+    say = (lambda text: print(f"train_teacher: {text}", file=sys.stderr, flush=True)) if (
+        me.is_main and cfg.train.progress) else (lambda text: None)  # a line per phase, as experiments.run says them
+    say(f"loading data: {args.dataset}")
     data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root, args.download)
     start = time.perf_counter()
     who = teacher_identity(cfg, data.name, split.setting.value, args.seed)
     checkpoint = cfg.train.checkpoint(Path(out) / "checkpoint.pt", who, args.fresh)
+    say(f"training {spec.teacher} (at most {cfg.train.max_epochs} epochs) into {out}")
     result = fit_teacher(data, split, cfg.teacher, cfg.train, checkpoint=checkpoint, record={"data": to_dict(cfg.data)})
     wall = time.perf_counter() - start
     if not me.is_main:  # every rank holds the same teacher; rank 0 writes it
@@ -115,6 +119,7 @@ def train(args: argparse.Namespace, spec, cfg, out: Path) -> Optional[dict]:
         "environment": {**environment(), "world_size": me.world_size},
     }
     write_json(Path(out) / "results.json", results)
+    say(f"written: {artifact}, {Path(out) / 'results.json'}")
     return results
 
 

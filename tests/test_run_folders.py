@@ -15,6 +15,7 @@ import torch
 
 from experiments import run as run_cli
 from experiments import train_teacher
+from vqgraph.app.run import run_experiment
 from vqgraph.errors import NotWritableError
 from vqgraph.utils import io
 from vqgraph.utils.io import LOCK_NAME, atomic_write_text, folder_lock
@@ -109,9 +110,11 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / LOCK_NAME).write_text(f"{dead.pid} {socket.gethostname()}\n")
-    with pytest.warns(UserWarning, match=f"taking over the lock of process {dead.pid}, which is no longer running"):
+    with pytest.warns(UserWarning, match=f"taking over the lock of process {dead.pid}, which is no longer running") as got:
         assert run_cli.main(_argv(tmp_path)) == 0
     assert (out / "results.json").is_file() and not (out / LOCK_NAME).exists()
+    # the warning points at the code that took the lock, not at contextlib.py (`result = _enter(cm)` before)
+    assert [w.filename for w in got if "taking over" in str(w.message)] == [run_experiment.__code__.co_filename]
 
 
 class _FullDisk:

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import socket
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -177,6 +178,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` that points :func:`folder_lock`'s warning at the code that took the lock,
+    past contextlib's frames (``__enter__``, ``ExitStack.enter_context``), not at contextlib."""
+    level, frame = 2, sys._getframe(2)  # 0: here, 1: folder_lock
+    while frame is not None and frame.f_code.co_filename == contextlib.__file__:
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 @contextlib.contextmanager
 def folder_lock(folder, what: str = "run folder"):
     """Hold ``folder``'s lock file (created atomically, holding this process's pid and host)
@@ -195,7 +205,8 @@ def folder_lock(folder, what: str = "run folder"):
                 raise NotWritableError(f"{what} {folder} is in use by {holder} (lock file {lock}): wait for that run "
                                        "to end, or choose another folder; remove the lock file only if no run is "
                                        "writing there") from None
-            warnings.warn(f"{lock}: taking over the lock of process {pid}, which is no longer running", stacklevel=3)
+            warnings.warn(f"{lock}: taking over the lock of process {pid}, which is no longer running",
+                          stacklevel=_caller_level())
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
             continue
