@@ -26,12 +26,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: beside the artifact, .pt2 or .onnx")
     parser.add_argument("--format", default="torch_export", choices=EXPORT_FORMATS)
     args = parser.parse_args(argv)
+    out = args.out or args.student.with_suffix(".onnx" if args.format == "onnx" else ".pt2")
+    if out.is_dir():  # a traceback after the export before
+        parser.error(f"--out {out} is a folder: give the exported file's path, e.g. {out / 'student.pt2'}")
+    if out.resolve() == args.student.resolve():  # the student was replaced by its export, silently, before
+        parser.error(f"--out {out} is the student artifact itself: the export would replace it; choose another path")
     try:
         predictor = Predictor.load(args.student)
     except (VQGraphError, FileNotFoundError) as err:  # a damaged or missing artifact: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
-    out = args.out or args.student.with_suffix(".onnx" if args.format == "onnx" else ".pt2")
     predictor.export(out, format=args.format)
     x = torch.rand(257, predictor.in_channels)
     eager = predictor.predict(x)

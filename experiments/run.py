@@ -80,15 +80,18 @@ def chosen_by(args: argparse.Namespace, spec: RunSpec) -> str:
 def main(argv=None) -> int:
     args, spec, _ = parse_run(build_parser(), argv)
     out = args.out or Path("runs") / (spec.name + ("-recipe" if args.recipe else ""))
+    existed = Path(out).exists()  # a folder the user made is left in place on an error, even empty
     try:
         results = run_experiment(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project, args.fresh,
                                  args.download, chosen_by(args, spec))
     except ConfigError as err:  # a flag that cannot be honoured (device, --out, a finished run): one line, code 2
-        remove_if_empty(out)
+        if not existed:
+            remove_if_empty(out)
         print(f"error: {err}", file=sys.stderr)
         return 2
     except VQGraphError as err:  # a data, split, training or output problem: one line, no traceback
-        remove_if_empty(out)
+        if not existed:
+            remove_if_empty(out)
         print(f"error: {err}", file=sys.stderr)
         return 1
     if results is not None:

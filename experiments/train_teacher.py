@@ -20,6 +20,7 @@ from experiments.common import add_run_arguments, parse_run
 from vqgraph import distributed
 from vqgraph.app.cache import teacher_identity
 from vqgraph.app.config import to_dict
+from vqgraph.app.finished import read_record
 from vqgraph.app.records import write_json
 from vqgraph.app.run import check_device, check_output, dataset_stem
 from vqgraph.app.task import prepare_task
@@ -44,10 +45,12 @@ def main(argv=None) -> int:
     try:  # before any work: the device exists, the folder is the run's own
         check_device(cfg)
         out = check_output(out)
+        check_not_a_student_run(out)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
+    existed = out.exists()  # a folder the user made is left in place on an error, even empty
     try:
         with contextlib.ExitStack() as stack:
             if me.is_main:  # before any training: an unwritable or busy folder is reported now
@@ -55,7 +58,8 @@ def main(argv=None) -> int:
                 stack.enter_context(folder_lock(out, "output folder"))
             results = train(args, spec, cfg, out)
     except VQGraphError as err:  # a clear line, no traceback; nothing was written
-        remove_if_empty(out)
+        if not existed:
+            remove_if_empty(out)
         print(f"error: {err}", file=sys.stderr)
         return 1
     if results is not None:
@@ -66,14 +70,28 @@ def main(argv=None) -> int:
     return 0
 
 
+def check_not_a_student_run(out: Path) -> None:
+    """A ConfigError when ``out`` holds a finished student run: its results.json would be replaced."""
+    try:
+        read_record(out / "results.json")
+    except (OSError, ValueError):
+        return  # none, a teacher's (this command replaces it), or not a record
+    raise ConfigError(f"output folder {out} holds a finished student run (experiments.run): its results.json "
+                      "would be replaced; choose another --out (e.g. runs/teacher/NAME)")
+
+
 def train(args: argparse.Namespace, spec, cfg, out: Path) -> Optional[dict]:
     """Train the teacher of ``args`` into ``out``; rank 0 writes ``teacher.pt`` and ``results.json``
     and returns the results."""
     me = distributed.world()
+    say = (lambda text: print(f"train_teacher: {text}", file=sys.stderr, flush=True)) if (
+        me.is_main and cfg.train.progress) else (lambda text: None)  # a line per phase, as experiments.run says them
+    say(f"loading data: {args.dataset}")
     data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root, args.download)
     start = time.perf_counter()
     who = teacher_identity(cfg, data.name, split.setting.value, args.seed)
     checkpoint = cfg.train.checkpoint(Path(out) / "checkpoint.pt", who, args.fresh)
+    say(f"training {spec.teacher} (at most {cfg.train.max_epochs} epochs) into {out}")
     result = fit_teacher(data, split, cfg.teacher, cfg.train, checkpoint=checkpoint, record={"data": to_dict(cfg.data)})
     wall = time.perf_counter() - start
     if not me.is_main:  # every rank holds the same teacher; rank 0 writes it
@@ -101,6 +119,7 @@ def train(args: argparse.Namespace, spec, cfg, out: Path) -> Optional[dict]:
         "environment": {**environment(), "world_size": me.world_size},
     }
     write_json(Path(out) / "results.json", results)
+    say(f"written: {artifact}, {Path(out) / 'results.json'}")
     return results
 
 

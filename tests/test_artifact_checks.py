@@ -403,3 +403,96 @@ def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_named_on_restore(tmp
     other = torch.nn.Linear(3, 5)
     with pytest.raises(CheckpointMismatchError, match=r"checkpoint.pt does not fit the model it would resume .*--fresh"):
         checkpoint.restore(checkpoint.load(), other, torch.optim.Adam(other.parameters()), None, None)
+
+
+def test_a_student_file_that_is_a_folder_empty_or_declares_a_huge_depth_is_refused_at_once(tmp_path):
+    """A folder was 'does not exist', an empty file an empty message; num_layers=10**7 hung for
+    minutes building the reference model."""
+    from vqgraph.serving import load_exported
+
+    good = _predictor().save(tmp_path / "student.pt")
+    with pytest.raises(ArtifactMismatchError, match=f"student artifact {tmp_path} is a folder, not a file"):
+        Predictor.load(tmp_path)
+    with pytest.raises(ArtifactMismatchError, match=f"exported student {tmp_path} is a folder, not a file"):
+        load_exported(tmp_path)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ArtifactMismatchError, match=r"empty.pt: not a readable student artifact: the file is empty"):
+        Predictor.load(tmp_path / "empty.pt")
+    payload = torch.load(good, weights_only=True)
+    payload["student"] = {**payload["student"], "num_layers": 10**7}
+    torch.save(payload, tmp_path / "deep.pt")
+    with pytest.raises(ArtifactMismatchError, match=r"deep.pt: field 'student.num_layers' is 10000000 but "
+                                                    r"'state_dict' holds 6 tensors"):
+        Predictor.load(tmp_path / "deep.pt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device,words", [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"),
+                                          ("", "not a torch device"), ("meta", "device type 'meta' is not one"),
+                                          ("cpu:1", "the CPU has no device index")])
+def test_a_device_that_cannot_be_used_is_one_clear_error_before_any_work(tmp_path, device, words):
+    """``Predictor.load(..., device="cuda")`` without CUDA was torch's AssertionError."""
+    good = _predictor().save(tmp_path / "student.pt")
+    with pytest.raises(ValueError, match=f"^device {device!r}: {words}"):
+        Predictor.load(good, device=device)
+    with pytest.raises(ValueError, match=f"^device {device!r}: {words}"):
+        Predictor(_predictor().model, device=device)
+
+
+def test_features_that_overflow_inside_the_student_are_refused_not_served_as_label_0():
+    """Finite features of 3e38 gave NaN probabilities served as label 0, silently."""
+    predictor = _predictor()
+    x = torch.rand(5, F)
+    x[3] = 3e38
+    for batch_size in (8, 2):
+        with pytest.raises(ValueError, match=r"the student's output is NaN/inf for 1 rows \(first: row 3; largest "
+                                             r"\|feature\| 3e\+38\): the features are too large"):
+            predictor.predict(x, batch_size=batch_size)
+
+
+def test_scipy_sparse_numpy_float16_and_lists_give_the_dense_float32_answer():
+    """A scipy sparse matrix was a TypeError (`sparse array length is ambiguous`)."""
+    sparse = pytest.importorskip("scipy.sparse")
+    predictor = _predictor()
+    x = torch.rand(5, F)
+    ref = predictor.predict(x)
+    for same in (sparse.csr_matrix(x.numpy()), sparse.coo_matrix(x.numpy()), x.to_sparse(), x.tolist(),
+                 x.numpy().astype(np.float64)):
+        out = predictor.predict(same)
+        assert torch.equal(out.labels, ref.labels) and torch.allclose(out.probs, ref.probs)
+    half = predictor.predict(x.numpy().astype(np.float16))  # rounded input: close, not equal
+    assert torch.allclose(half.probs, ref.probs, atol=1e-2)
+
+
+def _deflated(source, out):
+    """``source`` rewritten with every member deflated: a few kilobytes for megabytes of zeros."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+    return out
+
+
+def test_a_compressed_artifact_a_zip_bomb_is_refused_before_torch_expands_it(tmp_path):
+    """A 195 KB deflated file made torch allocate 200 MB (gigabytes with a larger one) before any check."""
+    from vqgraph.serving import load_exported
+    from vqgraph.utils.io import read_artifact
+
+    torch.save({"a": torch.zeros(1_000_000)}, tmp_path / "big.pt")
+    bomb = _deflated(tmp_path / "big.pt", tmp_path / "bomb.pt")
+    assert bomb.stat().st_size < (tmp_path / "big.pt").stat().st_size // 50
+    for kind in ("student", "teacher", "checkpoint"):
+        with pytest.raises(ArtifactMismatchError, match=rf"bomb.pt: not a readable {kind} artifact: its member "
+                                                        r"'big/data.pkl' is compressed, which torch.save never writes"):
+            read_artifact(bomb, kind)
+    predictor = _predictor()
+    predictor.save(tmp_path / "student.pt")
+    with pytest.raises(ArtifactMismatchError, match="is compressed, which torch.save never writes"):
+        Predictor.load(_deflated(tmp_path / "student.pt", tmp_path / "deflated.pt"))
+    predictor.export(tmp_path / "student.pt2")
+    with pytest.raises(ArtifactMismatchError, match="its member .* is compressed, which torch never writes"):
+        load_exported(_deflated(tmp_path / "student.pt2", tmp_path / "deflated.pt2"))
+    (tmp_path / "raw.pt").write_bytes(b"\x80\x02}q\x00.")  # a bare pickle: not even opened by torch
+    with pytest.raises(ArtifactMismatchError, match="raw.pt: not a readable student artifact: not a zip archive"):
+        read_artifact(tmp_path / "raw.pt", "student")

@@ -177,3 +177,17 @@ def test_every_documented_command_runs_without_the_optional_extras(tmp_path):
         assert done.returncode == 0, f"{module} {argv}:\n{done.stderr[-3000:]}"
         assert "Traceback" not in done.stderr, f"{module}:\n{done.stderr[-3000:]}"
         assert SKIPS.get(module, "") in done.stdout + done.stderr, f"{module}:\n{done.stdout}\n{done.stderr}"
+
+
+def test_train_teacher_in_a_log_says_each_phase(tmp_path, capsys):
+    """``experiments.train_teacher`` printed nothing but its final line off a terminal."""
+    from experiments import train_teacher
+
+    out = tmp_path / "teacher"
+    argv = ["--dataset", "synthetic", "--out", str(out), "--set", *FAST]
+    assert train_teacher.main(argv) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train_teacher: ")]
+    assert err == ["train_teacher: loading data: synthetic", f"train_teacher: training gcn (at most 3 epochs) into {out}",
+                   f"train_teacher: written: {out / 'teacher.pt'}, {out / 'results.json'}"]
+    assert train_teacher.main([*argv, "--quiet"]) == 0
+    assert "train_teacher:" not in capsys.readouterr().err

@@ -15,6 +15,7 @@ import torch
 
 from experiments import run as run_cli
 from experiments import train_teacher
+from vqgraph.app.run import run_experiment
 from vqgraph.errors import NotWritableError
 from vqgraph.utils import io
 from vqgraph.utils.io import LOCK_NAME, atomic_write_text, folder_lock
@@ -109,9 +110,11 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / LOCK_NAME).write_text(f"{dead.pid} {socket.gethostname()}\n")
-    with pytest.warns(UserWarning, match=f"taking over the lock of process {dead.pid}, which is no longer running"):
+    with pytest.warns(UserWarning, match=f"taking over the lock of process {dead.pid}, which is no longer running") as got:
         assert run_cli.main(_argv(tmp_path)) == 0
     assert (out / "results.json").is_file() and not (out / LOCK_NAME).exists()
+    # the warning points at the code that took the lock, not at contextlib.py (`result = _enter(cm)` before)
+    assert [w.filename for w in got if "taking over" in str(w.message)] == [run_experiment.__code__.co_filename]
 
 
 class _FullDisk:
@@ -160,6 +163,7 @@ def test_a_quota_exceeded_names_it(tmp_path, monkeypatch):
     ("cuda:1", "CUDA is not available (torch "),
     ("foo", "not a torch device; use cpu, cuda, cuda:N or mps"),
     ("meta", "device type 'meta' is not one vqgraph trains on"),
+    ("cpu:1", "the CPU has no device index"),
 ])
 def test_an_unusable_device_is_one_line_before_any_work(tmp_path, capsys, device, words):
     for main in (run_cli.main, train_teacher.main):  # a missing dataset would be reported later: never reached
@@ -168,3 +172,62 @@ def test_an_unusable_device_is_one_line_before_any_work(tmp_path, capsys, device
         assert err.startswith(f"error: device {device!r} (train.device, --device): {words}")
         assert len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_folder_shared_with_other_files_or_the_cache_is_refused(tmp_path, monkeypatch, capsys):
+    """The file system's root, the home folder, a folder holding the current one, the repository,
+    a file, the teacher cache: refused before any work (``--out /`` wrote student.pt into / before)."""
+    work = tmp_path / "work" / "here"
+    work.mkdir(parents=True)
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    cases = [("/", "is the file system's root"), (str(tmp_path / "home"), "is the home folder"),
+             (str(tmp_path / "work"), "is a folder holding the current folder"),
+             (str(tmp_path / "afile"), "is a file, not a folder")]
+    for out, words in cases:
+        for main, more in ((run_cli.main, ["--cache", str(tmp_path / "cache")]), (train_teacher.main, [])):
+            assert main(["--dataset", "synthetic", "--quiet", "--out", out, *more, "--set", *FAST]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: output folder {out!r} {words}") and len(err.strip().splitlines()) == 1
+    for out in (tmp_path / "cache", tmp_path / "cache" / "x"):
+        assert run_cli.main(["--dataset", "synthetic", "--quiet", "--out", str(out), "--cache", str(tmp_path / "cache"),
+                             "--set", *FAST]) == 2
+        assert "is the teacher cache folder" in capsys.readouterr().err
+    # nothing written; the (empty) folders the user made are left in place (removed on an error before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "home", "work"]
+    assert list((tmp_path / "home").iterdir()) == [] and list((tmp_path / "work").iterdir()) == [work]
+
+
+def test_a_teacher_record_and_a_student_run_never_take_each_others_folder(tmp_path, capsys):
+    """``run`` into a train_teacher folder took the teacher's results.json for a finished run (a
+    KeyError traceback); ``train_teacher`` into a finished run replaced its results.json silently."""
+    teacher, student = tmp_path / "teacher", tmp_path / "run"
+    assert train_teacher.main(["--dataset", "synthetic", "--quiet", "--out", str(teacher), "--set", *FAST]) == 0
+    assert run_cli.main(_argv(tmp_path, out="teacher")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: output folder {teacher} holds a results.json that is not a run's record "
+                          "(ValueError: it is a teacher's record (written by experiments.train_teacher)")
+    assert run_cli.main(_argv(tmp_path)) == 0
+    record = (student / "results.json").read_text()
+    capsys.readouterr()
+    assert train_teacher.main(["--dataset", "synthetic", "--quiet", "--out", str(student), "--set", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: output folder {student} holds a finished student run (experiments.run)")
+    assert (student / "results.json").read_text() == record and not (student / "teacher.pt").exists()
+
+
+def test_a_grid_folder_whose_results_are_not_a_run_record_is_named(tmp_path):
+    from vqgraph.app.grid import finished_run
+    from vqgraph.app.run import RunSpec
+    from vqgraph.errors import ConfigError
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for text, words in (("{not json", "JSONDecodeError"), (json.dumps({"artifact": "teacher.pt", "teacher": "gcn"}),
+                                                           "a teacher's record")):
+        (folder / "results.json").write_text(text)
+        with pytest.raises(ConfigError, match=f"{folder} holds a results.json that is not a run's record .*{words}"):
+            finished_run(RunSpec("synthetic", method="glnn"), folder, tmp_path / "cache")
+        assert (folder / "results.json").read_text() == text

@@ -272,3 +272,18 @@ def test_export_cli_fails_on_nan_and_reports_a_damaged_artifact_in_one_line(tmp_
     torch.save(payload, tmp_path / "nan.pt")
     assert export_cli.main([str(tmp_path / "nan.pt")]) == 1
     assert capsys.readouterr().err == f"error: {tmp_path / 'nan.pt'}: field 'codebook' holds 1 NaN/inf values (a damaged artifact)\n"
+
+
+def test_export_cli_refuses_a_folder_or_the_student_itself_as_out(tmp_path, capsys):
+    """``--out FOLDER`` was a traceback after the export; ``--out`` the student replaced it silently."""
+    from experiments import export as export_cli
+
+    predictor, _ = _predictor()
+    artifact = predictor.save(tmp_path / "student.pt")
+    before = artifact.read_bytes()
+    for out, words in ((tmp_path, "is a folder: give the exported file's path"),
+                       (artifact, "is the student artifact itself: the export would replace it")):
+        with pytest.raises(SystemExit) as exit_:
+            export_cli.main([str(artifact), "--out", str(out)])
+        assert exit_.value.code == 2 and f"error: --out {out} {words}" in capsys.readouterr().err
+    assert artifact.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["student.pt"]

@@ -45,6 +45,21 @@ def config_changes(result: Dict, spec, data_root=None) -> List[str]:
     return [f"{section}.{key}: {was!r} -> {now!r}" for section, key, was, now in changes]
 
 
+RECORD_KEYS = ("method", "metrics", "teacher_metrics", "config")  # what every record of experiments.run holds
+
+
+def read_record(path: Path) -> Dict:
+    """The record of a student run (``results.json`` of :func:`~vqgraph.app.run.run_experiment`) at
+    ``path``; a ValueError saying what else it is (not JSON, a teacher's record, another object)."""
+    recorded = json.loads(Path(path).read_text())  # not JSON: a JSONDecodeError, a ValueError
+    if isinstance(recorded, dict) and all(key in recorded for key in RECORD_KEYS):
+        return recorded
+    if isinstance(recorded, dict) and "artifact" in recorded and "method" not in recorded:
+        raise ValueError("it is a teacher's record (written by experiments.train_teacher), not a student run's")
+    missing = [key for key in RECORD_KEYS if not isinstance(recorded, dict) or key not in recorded]
+    raise ValueError(f"it lacks the keys {missing} of a student run's record")
+
+
 @functools.lru_cache(maxsize=64)
 def _density(dataset: str, setting: str, seed: int, data_json: str, data_root) -> float:
     """The observed features' density of a run's task (loaded once per dataset, setting, seed)."""
@@ -61,7 +76,7 @@ def finished_results(out: Path, config: Dict, spec, data_root=None, fresh: bool 
     if not path.is_file():
         return None
     try:
-        recorded = json.loads(path.read_text())
+        recorded = read_record(path)
         was = recorded["config"]
         changes = [f"{key}: {was[key]!r} -> {config[key]!r}" for key in IDENTITY if key in was and was[key] != config[key]]
         changes += config_changes(recorded, spec, data_root)

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Dict
 
-from vqgraph.app.finished import config_changes
+from vqgraph.app.finished import config_changes, read_record
 from vqgraph.app.run import RunSpec, run_experiment
 from vqgraph.errors import CheckpointMismatchError, ConfigError
 
@@ -26,7 +26,12 @@ def finished_run(spec: RunSpec, folder: Path, cache: Path, data_root=None) -> Di
     ConfigError naming the folder and the keys, never silently reused."""
     result = folder / "results.json"
     if result.is_file():
-        changes = config_changes(json.loads(result.read_text()), spec, data_root)
+        try:
+            recorded = read_record(result)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"{folder} holds a results.json that is not a run's record ({type(err).__name__}: "
+                              f"{err}): run the grid into another --runs folder, or delete that file") from err
+        changes = config_changes(recorded, spec, data_root)
         if changes:
             raise ConfigError(f"{folder} finished with another config than this grid's ({'; '.join(changes)}): "
                               "run the grid into another --runs folder, or delete that run")

@@ -30,6 +30,7 @@ from vqgraph.errors import ConfigError
 from vqgraph.serving import Predictor
 from vqgraph.targets import ensemble_targets
 from vqgraph.training import StudentResult, fit_student
+from vqgraph.utils.devices import device_problem
 from vqgraph.utils.io import ensure_writable, folder_lock
 from vqgraph.utils.profiling import environment
 
@@ -130,7 +131,7 @@ def run_experiment(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb:
     Unless the config turns progress off, a line on stderr names each phase."""
     cfg = spec.config()
     check_device(cfg)
-    out = check_output(out)
+    out = check_output(out, cache)
     me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
     say = _teller(me.is_main and cfg.student_train.progress)
     with contextlib.ExitStack() as stack:
@@ -297,33 +298,27 @@ def check_device(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"device {device!r} ({section}.device, --device): {problem}")
 
 
-def device_problem(name: str) -> Optional[str]:
-    """Why torch device ``name`` cannot be used here, or None when it can."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        return "not a torch device; use cpu, cuda, cuda:N or mps"
-    if device.type == "cuda":
-        built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        if not torch.cuda.is_available():
-            return f"CUDA is not available (torch {torch.__version__}, {built}); use --device cpu"
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            return f"this machine has {count} CUDA device(s): use cuda:0 to cuda:{count - 1}"
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        return "Apple's MPS is not available on this machine; use --device cpu"
-    elif device.type not in ("cpu", "cuda", "mps"):
-        return f"device type {device.type!r} is not one vqgraph trains on; use cpu, cuda, cuda:N or mps"
-    return None
-
-
-def check_output(out) -> Path:
-    """``out`` as a Path; a ConfigError when it is empty or the current folder, where a run's
-    files (``student.pt``, ``results.json``, checkpoints) would mix with everything else."""
+def check_output(out, cache=None) -> Path:
+    """``out`` as a Path; a ConfigError when it is empty, the current folder or a folder holding
+    it, the file system's root, the home folder, the repository vqgraph is imported from, a file,
+    or the teacher ``cache`` or a folder in it: there a run's files (``student.pt``,
+    ``results.json``, checkpoints) would mix with others."""
     out = Path(out)
     if str(out) in ("", ".") or out.resolve() == Path.cwd().resolve():
         raise ConfigError(f"output folder {str(out)!r} is the current folder {Path.cwd()}: name a folder of the "
                           "run's own, e.g. --out runs/NAME, or leave --out out for the default folder under runs/")
+    where = out.resolve()
+    shared = {Path(where.anchor): "the file system's root", Path.home().resolve(): "the home folder",
+              Path(__file__).resolve().parents[2]: "the folder vqgraph is imported from"}
+    what = shared.get(where) or ("a folder holding the current folder" if where in Path.cwd().resolve().parents
+                                 else None)
+    if cache is not None and (where == Path(cache).resolve() or Path(cache).resolve() in where.parents):
+        what = f"the teacher cache folder {cache} or a folder in it"
+    if what:
+        raise ConfigError(f"output folder {str(out)!r} is {what}: name a folder of the run's own, e.g. "
+                          "--out runs/NAME")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {str(out)!r} is a file, not a folder: choose another --out")
     return out
 
 

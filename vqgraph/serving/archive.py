@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator
 
 from vqgraph.errors import ArtifactMismatchError
+from vqgraph.utils.io import compressed_member
 
 MANIFEST = "extra/vqgraph.json"
 EXPORT_FORMAT, EXPORT_FORMAT_VERSION = "vqgraph-export", 1
@@ -109,6 +110,10 @@ def read_exported(path: Path) -> bytes:
 
 def _members(archive: zipfile.ZipFile, path: Path) -> Dict[str, bytes]:
     """``{name inside the archive's folder: bytes}``; one folder, only the members we write."""
+    packed = compressed_member(archive)
+    if packed is not None:
+        raise _refuse(path, f"its member {packed!r} is compressed, which torch never writes (it could expand "
+                            "to any size)")
     names = archive.namelist()
     prefixes = {name.split("/", 1)[0] for name in names}
     if len(prefixes) != 1 or any("/" not in name for name in names):

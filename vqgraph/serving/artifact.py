@@ -85,12 +85,15 @@ def read_student(path) -> StudentArtifact:
             raise ArtifactMismatchError(f"{path}: field {key!r} must be >= 1, got {value} (a damaged artifact)")
         widths[key] = value
     config = _student_config(payload, path)
+    state = artifact_field(payload, "state_dict", dict, path)
+    if config.num_layers > len(state):  # each layer has a weight; and nothing this large is built
+        raise ArtifactMismatchError(f"{path}: field 'student.num_layers' is {config.num_layers} but 'state_dict' "
+                                    f"holds {len(state)} tensors (a damaged artifact)")
     try:
         with torch.device("meta"):  # the expected weights' shapes and dtypes; nothing allocated
             reference = MLPStudent(widths["in_channels"], widths["num_classes"], config, widths["code_dim"])
     except ValueError as err:
         raise ArtifactMismatchError(f"{path}: field 'student' does not fit the recorded widths: {err}") from err
-    state = artifact_field(payload, "state_dict", dict, path)
     expected = reference.state_dict()
     if set(state) != set(expected):
         raise ArtifactMismatchError(f"{path}: field 'state_dict' holds the weights {sorted(state)}, the recorded "

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from vqgraph.errors import ArtifactMismatchError
 from vqgraph.serving.archive import add_manifest, read_exported
 
 EXPORT_FORMATS = ("torch_export", "onnx")
@@ -79,6 +80,8 @@ def load_exported(path) -> nn.Module:
     ``ArtifactMismatchError`` naming the path. (ONNX files are data, a graph of standard
     operators: onnxruntime runs no Python from them.)"""
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactMismatchError(f"exported student {path} is a folder, not a file: give the .pt2 file's path")
     if not path.is_file():
         raise FileNotFoundError(f"exported student {path} does not exist")
     module = torch.export.load(io.BytesIO(read_exported(path))).module()

@@ -32,6 +32,7 @@ from vqgraph.serving.artifact import check_parts, read_student, student_payload
 from vqgraph.serving.export import export_module
 from vqgraph.serving.fused import FusedStudent, onnx_session
 from vqgraph.serving.module import Prediction, ServingModule
+from vqgraph.utils.devices import device_problem
 from vqgraph.utils.io import atomic_torch_save
 
 BACKENDS = ("auto", "onnxruntime", "fused", "eager")
@@ -73,7 +74,7 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
         transform = transform if transform is not None else FeatureTransform()
         check_parts(model, transform, codebook, metric)
-        device = torch.device(device) if device is not None else next(model.parameters()).device
+        device = _device(device) if device is not None else next(model.parameters()).device
         self.model, self.transform, self.codebook, self.metric = model, transform, codebook, metric
         self.path = None if path is None else Path(path)
         self.meta = dict(meta or {})
@@ -130,6 +131,8 @@ class Predictor:
             x = x.x
         if isinstance(x, Tensor) and x.layout != torch.strided:
             x = x.to_dense()
+        elif not isinstance(x, Tensor) and callable(getattr(x, "toarray", None)):  # a scipy sparse matrix
+            x = x.toarray()
         if not isinstance(x, Tensor):
             try:
                 x = torch.as_tensor(x)
@@ -153,6 +156,16 @@ class Predictor:
             )
         return x
 
+    def _check_outputs(self, probs: Tensor, x: Tensor) -> None:
+        """Finite features whose values overflow inside the student give NaN probabilities,
+        served as label 0 otherwise: a ValueError naming the rows."""
+        bad = ~torch.isfinite(probs).all(dim=1)
+        if bool(bad.any()):
+            rows = bad.nonzero().flatten()
+            raise ValueError(f"the student's output is NaN/inf for {rows.numel()} rows (first: row {int(rows[0])}; "
+                             f"largest |feature| {float(x.abs().max()):.3g}): the features are too large for float32 "
+                             "arithmetic; scale them as the training features were")
+
     @torch.inference_mode()
     def predict(self, x, batch_size: int = 8192) -> Prediction:
         """Class probabilities, predicted classes and code indices for the rows of ``x``.
@@ -168,9 +181,12 @@ class Predictor:
             empty = torch.empty(0, dtype=torch.long)
             return Prediction(torch.empty(0, self.num_classes), empty, empty)
         if x.size(0) <= batch_size:  # one chunk: nothing to concatenate
-            return Prediction(*(t.cpu() for t in self._run(x.to(self.device))))
-        parts = [self._run(chunk.to(self.device)) for chunk in x.split(batch_size)]
-        return Prediction(*(torch.cat([p[i] for p in parts]).cpu() for i in range(3)))
+            out = Prediction(*(t.cpu() for t in self._run(x.to(self.device))))
+        else:
+            parts = [self._run(chunk.to(self.device)) for chunk in x.split(batch_size)]
+            out = Prediction(*(torch.cat([p[i] for p in parts]).cpu() for i in range(3)))
+        self._check_outputs(out.probs, x)
+        return out
 
     # -- artifact ---------------------------------------------------------------------------
 
@@ -184,6 +200,7 @@ class Predictor:
     def load(cls, path, device=None, backend: str = "auto") -> "Predictor":
         """Read a student artifact written by :meth:`save` (``experiments.run`` writes ``student.pt``),
         checked whole before anything is built (:func:`~vqgraph.serving.artifact.read_student`)."""
+        device = None if device is None else _device(device)
         artifact = read_student(path)
         model = artifact.build()
         if device is not None:
@@ -201,3 +218,11 @@ class Predictor:
         """
         module = copy.deepcopy(self.module).cpu().eval()  # the served model stays where it is, as it is
         return export_module(module, path, format, self.in_channels, example_batch)
+
+
+def _device(device) -> torch.device:
+    """``device`` as a torch device usable here; a ValueError in one line otherwise (before any work)."""
+    problem = device_problem(device, fix="device='cpu'")
+    if problem:
+        raise ValueError(f"device {str(device)!r}: {problem}")
+    return torch.device(device)

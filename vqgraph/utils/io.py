@@ -6,8 +6,10 @@ import contextlib
 import errno
 import os
 import socket
+import sys
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -42,8 +44,22 @@ def remove_if_empty(folder) -> None:
 def read_artifact(path: Path, kind: str) -> dict:
     """The payload of a vqgraph artifact (a dict of tensors and plain containers), read with
     ``torch.load(weights_only=True)``; clear errors for a missing or unreadable file."""
+    if path.is_dir():
+        raise ArtifactMismatchError(f"{kind} artifact {path} is a folder, not a file: give the file's path")
     if not path.is_file():
         raise FileNotFoundError(f"{kind} artifact {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: the file is empty (0 bytes; still "
+                                    "being written, or a failed copy)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            packed = compressed_member(archive)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: not a zip archive as torch.save "
+                                    f"writes ({err})") from err
+    if packed is not None:
+        raise ArtifactMismatchError(f"{path}: not a readable {kind} artifact: its member {packed!r} is compressed, "
+                                    "which torch.save never writes (it could expand to any size: a crafted file)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -51,6 +67,13 @@ def read_artifact(path: Path, kind: str) -> dict:
     if not isinstance(payload, dict):
         raise ArtifactMismatchError(f"{path}: not a vqgraph {kind} artifact")
     return payload
+
+
+def compressed_member(archive: zipfile.ZipFile) -> Optional[str]:
+    """The name of the first compressed member of ``archive``, or None. torch writes every member
+    stored, so that the file's size bounds what reading it allocates; a compressed member of a
+    few kilobytes could expand to gigabytes (a zip bomb) before any check sees it."""
+    return next((info.filename for info in archive.infolist() if info.compress_type != zipfile.ZIP_STORED), None)
 
 
 def artifact_field(fields: Any, key: str, types, path: Path, section: str = "") -> Any:
@@ -155,6 +178,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` that points :func:`folder_lock`'s warning at the code that took the lock,
+    past contextlib's frames (``__enter__``, ``ExitStack.enter_context``), not at contextlib."""
+    level, frame = 2, sys._getframe(2)  # 0: here, 1: folder_lock
+    while frame is not None and frame.f_code.co_filename == contextlib.__file__:
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 @contextlib.contextmanager
 def folder_lock(folder, what: str = "run folder"):
     """Hold ``folder``'s lock file (created atomically, holding this process's pid and host)
@@ -173,7 +205,8 @@ def folder_lock(folder, what: str = "run folder"):
                 raise NotWritableError(f"{what} {folder} is in use by {holder} (lock file {lock}): wait for that run "
                                        "to end, or choose another folder; remove the lock file only if no run is "
                                        "writing there") from None
-            warnings.warn(f"{lock}: taking over the lock of process {pid}, which is no longer running", stacklevel=3)
+            warnings.warn(f"{lock}: taking over the lock of process {pid}, which is no longer running",
+                          stacklevel=_caller_level())
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
             continue
