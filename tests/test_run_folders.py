@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import socket
+from pathlib import Path
 import subprocess
 import sys
 
@@ -231,3 +232,21 @@ def test_a_grid_folder_whose_results_are_not_a_run_record_is_named(tmp_path):
         with pytest.raises(ConfigError, match=f"{folder} holds a results.json that is not a run's record .*{words}"):
             finished_run(RunSpec("synthetic", method="glnn"), folder, tmp_path / "cache")
         assert (folder / "results.json").read_text() == text
+
+
+def test_a_lock_is_never_seen_empty_by_a_process_that_reads_it_at_once(tmp_path, monkeypatch):
+    """The pid is written before the lock file appears (a hard link of a written file): a second
+    run that finds the lock always reads who holds it (two runs at once used to see an empty lock)."""
+    from vqgraph.utils import io
+
+    seen = []
+    real_link = os.link
+
+    def link_then_read(src, dst):
+        real_link(src, dst)
+        seen.append(Path(dst).read_text())  # what a racing process would read at this instant
+
+    monkeypatch.setattr(io.os, "link", link_then_read)
+    with io.folder_lock(tmp_path):
+        assert seen == [f"{os.getpid()} {socket.gethostname()}\n"]
+    assert not (tmp_path / LOCK_NAME).exists() and not list(tmp_path.glob(".*.tmp"))

@@ -187,6 +187,24 @@ def _caller_level() -> int:
     return level
 
 
+def _create_whole(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text``, or raise ``FileExistsError``: written beside it first and
+    hard-linked into place (atomic, and never visible empty to a process that reads it at once)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        try:
+            os.link(tmp, path)  # fails if the path exists
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: create exclusively, then write
+            with os.fdopen(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), "w") as out:
+                out.write(text)
+    finally:
+        os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def folder_lock(folder, what: str = "run folder"):
     """Hold ``folder``'s lock file (created atomically, holding this process's pid and host)
@@ -197,7 +215,7 @@ def folder_lock(folder, what: str = "run folder"):
     mine = f"{os.getpid()} {socket.gethostname()}\n"
     for attempt in range(2):
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            _create_whole(lock, mine)
         except FileExistsError:
             pid, host = _lock_holder(lock)
             if attempt or pid is None or host != socket.gethostname() or _alive(pid):
@@ -210,8 +228,6 @@ def folder_lock(folder, what: str = "run folder"):
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
             continue
-        with os.fdopen(fd, "w") as out:
-            out.write(mine)
         break
     try:
         yield lock
