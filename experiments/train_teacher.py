@@ -22,7 +22,7 @@ from vqgraph.app.cache import teacher_identity
 from vqgraph.app.config import to_dict
 from vqgraph.app.finished import read_record
 from vqgraph.app.records import write_json
-from vqgraph.app.run import check_device, check_output, dataset_stem
+from vqgraph.app.run import check_device, check_output, dataset_stem, phase_teller
 from vqgraph.app.task import prepare_task
 from vqgraph.errors import ConfigError, VQGraphError
 from vqgraph.training import fit_teacher
@@ -84,8 +84,7 @@ def train(args: argparse.Namespace, spec, cfg, out: Path) -> Optional[dict]:
     """Train the teacher of ``args`` into ``out``; rank 0 writes ``teacher.pt`` and ``results.json``
     and returns the results."""
     me = distributed.world()
-    say = (lambda text: print(f"train_teacher: {text}", file=sys.stderr, flush=True)) if (
-        me.is_main and cfg.train.progress) else (lambda text: None)  # a line per phase, as experiments.run says them
+    say = phase_teller(me.is_main and cfg.train.progress, "train_teacher")  # a line per phase, as run says them
     say(f"loading data: {args.dataset}")
     data, split, _ = prepare_task(args.dataset, args.setting, args.seed, cfg.data, args.data_root, args.download)
     start = time.perf_counter()

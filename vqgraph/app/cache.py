@@ -86,7 +86,7 @@ def _read_entry(artifact: Path, task: Task) -> Optional[TeacherTargets]:
 
 
 def cached_teacher(task: Task, cfg: ExperimentConfig, seed: int, cache: Path, log=None,
-                   fresh: bool = False) -> Tuple[TeacherTargets, Path, float]:
+                   fresh: bool = False, say=None) -> Tuple[TeacherTargets, Path, float]:
     """The teacher's targets from ``cache`` (by :func:`teacher_key`), else trained and saved there.
 
     Returns ``(targets, artifact path, training seconds)`` (0 for a cache hit). Rank 0 decides
@@ -94,11 +94,16 @@ def cached_teacher(task: Task, cfg: ExperimentConfig, seed: int, cache: Path, lo
     that cannot be read (truncated, corrupt, not a teacher artifact) or that was made for another
     graph or split is reported with its path and treated as missing: the teacher is retrained
     and the entry replaced. Training checkpoints to ``checkpoint.pt`` beside the entry and resumes
-    from it (``fresh``: start over)."""
+    from it (``fresh``: start over). ``say(text)``, when given, hears which of the two it is."""
     data, split = task.data, task.split
     artifact = cache / teacher_key(data.name, split.setting.value, seed, cfg, observed_density(task)) / "teacher.pt"
     targets = _read_entry(artifact, task) if distributed.world().is_main else None
-    if distributed.broadcast_object(targets is not None):
+    hit = distributed.broadcast_object(targets is not None)
+    if say is not None:
+        kind, entry = cfg.teacher.conv, artifact.parent
+        say(f"teacher: {kind} from the cache ({entry})" if hit
+            else f"teacher: training {kind} (at most {cfg.train.max_epochs} epochs; cached in {entry})")
+    if hit:
         if not distributed.world().is_main:
             targets = TeacherTargets.load(artifact)
         return targets, artifact, 0.0

@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 import torch
 
 from vqgraph import distributed
-from vqgraph.app.cache import cached_teacher, identity, observed_density, teacher_key
+from vqgraph.app.cache import cached_teacher, identity
 from vqgraph.app.config import ExperimentConfig, canonical_dataset, override_value, preset_blocks, to_dict
 from vqgraph.app.figures import codebook_figure
 from vqgraph.app.finished import finished_results
@@ -133,7 +133,7 @@ def run_experiment(spec: RunSpec, out: Path, cache: Path, data_root=None, wandb:
     check_device(cfg)
     out = check_output(out, cache)
     me = distributed.init(cfg.train.device)  # the backend follows the device; a world of one without torchrun
-    say = _teller(me.is_main and cfg.student_train.progress)
+    say = phase_teller(me.is_main and cfg.student_train.progress)
     with contextlib.ExitStack() as stack:
         if me.is_main:  # before any training: an unwritable or busy folder is reported now, not after an hour
             ensure_writable(out, "output folder")
@@ -161,10 +161,10 @@ def _train(spec: RunSpec, task, cfg: ExperimentConfig, config: dict, out: Path, 
     """:func:`run_experiment` once the folder, the data and the logger are ready."""
     me = distributed.world()
     name, setting = task.data.name, task.split.setting.value
-    say(_teacher_phase(task, cfg, spec, cache))
     targets, artifact, teacher_seconds = cached_teacher(task, cfg, spec.seed, cache, log=logger.stage("teacher/"),
-                                                        fresh=fresh)
+                                                        fresh=fresh, say=say)
     if cfg.distill.teachers > 1:
+        say(f"teacher ensemble: {cfg.distill.teachers - 1} more teacher(s)")
         targets, more_seconds = ensemble(spec, task, cfg, cache, targets, logger, fresh)
         teacher_seconds += more_seconds
     who = identity({"student": to_dict(cfg.student), "distill": to_dict(cfg.distill),
@@ -322,18 +322,11 @@ def check_output(out, cache=None) -> Path:
     return out
 
 
-def _teller(enabled: bool):
-    """``say(text)``: one plain line on stderr (flushed, so that logs show it at once), or nothing."""
+def phase_teller(enabled: bool, prefix: str = "run"):
+    """``say(text)``: one plain line ``<prefix>: <text>`` on stderr (flushed, so that logs show it
+    at once), or nothing: how a command names each phase of its work."""
     def say(text: str) -> None:
         if enabled:
-            print(f"run: {text}", file=sys.stderr, flush=True)
+            print(f"{prefix}: {text}", file=sys.stderr, flush=True)
     return say
 
-
-def _teacher_phase(task, cfg: ExperimentConfig, spec: RunSpec, cache: Path) -> str:
-    """What the teacher phase will do: reuse a cache entry, or train (and where it is cached)."""
-    entry = cache / teacher_key(task.data.name, task.split.setting.value, spec.seed, cfg, observed_density(task))
-    more = f" and {cfg.distill.teachers - 1} more for the ensemble" if cfg.distill.teachers > 1 else ""
-    if (entry / "teacher.pt").is_file():
-        return f"teacher: {spec.teacher} from the cache ({entry}){more}"
-    return f"teacher: training {spec.teacher} (at most {cfg.train.max_epochs} epochs; cached in {entry}){more}"

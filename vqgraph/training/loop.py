@@ -57,7 +57,7 @@ class TrainConfig:
     optimizer: str = choice("adam", tuple(OPTIMIZERS))  # adam: L2 penalty in the gradient | adamw: decoupled weight decay (feature-scale free)
     device: str = "cpu"
     seed: int = ranged(0, ge=0, lt=2**32)
-    progress: bool = True  # tqdm progress bar over epochs (on a terminal only)
+    progress: bool = True  # progress over epochs: a tqdm bar on a terminal, a plain line every 30 s off one
     checkpoint_epochs: int = ranged(10, ge=0)  # when a checkpoint path is given: save every this many epochs (0: by time only)
     checkpoint_minutes: float = ranged(10.0, ge=0)  # ... and at least this often (0: by epochs only)
     deterministic: bool = True  # deterministic kernels while training: the same result at any CPU thread count
