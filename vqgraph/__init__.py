@@ -37,7 +37,7 @@ from vqgraph.evaluation import Evaluator
 from vqgraph.models import TeacherConfig, VQGraphTeacher
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import Prediction, Predictor, load_exported
-from vqgraph.targets import TeacherTargets, ensemble_targets
+from vqgraph.targets import TeacherTargets, ensemble_targets, targets_from_model, targets_from_outputs
 from vqgraph.training import (
     DistillConfig,
     StudentResult,
@@ -92,4 +92,6 @@ __all__ = [
     "normalize_features",
     "prepare_graph",
     "run_experiment",
+    "targets_from_model",
+    "targets_from_outputs",
 ]

@@ -5,8 +5,9 @@ their edges are absent, so nothing about them can reach training. The epoch loop
 :func:`vqgraph.training.loop.fit`; this module gives it the :class:`TeacherObjective` (cross-
 entropy on the labelled nodes plus the tokenizer's commitment and reconstruction losses) and a
 validation pass. After training, the state with the best validation accuracy is restored and
-the outputs of every node are computed (:func:`vqgraph.targets.node_outputs`) and assembled,
-with the metrics and the configuration, into the targets artifact.
+the outputs of every node are computed (:func:`vqgraph.targets.node_outputs`) and made, with
+the metrics and the configuration, into the targets artifact by
+:func:`vqgraph.targets.targets_from_outputs`, the door every teacher's targets pass.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from vqgraph.evaluation import Evaluator
 from vqgraph.losses import code_logits, entropy
 from vqgraph.models.inference import infer_layerwise
 from vqgraph.models.teacher import TeacherConfig, VQGraphTeacher
-from vqgraph.targets import NodeOutputs, TeacherTargets, node_outputs, teacher_targets
+from vqgraph.targets import NodeOutputs, TeacherTargets, node_outputs, targets_from_outputs
 from vqgraph.training import loop
 from vqgraph.training.checkpoint import Checkpoint
 from vqgraph.training.loop import Share, Streams, TrainConfig
@@ -224,7 +225,9 @@ def fit_teacher(
     metrics.update(best_epoch=fitted.best_epoch, epochs=len(fitted.history), train_s=fitted.train_seconds)
     metrics["epoch_s"] = fitted.train_seconds / len(fitted.history)
     recorded = {"teacher": config.to_dict(), "train": train.to_dict(), **(record or {})}
-    targets = teacher_targets(model, outputs, data, split, config=recorded, metrics=metrics)
+    codebook = model.codebook.detach().cpu().clone() if model.quantizer is not None else None
+    targets = targets_from_outputs(outputs.logits, data, split, outputs.z, codes=outputs.codes, codebook=codebook,
+                                   metric="cosine", config=recorded, metrics=metrics)
     return TeacherResult(model, targets, metrics, fitted.history)
 
 
