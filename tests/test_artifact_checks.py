@@ -113,7 +113,8 @@ def test_predictor_arguments_are_checked_with_one_clear_error():
         (lambda: Predictor(model, transform, _poison(codebook)), ValueError, "the codebook holds NaN/inf values"),
         (lambda: Predictor(model, transform, codebook[0]), ValueError, "the codebook must be a [K, 6] tensor, got [6]"),
         (lambda: Predictor(model, transform, codebook, metric="dot"), ValueError, "unknown metric 'dot'"),
-        (lambda: Predictor(torch.nn.Linear(F, C)), TypeError, "Predictor needs an MLPStudent, got Linear"),
+        (lambda: Predictor("student.pt"), TypeError, "Predictor needs a student module (an nn.Module whose forward(x) "
+                                                    "returns logits, (logits, z) or a StudentOutput), got str"),
     ]
     for make, error, words in cases:
         with pytest.raises(error) as info:

@@ -150,7 +150,7 @@ COMMANDS = {  # tiny arguments of each documented command; a command not here ru
 }
 SKIPS = {  # what a command says when it skips the optional part
     "experiments.run": "matplotlib is not installed: no figure is written",
-    "experiments.speed": "MLP onnxruntime: skipped on every graph (backend 'onnxruntime' needs the 'onnx'",
+    "experiments.speed": "MLP onnxruntime: skipped on every graph (backend 'onnxruntime' needs the 'onnxruntime' package",
 }
 
 

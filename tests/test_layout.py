@@ -35,15 +35,25 @@ def sources(package: str):
     return sorted((REPO / package).rglob("*.py"))
 
 
+def lazy_table(tree: ast.Module):
+    """A package's ``_LAZY = {module: (names, ...)}`` (:mod:`vqgraph.utils.lazy`), or None."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_LAZY" for t in node.targets):
+            return ast.literal_eval(node.value)
+    return None
+
+
 def imports(path: Path):
     """Every module ``path`` imports, at the top or inside a function (``from a import b`` counts as
-    ``a.b``, which :func:`floor` maps to ``a``'s floor when ``b`` is not a module)."""
+    ``a.b``, which :func:`floor` maps to ``a``'s floor when ``b`` is not a module), and the names of
+    its lazy table (imported on first use: ``{"a": ("b",)}`` counts as ``a.b`` too)."""
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             yield from (f"{node.module}.{alias.name}" for alias in node.names)
+    yield from (f"{module}.{name}" for module, names in (lazy_table(tree) or {}).items() for name in names)
 
 
 def floor(name: str):
@@ -125,3 +135,21 @@ def test_every_exception_is_defined_in_the_errors_module():
                                                       for b in node.bases):
                 defined.append(f"{module_name(path)}.{node.name}")
     assert all(name.startswith("vqgraph.errors.") for name in defined), defined
+
+
+def test_lazy_packages_export_their_tables_sorted_and_resolvable():
+    """A package with a lazy table (``vqgraph``, ``vqgraph.data``, ``vqgraph.models``) exports exactly its
+    names, sorted; each resolves to the object its module defines; ``dir()`` lists them."""
+    import importlib
+
+    lazy = [p for p in sources("vqgraph") if p.name == "__init__.py" and lazy_table(ast.parse(p.read_text()))]
+    assert {module_name(p) for p in lazy} >= {"vqgraph", "vqgraph.data", "vqgraph.models"}
+    for path in lazy:
+        package = importlib.import_module(module_name(path))
+        table = lazy_table(ast.parse(path.read_text()))
+        names = [name for names in table.values() for name in names]
+        assert package.__all__ == sorted(package.__all__) and sorted(names) == package.__all__, package.__name__
+        for module, exported in table.items():
+            for name in exported:
+                assert getattr(package, name) is getattr(importlib.import_module(module), name)
+        assert set(package.__all__) <= set(dir(package))

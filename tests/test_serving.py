@@ -102,6 +102,33 @@ def test_lean_backends_equal_the_eager_module(backend, norm, transform, codes, m
         assert torch.equal(part.labels, eager.labels[:20]) and torch.equal(part.codes, eager.codes[:20])
 
 
+@pytest.mark.parametrize("norm,transform,codes", [("layer", "row", False), ("batch", "standard", True)])
+def test_the_onnxruntime_graph_is_a_valid_onnx_model_written_without_the_onnx_package(norm, transform, codes):
+    """The backend's protobuf bytes (vqgraph.serving.onnx_graph) read by the onnx package itself: its
+    checker passes, and the graph has the operators, weights and signature the fused student has."""
+    import onnx
+    from onnx import numpy_helper
+
+    from vqgraph.serving.fused import FusedStudent, onnx_model
+
+    model, codebook = _trained_like_student(norm, codes, "cosine")
+    fitted = FeatureTransform.fit(torch.randn(30, F), transform)
+    fused = FusedStudent.from_serving(Predictor(model, fitted, codebook, backend="eager").module)
+    proto = onnx.load_from_string(onnx_model(fused))
+    onnx.checker.check_model(proto, full_check=True)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Gemm") == len(fused.weights) + 1 and ("LayerNormalization" in ops) == (norm == "layer")
+    assert ("Abs" in ops) == (transform == "row") and ops.count("ArgMax") == 1 + codes
+    weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    assert np.array_equal(weights["head_w"], fused.head_weight.numpy()) and weights["minus1" if not codes else "c"].ndim < 2
+    assert [i.name for i in proto.graph.input] == ["features"] and [o.name for o in proto.graph.output] == [
+        "probs", "labels", "codes"]
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert (dims[0].dim_param, dims[1].dim_value) == ("batch", F)
+    norm_node = [n for n in proto.graph.node if n.op_type in ("LayerNormalization", "Softmax")][0]
+    assert onnx.helper.get_attribute_value(norm_node.attribute[0]) == -1  # a negative int64 attribute
+
+
 def test_backend_choice_and_errors(monkeypatch):
     predictor, raw = _predictor()
     assert predictor.backend == "onnxruntime"  # installed here (the test extras): auto takes it
@@ -111,7 +138,7 @@ def test_backend_choice_and_errors(monkeypatch):
 
     monkeypatch.setattr(serving, "onnx_session", lambda fused, threads=None: None)  # as without onnxruntime
     assert Predictor(predictor.model, predictor.transform, predictor.codebook).backend == "fused"
-    with pytest.raises(ImportError, match="pip install onnx onnxruntime"):
+    with pytest.raises(ImportError, match="needs the 'onnxruntime' package: pip install onnxruntime"):
         Predictor(predictor.model, predictor.transform, predictor.codebook, backend="onnxruntime")
 
 

@@ -198,8 +198,6 @@ def test_targets_without_z_say_what_needs_it_and_how_to_get_it(graph, split):
         targets.require_z("fit_tokenizer")
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, TypeError),
-                   reason="needs make_distiller's require_z line (vqgraph/training/distill/fit.py), added at merge")
 @pytest.mark.parametrize("distill, user", [(DistillConfig(method="vqgraph"), "method 'vqgraph'"),
                                             (DistillConfig(method="glnn", similarity_weight=1.0),
                                              "distill.similarity_weight")])

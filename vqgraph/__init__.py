@@ -5,50 +5,51 @@ teacher and student configs and trainers with their results, the teacher's targe
 evaluator, serving, the experiment configuration of the application layer, and every error.
 Modules: :mod:`vqgraph.data`, :mod:`vqgraph.models`, :mod:`vqgraph.training`,
 :mod:`vqgraph.targets`, :mod:`vqgraph.serving`, :mod:`vqgraph.app` (docs/design.md maps them).
+
+Each name is imported on first use (``_LAZY``: the module that defines it), so a serving process
+that takes only ``from vqgraph import Predictor`` imports neither torch_geometric nor
+vector_quantize_pytorch (:mod:`vqgraph.utils.lazy`).
 """
 
-from vqgraph.app.config import DistillSection, ExperimentConfig
-from vqgraph.app.run import RunSpec, run_experiment
-from vqgraph.data import (
-    NodeSplit,
-    Setting,
-    dataset_info,
-    load_dataset,
-    make_csbm,
-    make_dcsbm,
-    make_split,
-    normalize_features,
-    prepare_graph,
-)
-from vqgraph.errors import (
-    ArtifactMismatchError,
-    CheckpointMismatchError,
-    ConfigError,
-    DataFormatError,
-    DatasetNotFoundError,
-    DivergenceError,
-    GraphValidationError,
-    NotWritableError,
-    SplitError,
-    UnknownDatasetError,
-    VQGraphError,
-)
-from vqgraph.evaluation import Evaluator
-from vqgraph.models import TeacherConfig, VQGraphTeacher
-from vqgraph.models.student import MLPStudent, StudentConfig
-from vqgraph.serving import Prediction, Predictor, load_exported
-from vqgraph.targets import TeacherTargets, ensemble_targets, targets_from_model, targets_from_outputs
-from vqgraph.training import (
-    DistillConfig,
-    StudentResult,
-    TeacherResult,
-    TrainConfig,
-    fit_student,
-    fit_teacher,
-    method_defaults,
-)
+from vqgraph.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "vqgraph.app.config": ("DistillSection", "ExperimentConfig"),
+    "vqgraph.app.run": ("RunSpec", "run_experiment"),
+    "vqgraph.data.datasets": ("dataset_info", "load_dataset"),
+    "vqgraph.data.graph": ("normalize_features",),
+    "vqgraph.data.prepare": ("prepare_graph",),
+    "vqgraph.data.splits": ("NodeSplit", "Setting", "make_split"),
+    "vqgraph.data.synthetic": ("make_csbm", "make_dcsbm"),
+    "vqgraph.data.transform": ("FeatureTransform",),
+    "vqgraph.errors": (
+        "ArtifactMismatchError",
+        "CheckpointMismatchError",
+        "ConfigError",
+        "DataFormatError",
+        "DatasetNotFoundError",
+        "DivergenceError",
+        "GraphValidationError",
+        "NotWritableError",
+        "SplitError",
+        "UnknownDatasetError",
+        "VQGraphError",
+    ),
+    "vqgraph.evaluation": ("Evaluator",),
+    "vqgraph.models.student": ("MLPStudent", "StudentConfig"),
+    "vqgraph.models.teacher": ("TeacherConfig", "VQGraphTeacher"),
+    "vqgraph.serving.export": ("load_exported",),
+    "vqgraph.serving.module": ("Prediction",),
+    "vqgraph.serving.predictor": ("Predictor",),
+    "vqgraph.targets": ("TeacherTargets", "ensemble_targets", "targets_from_model", "targets_from_outputs"),
+    "vqgraph.training.distill.config": ("DistillConfig", "method_defaults"),
+    "vqgraph.training.distill.fit": ("StudentResult", "fit_student"),
+    "vqgraph.training.loop": ("TrainConfig",),
+    "vqgraph.training.teacher": ("TeacherResult", "fit_teacher"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "ArtifactMismatchError",
@@ -61,6 +62,7 @@ __all__ = [
     "DivergenceError",
     "Evaluator",
     "ExperimentConfig",
+    "FeatureTransform",
     "GraphValidationError",
     "MLPStudent",
     "NodeSplit",

@@ -9,6 +9,7 @@ writes ``student.pt`` and ``results.json``. ``python -m experiments.run`` is thi
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import sys
 import warnings
@@ -27,7 +28,6 @@ from vqgraph.app.loggers import WandbLogger
 from vqgraph.app.records import write_json
 from vqgraph.app.task import prepare_task
 from vqgraph.errors import ConfigError
-from vqgraph.serving import Predictor
 from vqgraph.targets import ensemble_targets
 from vqgraph.training import StudentResult, fit_student
 from vqgraph.utils.devices import device_problem
@@ -174,7 +174,9 @@ def _train(spec: RunSpec, task, cfg: ExperimentConfig, config: dict, out: Path, 
     decays = len(cfg.distill.weight_decays or ()) or 1
     say(f"student: training {spec.method} (at most {cfg.student_train.max_epochs} epochs"
         + (f", for each of {decays} weight decays)" if decays > 1 else ")"))
-    student = fit_selected_student(task.data, task.split, targets, cfg, log=logger, checkpoint=checkpoint)
+    data = copy.copy(task.data)  # the features' transform travels with them into the student's result
+    data.feature_transform = task.transform
+    student = fit_selected_student(data, task.split, targets, cfg, log=logger, checkpoint=checkpoint)
     if not me.is_main:  # every rank holds the same student; rank 0 writes it
         return None
     say(f"writing: {out / 'student.pt'}, {out / 'results.json'}")
@@ -223,9 +225,8 @@ def _record(spec: RunSpec, task, config: dict, targets, artifact: Path, student,
     m = student.metrics
     metrics = {k: v for k, v in m.items() if k.endswith("/acc")}
     chosen = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("selected/")}  # e.g. the mlp's weight decay
-    codebook = targets.codebook if spec.method == "vqgraph" else None
     meta = {"dataset": name, "setting": setting, "method": spec.method, "seed": spec.seed, "metrics": metrics, "config": config}
-    Predictor(student.model, task.transform, codebook, targets.metric, meta=meta, backend="eager").save(out / "student.pt")
+    student.predictor(meta=meta, backend="eager").save(out / "student.pt")  # the transform and codebook it trained with
     return {
         "dataset": name, "setting": setting, "method": spec.method, "teacher": spec.teacher, "seed": spec.seed,
         "selected_by": m["selected_by"],

@@ -10,7 +10,7 @@ is brought to it by :func:`vqgraph.data.prepare.prepare_graph`.
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,6 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 from torch_geometric.data import Data
 
+from vqgraph.data.transform import FEATURE_NORMS, FeatureTransform
 from vqgraph.errors import GraphValidationError
 
 
@@ -153,49 +154,34 @@ def num_undirected_edges(data: Data) -> int:
     return data.edge_index.size(1) // 2
 
 
-FEATURE_NORMS = ("none", "row", "standard")
-
-
-class FeatureTransform(NamedTuple):
-    """The feature normalisation a model was trained with, so that serving applies the same one.
-
-    ``row`` divides each row by its sum of absolute values (per node: nothing is shared across
-    nodes); ``standard`` centres and scales each column with ``mean`` and ``std`` fitted on
-    training-time nodes; ``none`` is the identity. Build it with :meth:`fit`.
-    """
-
-    kind: str = "none"
-    mean: Optional[Tensor] = None
-    std: Optional[Tensor] = None
-
-    @classmethod
-    def fit(cls, x: Tensor, kind: str = "row", fit_idx: Optional[Tensor] = None) -> "FeatureTransform":
-        """Fit ``kind`` on ``x`` (column statistics from the rows ``fit_idx`` only, if given)."""
-        if kind not in FEATURE_NORMS:
-            raise ValueError(f"unknown feature normalisation {kind!r}; choose from {FEATURE_NORMS}")
-        if kind != "standard":
-            return cls(kind)
-        ref = x if fit_idx is None else x[fit_idx]
-        return cls(kind, ref.mean(0), ref.std(0).clamp_min(1e-12))
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.kind == "none":
-            return x
-        if self.kind == "row":
-            return x / x.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)
-        return (x - self.mean.to(x)) / self.std.to(x)
-
-
 def normalize_features(data: Data, kind: str = "row", fit_idx: Optional[Tensor] = None) -> Data:
-    """A copy of ``data`` with features normalised by :class:`FeatureTransform` ``kind``.
+    """A copy of ``data`` with features normalised by :class:`FeatureTransform` ``kind``, the
+    transform recorded on it as ``data.feature_transform``: ``fit_student`` hands it to its
+    result, whose ``predictor()`` serves raw features exactly as training saw them.
 
     For ``standard``, pass ``fit_idx`` = the observed nodes in the inductive setting, so that
     hidden nodes do not shape the transform; ``none`` returns ``data``.
+
+    Raises:
+        ValueError: ``data`` was normalised already (it carries a ``feature_transform`` other
+            than ``none``). The two transforms are not composed: a served model would need both,
+            in order, and a second call is nearly always the first one repeated; normalise the
+            raw data once.
     """
+    if kind not in FEATURE_NORMS:
+        raise ValueError(f"unknown feature normalisation {kind!r}; choose from {FEATURE_NORMS}")
+    done = getattr(data, "feature_transform", None)
+    if kind != "none" and isinstance(done, FeatureTransform) and done.kind != "none":
+        raise ValueError(f"normalize_features(data, {kind!r}): data's features are normalised already "
+                         f"({done.kind!r}, recorded as data.feature_transform); normalising twice is refused, "
+                         "not composed (serving would need both transforms): normalise the raw data once, with "
+                         "the kind you want")
     if kind == "none":
         return data
     out = data.clone()
-    out.x = FeatureTransform.fit(data.x, kind, fit_idx)(data.x)
+    transform = FeatureTransform.fit(data.x, kind, fit_idx)
+    out.x = transform(data.x)
+    out.feature_transform = transform
     return out
 
 

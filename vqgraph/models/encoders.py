@@ -25,6 +25,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import add_self_loops, remove_self_loops, to_torch_csr_tensor
 
 from vqgraph.data.sparse import csr_rows, sparse_dropout
+from vqgraph.models.norms import NORMS
 
 Adjacency = Tensor  # torch.sparse_csr adj_t [N, N], or edge_index [2, E] for GAT
 
@@ -138,13 +139,6 @@ CONVS: Dict[str, ConvSpec] = {
     # is added by GNNEncoder (each layer needs its depth and the first layer's output)
     "gcnii": ConvSpec(NodeLinear, "gcn_norm", sparse_features=True, deep=True),
 }
-
-NORMS: Dict[str, Callable[[int], nn.Module]] = {
-    "none": lambda c: nn.Identity(),
-    "batch": nn.BatchNorm1d,
-    "layer": nn.LayerNorm,
-}
-
 
 def _resolve(table: dict, name: str, what: str):
     try:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from vqgraph.data.sparse import SPARSE_INPUTS, sparse_linear
-from vqgraph.models.encoders import NORMS
+from vqgraph.models.norms import NORMS
 from vqgraph.utils.settings import check_fields, choice, ranged
 
 
@@ -63,6 +63,11 @@ class MLPStudent(nn.Module):
         self.projection = nn.Linear(config.hidden_channels, code_dim) if code_dim else None
         self.dropout = nn.Dropout(config.dropout)
         self.input_dropout = nn.Dropout(config.input_dropout)
+
+    @property
+    def code_dim(self) -> Optional[int]:
+        """Width of ``z``, the projection into the teacher's code space; None without one."""
+        return self.projection.out_features if self.projection is not None else None
 
     def forward(self, x: Tensor) -> StudentOutput:
         """``x``: dense features [B, F], or a ``torch.sparse_csr`` tensor of them (the first layer

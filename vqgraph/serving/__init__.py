@@ -2,8 +2,10 @@
 
 Modules by job: :mod:`.predictor` (:class:`Predictor`), :mod:`.artifact` (the student artifact and
 its check), :mod:`.module` (:class:`ServingModule`, the served computation), :mod:`.fused` (the
-folded and onnxruntime backends), :mod:`.export` (standalone model files, :func:`load_exported`)
-and :mod:`.archive` (the check of an exported ``.pt2`` before torch reads it).
+folded and onnxruntime backends), :mod:`.export` (standalone model files, :func:`load_exported`),
+:mod:`.program` (a student of any class saved as an exported program, and its reader) and
+:mod:`.archive` (the check of an exported ``.pt2`` before torch reads it). None of them imports
+torch_geometric or vector_quantize_pytorch: a serving process loads torch and these only.
 """
 
 from vqgraph.serving.export import EXPORT_FORMATS, load_exported

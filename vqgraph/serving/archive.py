@@ -31,7 +31,7 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from vqgraph.errors import ArtifactMismatchError
 from vqgraph.utils.io import compressed_member
@@ -44,13 +44,28 @@ FIXED_MEMBERS = frozenset({
     "data/sample_inputs/model.pt", MANIFEST,
 })
 WEIGHT = re.compile(r"weight_\d+")
-# every ATen operator a ServingModule exports to (any norm, transform, codebook and metric)
-OPERATORS = frozenset(f"torch.ops.aten.{op}" for op in (
+# every ATen operator a ServingModule of an MLPStudent exports to (any norm, transform, codebook and metric)
+STUDENT_OPERATORS = (
     "_assert_tensor_metadata.default", "abs.default", "argmax.default", "batch_norm.default", "clamp_min.default",
     "div.Tensor", "dropout.default", "expand_as.default", "full_like.default", "layer_norm.default",
     "linalg_vector_norm.default", "linear.default", "matmul.default", "mul.Tensor", "relu.default", "softmax.int",
     "sub.Tensor", "sum.dim_IntList", "t.default", "to.device",
-))
+)
+# and what a student of the user's own (Predictor(module).save) may add: tensor arithmetic, activations,
+# norms, reductions and views; nothing that reads or writes files, allocates by a value or calls out
+MODULE_OPERATORS = (
+    "add.Tensor", "add.Scalar", "sub.Scalar", "rsub.Scalar", "mul.Scalar", "div.Scalar", "neg.default",
+    "pow.Tensor_Scalar", "exp.default", "log.default", "sqrt.default", "rsqrt.default", "reciprocal.default",
+    "relu_.default", "gelu.default", "silu.default", "silu_.default", "sigmoid.default", "tanh.default",
+    "elu.default", "leaky_relu.default", "softplus.default", "hardtanh.default", "mish.default",
+    "log_softmax.int", "clamp.default", "clamp_max.default", "maximum.default", "minimum.default",
+    "where.self", "addmm.default", "mm.default", "group_norm.default", "rms_norm.default", "mean.dim",
+    "amax.default", "cat.default", "stack.default", "view.default", "reshape.default", "flatten.using_ints",
+    "unsqueeze.default", "squeeze.dim", "transpose.int", "permute.default", "clone.default",
+    "contiguous.default", "slice.Tensor", "select.int", "narrow.default", "expand.default", "to.dtype",
+    "type_as.default", "sym_size.int", "zeros_like.default", "ones_like.default",
+)
+OPERATORS = frozenset(f"torch.ops.aten.{op}" for op in STUDENT_OPERATORS + MODULE_OPERATORS)
 BATCH_SYMBOL = re.compile(r"Symbol\('s\d+', positive=True, integer=True\)")
 ITEM_SIZES = {7: 4, 5: 8}  # torch.export's dtype codes of float32 and int64 (batch norm's counter): bytes
 # the sample inputs: a tuple of float tensors in a dict; only these may be called by the pickle
@@ -76,18 +91,27 @@ def _digest(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def add_manifest(path: Path) -> None:
-    """Append the manifest (every member's SHA-256) to a ``.pt2`` torch has just written."""
+def add_manifest(path: Path, predictor: Optional[Dict[str, Any]] = None) -> None:
+    """Append the manifest (every member's SHA-256, and ``predictor``: what
+    :meth:`~vqgraph.serving.Predictor.load` needs beside the program) to a ``.pt2`` torch has just written."""
     with zipfile.ZipFile(path, "a") as archive:
         names = archive.namelist()
         prefix = names[0].split("/", 1)[0]
         members = {name.split("/", 1)[1]: _digest(archive.read(name)) for name in names}
         manifest = {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, "members": members}
+        if predictor is not None:
+            manifest["predictor"] = predictor
         archive.writestr(f"{prefix}/{MANIFEST}", json.dumps(manifest, sort_keys=True))
 
 
 def read_exported(path: Path) -> bytes:
     """The bytes of the ``.pt2`` at ``path`` once they passed every check of this module."""
+    return check_exported(path)[0]
+
+
+def check_exported(path: Path) -> Tuple[bytes, Dict[str, Any]]:
+    """``(bytes, manifest)`` of the ``.pt2`` at ``path`` once they passed every check of this module
+    (the manifest's ``predictor`` entry, if any, is checked by its reader)."""
     blob = path.read_bytes()
     try:
         archive = zipfile.ZipFile(io.BytesIO(blob))
@@ -96,7 +120,7 @@ def read_exported(path: Path) -> bytes:
         if isinstance(err, ArtifactMismatchError):
             raise
         raise ArtifactMismatchError(f"{path}: not a readable .pt2 archive ({err})") from err
-    _check_manifest(members, path)
+    manifest = _check_manifest(members, path)
     _check_weights(members, path)
     if _json(members, "data/constants/model_constants_config.json", path) != {"config": {}}:
         raise _refuse(path, "it holds constants, which vqgraph's exporter never writes")
@@ -105,7 +129,7 @@ def read_exported(path: Path) -> bytes:
     except RecursionError as err:
         raise _refuse(path, "its program is nested too deeply") from err
     _check_sample_inputs(members["data/sample_inputs/model.pt"], path)
-    return blob
+    return blob, manifest
 
 
 def _members(archive: zipfile.ZipFile, path: Path) -> Dict[str, bytes]:
@@ -138,7 +162,7 @@ def _json(members: Dict[str, bytes], name: str, path: Path) -> Any:
         raise _refuse(path, f"member {name!r} is not JSON ({type(err).__name__})") from err
 
 
-def _check_manifest(members: Dict[str, bytes], path: Path) -> None:
+def _check_manifest(members: Dict[str, bytes], path: Path) -> Dict[str, Any]:
     manifest = _json(members, MANIFEST, path)
     if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT \
             or manifest.get("format_version") != EXPORT_FORMAT_VERSION or not isinstance(manifest.get("members"), dict):
@@ -149,6 +173,9 @@ def _check_manifest(members: Dict[str, bytes], path: Path) -> None:
     for name in sorted(present):
         if listed[name] != _digest(members[name]):
             raise _refuse(path, f"member {name!r} was changed after export (its SHA-256 differs from the manifest's)")
+    if not isinstance(manifest.get("predictor", {}), dict):
+        raise _refuse(path, "its manifest's 'predictor' entry is not a mapping")
+    return manifest
 
 
 def _check_weights(members: Dict[str, bytes], path: Path) -> None:

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from vqgraph.data.graph import FEATURE_NORMS, FeatureTransform
+from vqgraph.data.transform import FEATURE_NORMS, FeatureTransform
 from vqgraph.errors import ArtifactMismatchError
 from vqgraph.losses import METRICS
 from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.serving.module import StudentShape
 from vqgraph.utils.io import artifact_field, artifact_tensor, read_artifact
 
 STUDENT_FORMAT = "vqgraph-student"
@@ -57,7 +58,7 @@ def student_payload(model: MLPStudent, transform: FeatureTransform, codebook: Op
         "student": model.config.to_dict(),
         "in_channels": model.in_channels,
         "num_classes": model.num_classes,
-        "code_dim": model.projection.out_features if model.projection is not None else None,
+        "code_dim": model.code_dim,
         "transform": {
             "kind": transform.kind,
             "mean": None if transform.mean is None else transform.mean.cpu(),
@@ -158,33 +159,34 @@ def _transform(payload: dict, width: int, path: Path) -> FeatureTransform:
     return FeatureTransform(kind, mean, std)
 
 
-def check_parts(model: MLPStudent, transform: FeatureTransform, codebook: Optional[Tensor], metric: str) -> None:
-    """The parts of a predictor fit together: a ``ValueError`` (``TypeError`` for a wrong kind of
-    object) naming the first that does not."""
-    if not isinstance(model, MLPStudent):
-        raise TypeError(f"Predictor needs an MLPStudent, got {type(model).__name__}")
+def check_parts(model: nn.Module, shape: StudentShape, transform: FeatureTransform, codebook: Optional[Tensor],
+                metric: str) -> None:
+    """The parts of a predictor fit together (``shape``: :func:`~vqgraph.serving.module.student_shape`
+    of ``model``): a ``ValueError`` (``TypeError`` for a wrong kind of object) naming the first that
+    does not."""
     if not isinstance(transform, FeatureTransform) or transform.kind not in FEATURE_NORMS:
         kind = transform.kind if isinstance(transform, FeatureTransform) else type(transform).__name__
         raise ValueError(f"unknown feature transform {kind!r}; a FeatureTransform of kind {FEATURE_NORMS}")
     if transform.kind == "standard":
         for name, stat in (("mean", transform.mean), ("std", transform.std)):
-            if not isinstance(stat, Tensor) or tuple(stat.shape) != (model.in_channels,):
+            if not isinstance(stat, Tensor) or tuple(stat.shape) != (shape.in_channels,):
                 got = list(stat.shape) if isinstance(stat, Tensor) else type(stat).__name__
                 raise ValueError(f"the feature transform's {name} has shape {got}, the student reads "
-                                 f"{model.in_channels} features")
+                                 f"{shape.in_channels} features")
             if not bool(torch.isfinite(stat).all()):
                 raise ValueError(f"the feature transform's {name} holds NaN/inf values")
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {METRICS}")
     if codebook is not None:
-        if model.projection is None:
-            raise ValueError("a codebook was given but the student has no projection into code space")
+        if shape.code_dim is None:
+            raise ValueError("a codebook was given but the student has no projection into code space"
+                             + ("" if isinstance(model, MLPStudent) else
+                                f" ({type(model).__name__}'s forward returns logits only, no (logits, z))"))
         if not isinstance(codebook, Tensor) or codebook.dim() != 2 or codebook.size(0) == 0:
-            raise ValueError(f"the codebook must be a [K, {model.projection.out_features}] tensor, got "
+            raise ValueError(f"the codebook must be a [K, {shape.code_dim}] tensor, got "
                              f"{list(codebook.shape) if isinstance(codebook, Tensor) else type(codebook).__name__}")
-        if codebook.size(1) != model.projection.out_features:
-            raise ValueError(f"codebook width {codebook.size(1)} != the student's code width "
-                             f"{model.projection.out_features}")
+        if codebook.size(1) != shape.code_dim:
+            raise ValueError(f"codebook width {codebook.size(1)} != the student's code width {shape.code_dim}")
         if not bool(torch.isfinite(codebook).all()):
             raise ValueError("the codebook holds NaN/inf values")
     for name, value in model.state_dict().items():

@@ -3,23 +3,32 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import warnings
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 import torch
 from torch import Tensor, nn
 
 from vqgraph.errors import ArtifactMismatchError
 from vqgraph.serving.archive import add_manifest, read_exported
+from vqgraph.serving.program import program_module
 
 EXPORT_FORMATS = ("torch_export", "onnx")
 
 
-def export_module(module: nn.Module, path, format: str, in_channels: int, example_batch: int = 16) -> Path:
+def export_module(module: nn.Module, path, format: str, in_channels: int, example_batch: int = 16,
+                  predictor: Optional[Dict[str, Any]] = None) -> Path:
     """Write ``module`` (features [B, ``in_channels``] in, any batch size) to ``path`` in
-    ``format``, atomically."""
+    ``format``, atomically; a ``torch_export`` file carries ``predictor`` in its manifest and is
+    read back through the loader's checks before it takes ``path`` (nothing unreadable is kept).
+
+    Raises:
+        ValueError: torch.export cannot trace ``module`` (naming why).
+        ArtifactMismatchError: the written program would be refused by the loader (an operator
+            outside :data:`~vqgraph.serving.archive.OPERATORS`, constants, ...).
+    """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose from {EXPORT_FORMATS}")
     path = Path(path)
@@ -29,9 +38,10 @@ def export_module(module: nn.Module, path, format: str, in_channels: int, exampl
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         if format == "torch_export":
-            program = torch.export.export(module, (example,), dynamic_shapes={"x": {0: batch}})
+            program = _trace(module, example, batch)
             torch.export.save(program, str(tmp))
-            add_manifest(tmp)  # what load_exported checks the file against
+            add_manifest(tmp, predictor)  # what load_exported checks the file against
+            _read_back(tmp, path)
         else:
             _export_onnx(module, example, tmp)
         tmp.replace(path)
@@ -39,6 +49,27 @@ def export_module(module: nn.Module, path, format: str, in_channels: int, exampl
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _read_back(tmp: Path, path: Path) -> None:
+    try:
+        read_exported(tmp)
+    except ArtifactMismatchError as err:
+        why = str(err).replace(f"{tmp}: ", "", 1).split("; load_exported reads only")[0]
+        raise ArtifactMismatchError(f"{path} was not written: its program would not load ({why}); the loader "
+                                    "takes the operators of vqgraph/serving/archive.py's OPERATORS only") from err
+
+
+def _trace(module: nn.Module, example: Tensor, batch):
+    try:
+        return torch.export.export(module, (example,), dynamic_shapes={"x": {0: batch}})
+    except Exception as err:  # torch.export's many kinds of failure: one error naming the module
+        student = type(getattr(module, "student", module)).__name__
+        lines = str(err).strip().splitlines() or [""]
+        raise ValueError(f"torch.export cannot trace {student} ({type(err).__name__}: {lines[0][:300]}); a student "
+                         "that is not an MLPStudent is saved as an exported program, never pickled: make its forward "
+                         "traceable (no Python branch on tensor values, no tensors created from Python numbers)") \
+            from err
 
 
 def _export_onnx(module: nn.Module, example: Tensor, path: Path) -> None:
@@ -84,5 +115,4 @@ def load_exported(path) -> nn.Module:
         raise ArtifactMismatchError(f"exported student {path} is a folder, not a file: give the .pt2 file's path")
     if not path.is_file():
         raise FileNotFoundError(f"exported student {path} does not exist")
-    module = torch.export.load(io.BytesIO(read_exported(path))).module()
-    return module.requires_grad_(False)  # serving: no autograd graph behind the outputs
+    return program_module(read_exported(path))  # serving: no autograd graph behind the outputs

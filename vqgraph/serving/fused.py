@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from vqgraph.losses import code_map
+from vqgraph.serving import onnx_graph
 from vqgraph.serving.module import ServingModule
 
 
@@ -95,61 +96,60 @@ def _fold_standard(module: ServingModule, w: Tensor, b: Tensor):
 
 
 def onnx_session(fused: FusedStudent, threads: Optional[int] = None):
-    """An onnxruntime session computing ``fused``'s outputs, or None when ``onnx`` or
-    ``onnxruntime`` is not installed. The graph is written node by node from the fused weights
-    (one Gemm per layer, ReLU, Softmax, ArgMax: milliseconds, no exporter); inputs and outputs
-    are numpy arrays: ``session.run(None, {"features": x})`` -> ``[probs, labels, codes]``."""
+    """An onnxruntime session computing ``fused``'s outputs (:func:`onnx_model`), or None when
+    ``onnxruntime`` is not installed; inputs and outputs are numpy arrays:
+    ``session.run(None, {"features": x})`` -> ``[probs, labels, codes]``."""
     try:
-        import onnx
         import onnxruntime
-        from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(onnx_model(fused), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_model(fused: FusedStudent) -> bytes:
+    """``fused``'s computation as a serialised ONNX model, written node by node from the fused
+    weights (one Gemm per layer, ReLU, Softmax, ArgMax: milliseconds, no exporter, and no ``onnx``
+    import: :mod:`.onnx_graph`)."""
     inits, nodes = [], []
 
     def const(name: str, value) -> str:
-        inits.append(numpy_helper.from_array(torch.as_tensor(value).detach().cpu().numpy(), name))
+        inits.append(onnx_graph.tensor(name, torch.as_tensor(value).detach().cpu().numpy()))
         return name
 
     x, axis1 = "features", const("axis1", torch.tensor([1]))
     if fused.norm_kind == "row":
-        nodes += [helper.make_node("Abs", [x], ["abs"]),
-                  helper.make_node("ReduceSum", ["abs", axis1], ["rowsum"], keepdims=1),
-                  helper.make_node("Max", ["rowsum", const("tiny", torch.tensor(1e-12))], ["scale"]),
-                  helper.make_node("Div", [x, "scale"], ["x0"])]
+        nodes += [onnx_graph.node("Abs", [x], ["abs"]),
+                  onnx_graph.node("ReduceSum", ["abs", axis1], ["rowsum"], keepdims=1),
+                  onnx_graph.node("Max", ["rowsum", const("tiny", torch.tensor(1e-12))], ["scale"]),
+                  onnx_graph.node("Div", [x, "scale"], ["x0"])]
         x = "x0"
     for i, (w, b, norm) in enumerate(zip(fused.weights, fused.biases, fused.norms)):
-        nodes.append(helper.make_node("Gemm", [x, const(f"w{i}", w), const(f"b{i}", b)], [f"lin{i}"]))
+        nodes.append(onnx_graph.node("Gemm", [x, const(f"w{i}", w), const(f"b{i}", b)], [f"lin{i}"]))
         x = f"lin{i}"
         if isinstance(norm, nn.LayerNorm):
             inputs = [x, const(f"ln_w{i}", norm.weight), const(f"ln_b{i}", norm.bias)]
-            nodes.append(helper.make_node("LayerNormalization", inputs, [f"ln{i}"], axis=-1, epsilon=norm.eps))
+            nodes.append(onnx_graph.node("LayerNormalization", inputs, [f"ln{i}"], axis=-1, epsilon=float(norm.eps)))
             x = f"ln{i}"
-        nodes.append(helper.make_node("Relu", [x], [f"h{i}"]))
+        nodes.append(onnx_graph.node("Relu", [x], [f"h{i}"]))
         x = f"h{i}"
     c, width = torch.tensor([fused.num_classes]), torch.tensor([fused.head_weight.size(1)])
     zero = const("zero", torch.tensor([0]))
-    nodes += [helper.make_node("Gemm", [x, const("head_w", fused.head_weight), const("head_b", fused.head_bias)], ["out"]),
-              helper.make_node("Slice", ["out", zero, const("c", c), axis1], ["logits"]),
-              helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
-              helper.make_node("ArgMax", ["probs"], ["labels"], axis=1, keepdims=0)]
+    nodes += [onnx_graph.node("Gemm", [x, const("head_w", fused.head_weight), const("head_b", fused.head_bias)], ["out"]),
+              onnx_graph.node("Slice", ["out", zero, const("c", c), axis1], ["logits"]),
+              onnx_graph.node("Softmax", ["logits"], ["probs"], axis=-1),
+              onnx_graph.node("ArgMax", ["probs"], ["labels"], axis=1, keepdims=0)]
     if fused.has_codes:
-        nodes += [helper.make_node("Slice", ["out", "c", const("width", width), axis1], ["scores"]),
-                  helper.make_node("ArgMax", ["scores"], ["codes"], axis=1, keepdims=0)]
+        nodes += [onnx_graph.node("Slice", ["out", "c", const("width", width), axis1], ["scores"]),
+                  onnx_graph.node("ArgMax", ["scores"], ["codes"], axis=1, keepdims=0)]
     else:
-        nodes += [helper.make_node("Shape", ["labels"], ["n"]),
-                  helper.make_node("Expand", [const("minus1", torch.tensor(-1, dtype=torch.long)), "n"], ["codes"])]
-    graph = helper.make_graph(
-        nodes, "vqgraph_student",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", fused.in_channels])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", fused.num_classes]),
-         helper.make_tensor_value_info("labels", TensorProto.INT64, ["batch"]),
-         helper.make_tensor_value_info("codes", TensorProto.INT64, ["batch"])],
-        inits,
+        nodes += [onnx_graph.node("Shape", ["labels"], ["n"]),
+                  onnx_graph.node("Expand", [const("minus1", torch.tensor(-1, dtype=torch.long)), "n"], ["codes"])]
+    float32, int64 = onnx_graph.FLOAT, onnx_graph.INT64
+    return onnx_graph.model(
+        "vqgraph_student", nodes, inits, [onnx_graph.value_info("features", float32, ["batch", fused.in_channels])],
+        [onnx_graph.value_info("probs", float32, ["batch", fused.num_classes]),
+         onnx_graph.value_info("labels", int64, ["batch"]), onnx_graph.value_info("codes", int64, ["batch"])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -10,15 +10,17 @@ from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from vqgraph import distributed
 from vqgraph.data.graph import ensure_graph
 from vqgraph.data.sparse import use_sparse
 from vqgraph.data.splits import NodeSplit, Setting
+from vqgraph.data.transform import FeatureTransform
 from vqgraph.losses import calibrate_temperature, entropy
 from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.serving.predictor import Predictor
 from vqgraph.targets import TeacherTargets, smooth_soft_labels
 from vqgraph.training import loop
 from vqgraph.training.checkpoint import Checkpoint
@@ -30,9 +32,42 @@ from vqgraph.training.loop import TrainConfig
 
 
 class StudentResult(NamedTuple):
-    model: MLPStudent
+    """A trained student and what serving it needs.
+
+    ``model``; ``metrics`` (final accuracies, timings, target statistics); ``history`` (one row
+    per epoch); ``transform``, the feature normalisation the training data carried
+    (``data.feature_transform``, set by :func:`~vqgraph.data.graph.normalize_features`; the
+    identity if none); ``codebook`` [K, D] and ``metric``, the teacher's, when the student learned
+    codes (the code term; a projection trained by the similarity term alone is not aligned with
+    the codebook, so it serves no codes). :meth:`predictor` serves raw features through them.
+    """
+
+    model: nn.Module
     metrics: Dict[str, float]
     history: List[Dict[str, float]]
+    transform: FeatureTransform = FeatureTransform()
+    codebook: Optional[Tensor] = None
+    metric: str = "cosine"
+
+    @classmethod
+    def trained(cls, model: nn.Module, metrics, history, data: Data, targets: Optional[TeacherTargets],
+                distill: DistillConfig) -> "StudentResult":
+        """The result of training ``model`` on ``data``: the transform read from
+        ``data.feature_transform``, and recorded on the model too (``model.feature_transform``:
+        ``Predictor(model)`` without a transform then warns)."""
+        transform = getattr(data, "feature_transform", None)
+        transform = transform if isinstance(transform, FeatureTransform) else FeatureTransform()
+        model.feature_transform = transform
+        learned_codes = targets is not None and distill.uses_soft_tokens
+        codebook = targets.codebook if learned_codes else None
+        return cls(model, metrics, history, transform, codebook, targets.metric if targets is not None else "cosine")
+
+    def predictor(self, **kwargs) -> Predictor:
+        """A :class:`~vqgraph.serving.Predictor` of this student that serves RAW features exactly as
+        training saw them (its transform, codebook and metric); ``kwargs`` go to ``Predictor``
+        (``device``, ``backend``, ``meta``; ``codebook=None`` drops the codes)."""
+        return Predictor(self.model, **{"transform": self.transform, "codebook": self.codebook,
+                                        "metric": self.metric, **kwargs})
 
 
 @torch.no_grad()
@@ -52,6 +87,8 @@ def make_distiller(data: Data, split: NodeSplit, targets: Optional[TeacherTarget
     if targets is None:
         raise ValueError(f"method {distill.method!r} needs teacher targets")
     targets.check_matches(data, split)
+    if distill.uses_projection:  # the code term and the similarity term read the teacher's z
+        targets.require_z(f"method {distill.method!r}" if distill.uses_soft_tokens else "distill.similarity_weight")
     temperature = distill.teacher_temperature
     if temperature is None:
         calibration = split.for_teacher().val_idx  # a part of the targets: never the student's selection nodes
@@ -137,4 +174,4 @@ def _fit(data, split, targets, distiller, student, distill, train, log=None, che
                    infer_s=infer_seconds, selected_by=monitor)
     if distiller is not None:
         metrics.update(target_stats(distiller, objective.fit_idx))
-    return StudentResult(model, metrics, fitted.history)
+    return StudentResult.trained(model, metrics, fitted.history, data, targets, distill)
