@@ -35,13 +35,17 @@ from vqgraph.errors import (
 )
 from vqgraph.evaluation import Evaluator
 from vqgraph.models import TeacherConfig, VQGraphTeacher
+from vqgraph.models.custom import StudentWrapper
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import Prediction, Predictor, load_exported
 from vqgraph.targets import TeacherTargets, ensemble_targets
 from vqgraph.training import (
     DistillConfig,
+    LossTerm,
     StudentResult,
     TeacherResult,
+    TermContext,
+    TermInputs,
     TrainConfig,
     fit_student,
     fit_teacher,
@@ -62,6 +66,7 @@ __all__ = [
     "Evaluator",
     "ExperimentConfig",
     "GraphValidationError",
+    "LossTerm",
     "MLPStudent",
     "NodeSplit",
     "NotWritableError",
@@ -72,9 +77,12 @@ __all__ = [
     "SplitError",
     "StudentConfig",
     "StudentResult",
+    "StudentWrapper",
     "TeacherConfig",
     "TeacherResult",
     "TeacherTargets",
+    "TermContext",
+    "TermInputs",
     "TrainConfig",
     "UnknownDatasetError",
     "VQGraphError",

@@ -64,6 +64,11 @@ class MLPStudent(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.input_dropout = nn.Dropout(config.input_dropout)
 
+    @property
+    def code_dim(self) -> Optional[int]:
+        """The width of ``z`` (the teacher's code space), or None without a projection."""
+        return self.projection.out_features if self.projection is not None else None
+
     def forward(self, x: Tensor) -> StudentOutput:
         """``x``: dense features [B, F], or a ``torch.sparse_csr`` tensor of them (the first layer
         is then one sparse-dense product; the same function of the features)."""
