@@ -104,7 +104,8 @@ def test_index_code_target_is_the_cross_entropy_to_the_teachers_code(targets):
     # the student's own code is favoured over any other: its codeword scores lower than a wrong one
     own = targets.codebook[targets.codes[idx]]
     wrong = targets.codebook[(targets.codes[idx] + 1) % targets.codebook.size(0)]
-    assert float(terms.weighted("soft_token", idx, logits, own)) < float(terms.weighted("soft_token", idx, logits, wrong))
+    code_loss = lambda z: float(terms.weighted("soft_token", idx, logits, z))  # noqa: E731
+    assert code_loss(own) < code_loss(wrong)
 
 
 def test_class_code_target_is_the_kl_to_the_class_mix_of_the_teachers_code(targets):
@@ -141,7 +142,8 @@ def test_soft_label_loss_is_the_weighted_kl_to_the_tempered_teacher(targets):
     terms = SetUp(targets, cfg, temperature=temperature)
     same = targets.logits[idx] / temperature
     assert float(terms.weighted("soft_label", idx, same)) == pytest.approx(0.0, abs=1e-6)
-    assert terms["soft_token"].weight == 0.0 and float(terms.weighted("soft_token", idx, same)) == 0.0  # glnn: no code term
+    assert terms["soft_token"].weight == 0.0  # glnn has no code term
+    assert float(terms.weighted("soft_token", idx, same)) == 0.0
     # a uniform student: KL(p || uniform) = log C - H(p), computed here in double precision
     p = torch.softmax(targets.logits[idx].double() / temperature, -1)
     expected = 2.0 * (math.log(classes) - torch.special.entr(p).sum(-1)).mean()

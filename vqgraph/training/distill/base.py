@@ -55,9 +55,12 @@ class TeacherSide:
         if not isinstance(probs, Tensor) or tuple(probs.shape) != rows or not probs.is_floating_point():
             shape = tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__
             raise ValueError(f"soft labels must be a float tensor of shape [N, C] = {list(rows)}, got {shape}")
-        worst = float((probs.double().sum(-1) - 1).abs().max()) if probs.numel() else 0.0
-        wrong = "a value that is not finite" if not bool(torch.isfinite(probs).all()) else \
-            "a negative value" if bool((probs < 0).any()) else f"a row summing to 1 {worst:+.3g}" if worst > 1e-3 else None
+        sums = probs.detach().double().sum(-1)
+        off = int((sums - 1).abs().argmax()) if sums.numel() else 0
+        wrong = ("a value that is not finite" if not bool(torch.isfinite(probs).all()) else
+                 "a negative value" if bool((probs < 0).any()) else
+                 f"row {off} summing to {float(sums[off]):.4g}" if sums.numel() and abs(float(sums[off]) - 1) > 1e-3
+                 else None)
         if wrong:
             raise ValueError(f"soft labels must be class probabilities (finite, >= 0, each row summing to 1), got "
                              f"{wrong}: pass softmax(logits / T, dim=-1), not logits")
@@ -138,16 +141,16 @@ class TermInputs:
                  teacher: Optional[TeacherSide] = None, out=None, augmented=None):
         self.idx, self.x, self.y, self.labelled, self.share = idx, x, y, labelled, share
         self.teacher, self.out, self.augmented = teacher, out, augmented
-        self._soft_labels: Optional[Tensor] = None
+        self._read: dict = {}  # what the teacher's side gave for these rows, shared with every copy (replace)
 
     @property
     def soft_labels(self) -> Optional[Tensor]:
         """[B, C] the teacher's soft labels of these rows (None without a teacher)."""
         if self.teacher is None:
             return None
-        if self._soft_labels is None:  # once per batch, however many terms read it
-            self._soft_labels = self.teacher.probs(self.idx)
-        return self._soft_labels
+        if "soft_labels" not in self._read:  # once per batch, however many terms read it
+            self._read["soft_labels"] = self.teacher.probs(self.idx)
+        return self._read["soft_labels"]
 
     @property
     def teacher_z(self) -> Optional[Tensor]:
@@ -173,12 +176,12 @@ class TermInputs:
         return self.share.mean(total, self.share.rows if rows == "all" else self.share.labelled)
 
     def replace(self, **changes) -> "TermInputs":
-        """A copy with ``changes`` (the soft labels read so far stay, unless ``idx`` changes)."""
+        """A copy with ``changes``, sharing the teacher's rows read for this batch (unless ``idx`` changes)."""
         new = copy.copy(self)
         for key, value in changes.items():
             setattr(new, key, value)
         if "idx" in changes:
-            new._soft_labels = None
+            new._read = {}
         return new
 
 
@@ -262,10 +265,11 @@ def _check_declaration(term: LossTerm, where: str) -> None:
         raise ValueError(f"{where} ({name!r}): weight must be a finite number >= 0, got {weight!r}"
                          + ("" if hasattr(term, "weight") else " (call super().__init__(weight) in its __init__)"))
     needs = getattr(term, "needs", ())
-    if isinstance(needs, str) or not all(need in NEEDS for need in needs):
+    if not isinstance(needs, (tuple, list)) or not all(need in NEEDS for need in needs):
         raise ValueError(f"{where} ({name!r}): needs must be a tuple of {NEEDS}, got {needs!r}")
     if type(term).__call__ is LossTerm.__call__:
-        raise TypeError(f"{where} ({name!r}): {type(term).__name__} does not implement __call__(inputs) -> scalar tensor")
+        raise TypeError(f"{where} ({name!r}): {type(term).__name__} does not implement __call__(inputs) -> "
+                        "scalar tensor")
 
 
 def check_value(term: LossTerm, value, first: bool) -> Tensor:
@@ -276,8 +280,8 @@ def check_value(term: LossTerm, value, first: bool) -> Tensor:
         raise ValueError(f"loss term {term.name!r} ({type(term).__name__}) must return a floating scalar tensor (a sum "
                          f"normalised with inputs.mean(...)), got {got}")
     if first and not bool(torch.isfinite(value.detach())):
-        raise ValueError(f"loss term {term.name!r} ({type(term).__name__}) returned {float(value.detach())} on the first batch: "
-                         "check its arithmetic (a log of 0, a division by an empty count)")
+        raise ValueError(f"loss term {term.name!r} ({type(term).__name__}) returned {float(value.detach())} on the "
+                         "first batch: check its arithmetic (a log of 0, a division by an empty count)")
     return value
 
 

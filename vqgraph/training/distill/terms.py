@@ -95,9 +95,10 @@ class SoftLabelKL(LossTerm):
         return inputs.mean(kl)
 
 
-class SoftCodeKL(LossTerm):
-    """The ``soft`` code term: ``tau^2 KL(t || softmax(l))``, ``l = code_logits(z, codebook) / tau``,
-    ``t`` the teacher's soft assignment, from the teacher's moments (computed once, in setup)."""
+class CodeTerm(LossTerm):
+    """The code term (``soft_token``) in any of its forms (:data:`CODE_TERMS`), built as
+    ``form(weight, tau)`` with ``tau`` the temperature of the code softmaxes. Off (weight 0, as
+    for ``glnn`` and ``mlp``), its setup prepares nothing: the targets may have no codebook."""
 
     name = "soft_token"
     needs = ("z", "codebook")
@@ -106,8 +107,13 @@ class SoftCodeKL(LossTerm):
         super().__init__(weight)
         self.tau = tau
 
+
+class SoftCodeKL(CodeTerm):
+    """The ``soft`` code term: ``tau^2 KL(t || softmax(l))``, ``l = code_logits(z, codebook) / tau``,
+    ``t`` the teacher's soft assignment, from the teacher's moments (computed once, in setup)."""
+
     def setup(self, context: TermContext) -> None:
-        if not self.weight:  # off (glnn, mlp): the targets may have no codebook
+        if not self.weight:
             return
         self.teacher = teacher = context.teacher
         chunks = torch.arange(teacher.num_nodes, device=teacher.z.device).split(8192)
@@ -145,15 +151,8 @@ class SoftCodeKL(LossTerm):
         return self.tau * self.tau * inputs.mean(self.kl(inputs.out.z, inputs.idx).sum())
 
 
-class IndexCodeCE(LossTerm):
+class IndexCodeCE(CodeTerm):
     """The ``index`` code term: ``tau^2 CE(softmax(code_logits(z) / tau), teacher code)``."""
-
-    name = "soft_token"
-    needs = ("z", "codebook")
-
-    def __init__(self, weight: float = 1.0, tau: float = 0.1):
-        super().__init__(weight)
-        self.tau = tau
 
     def setup(self, context: TermContext) -> None:
         if self.weight:
@@ -166,16 +165,12 @@ class IndexCodeCE(LossTerm):
         return self.tau * self.tau * inputs.mean(ce)
 
 
-class ClassMixKL(LossTerm):
+class ClassMixKL(CodeTerm):
     """The ``class`` code term: KL(class mix of the teacher's code || softmax(student logits)),
-    the mixes formed in setup from the nodes the student trains on (``context.fit_idx``)."""
+    the mixes formed in setup from the nodes the student trains on (``context.fit_idx``; ``tau``
+    is not read: the class mix has no code softmax)."""
 
-    name = "soft_token"
     needs = ("codebook", "soft_labels")
-
-    def __init__(self, weight: float = 1.0, tau: float = 0.1):
-        super().__init__(weight)
-        self.tau = tau  # unused: the class mix has no code softmax (kept for a uniform signature)
 
     def setup(self, context: TermContext) -> None:
         if self.weight:
