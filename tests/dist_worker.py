@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import torch
 
-from vqgraph import distributed
+from vqgraph import LossTerm, distributed
 from vqgraph.data import make_csbm, make_split
 from vqgraph.models import TeacherConfig
 from vqgraph.models.student import StudentConfig
@@ -35,6 +35,30 @@ def _spread(module: torch.nn.Module) -> float:
     me = distributed.world()
     gathered = distributed.all_gather_rows(flat.view(1, -1), [1] * me.world_size)
     return float((gathered - gathered[0]).abs().max())
+
+
+class ZSquare(LossTerm):
+    """A user's term: the squared norm of the student's representation, over the global batch."""
+
+    name = "z_square"
+    needs = ("z",)
+
+    def __call__(self, inputs):
+        return inputs.mean(inputs.out.z.pow(2).sum())
+
+
+class ResMLP(torch.nn.Module):
+    """A user's student: a residual MLP returning (logits, hidden)."""
+
+    def __init__(self, features: int, classes: int, width: int = 24):
+        super().__init__()
+        self.inp, self.block, self.out = (torch.nn.Linear(features, width), torch.nn.Linear(width, width),
+                                          torch.nn.Linear(width, classes))
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x))
+        h = h + torch.relu(self.block(h))
+        return self.out(h), h
 
 
 def train(out: str) -> None:
@@ -73,6 +97,13 @@ def train(out: str) -> None:
     extra = DistillConfig(method="glnn", similarity_weight=1.0, adversarial_weight=0.1)
     extra_student = fit_student(data, split, plain_result.targets, StudentConfig(hidden_channels=32, norm="batch"), extra,
                                 replace(student_train, max_epochs=2))
+    # a user's term on the MLP, and on a user's student (widths 24 -> the teacher's 16: a projection)
+    term_train = replace(student_train, max_epochs=4)
+    term_student = fit_student(data, split, full_result.targets, student_cfg, DistillConfig(method="glnn"), term_train,
+                               terms=[ZSquare(weight=0.1)])
+    torch.manual_seed(0)
+    custom = fit_student(data, split, full_result.targets, ResMLP(16, 3), DistillConfig(method="vqgraph"), term_train,
+                         terms=[ZSquare(weight=0.1)])
     me = distributed.world()
     payload = {
         "world_size": me.world_size,
@@ -87,6 +118,10 @@ def train(out: str) -> None:
         "vq_student_params": _flat(vq_student.model).tolist(),
         "tokens_student_params": _flat(tokens_student.model).tolist(),
         "no_code_student_params": _flat(no_code_student.model).tolist(),
+        "term_history": [row["loss/z_square"] for row in term_student.history],
+        "term_student_params": _flat(term_student.model).tolist(),
+        "custom_history": [[row["loss/z_square"], row["loss/soft_token"]] for row in custom.history],
+        "custom_student_params": _flat(custom.model).tolist(),
         "spread": {
             "teacher": _spread(plain_result.model),
             "vq_teacher": _spread(vq_result.model),
@@ -97,6 +132,8 @@ def train(out: str) -> None:
             "tokens_student": _spread(tokens_student.model),
             "no_code_student": _spread(no_code_student.model),
             "extra_terms_student": _spread(extra_student.model),
+            "term_student": _spread(term_student.model),
+            "custom_student": _spread(custom.model),
             "targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(vq_result.targets.z)])),
             "student_targets": _spread(torch.nn.ParameterList([torch.nn.Parameter(full_result.targets.z)])),
         },

@@ -13,10 +13,10 @@ from vqgraph import distributed
 from vqgraph.data import make_csbm, make_split
 from vqgraph.losses import calibrate_temperature, code_logits, code_map
 from vqgraph.models import TeacherConfig
-from vqgraph.models.student import MLPStudent, StudentConfig, StudentOutput
+from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.targets import smooth_soft_labels
-from vqgraph.training.distill import make_distiller
-from vqgraph.training import BestCheckpoint, CodebookDistiller, DistillConfig, TrainConfig, fit_student, fit_teacher
+from vqgraph.training import BestCheckpoint, DistillConfig, TrainConfig, fit_student, fit_teacher
+from distill_helpers import SetUp
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +42,15 @@ def test_teacher_codes_are_argmax_of_the_shared_similarity(targets):
 
 def test_soft_token_loss_aligns_rows_by_global_id(targets):
     cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0, soft_token_weight=1.0)
-    distiller = CodebookDistiller(targets, cfg)
+    terms = SetUp(targets, cfg)
     idx = torch.randperm(targets.num_nodes, generator=torch.Generator().manual_seed(1))[:64]
     logits = torch.zeros(idx.numel(), targets.logits.size(1))
-    labelled = torch.zeros(idx.numel(), dtype=torch.bool)
-    y = torch.zeros(idx.numel(), dtype=torch.long)
     # a student reproducing each node's own teacher representation has zero code loss ...
-    aligned = distiller(StudentOutput(logits, targets.z[idx].clone()), idx, y, labelled)
-    assert float(aligned.soft_token) == pytest.approx(0.0, abs=1e-6)
+    aligned = terms.weighted("soft_token", idx, logits, targets.z[idx].clone())
+    assert float(aligned) == pytest.approx(0.0, abs=1e-6)
     # ... and pairing the same rows with other nodes' ids (the official code's bug) does not
-    shifted = distiller(StudentOutput(logits, targets.z[idx].clone()), idx.roll(1), y, labelled)
-    assert float(shifted.soft_token) > 1e-3
+    shifted = terms.weighted("soft_token", idx.roll(1), logits, targets.z[idx].clone())
+    assert float(shifted) > 1e-3
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
@@ -77,11 +75,10 @@ def test_soft_code_term_is_the_textbook_kl_with_its_gradient(targets, metric):
     cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0)
     targets = copy.copy(targets)
     targets.metric = metric
-    distiller = CodebookDistiller(targets, cfg)
+    terms = SetUp(targets, cfg)
     idx = torch.tensor([7, 3, 250, 3])
     z = torch.randn(4, targets.z.size(1), requires_grad=True)
-    args = (idx, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool))
-    got = distiller(StudentOutput(torch.zeros(4, targets.logits.size(1)), z), *args).soft_token
+    got = terms.weighted("soft_token", idx, torch.zeros(4, targets.logits.size(1)), z)
     (grad,) = torch.autograd.grad(got, z)
     tau = cfg.token_temperature
     t = torch.softmax(code_logits(targets.z[idx], targets.codebook, metric) / tau, -1)
@@ -90,34 +87,32 @@ def test_soft_code_term_is_the_textbook_kl_with_its_gradient(targets, metric):
     (expected_grad,) = torch.autograd.grad(expected, z)
     assert float(got.detach()) > 0 and torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert torch.allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
-    assert distiller.code.moments[1].shape == (targets.num_nodes, targets.z.size(1))  # N x D, never N x K
+    assert terms["soft_token"].moments[1].shape == (targets.num_nodes, targets.z.size(1))  # N x D, never N x K
 
 
 def test_index_code_target_is_the_cross_entropy_to_the_teachers_code(targets):
     cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0, code_target="index",
                         soft_token_weight=2.0)
-    distiller = CodebookDistiller(targets, cfg)
-    assert not hasattr(distiller.code, "moments")  # no soft assignments needed
+    terms = SetUp(targets, cfg)
+    assert not hasattr(terms["soft_token"], "moments")  # no soft assignments needed
     idx = torch.tensor([7, 3, 250, 3])
-    out = StudentOutput(torch.zeros(4, targets.logits.size(1)), torch.randn(4, targets.z.size(1)))
-    args = (idx, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.bool))
+    logits, z = torch.zeros(4, targets.logits.size(1)), torch.randn(4, targets.z.size(1))
     tau = cfg.token_temperature
-    log_s = torch.log_softmax(code_logits(out.z, targets.codebook) / tau, -1)
+    log_s = torch.log_softmax(code_logits(z, targets.codebook) / tau, -1)
     expected = 2.0 * tau * tau * torch.nn.functional.nll_loss(log_s, targets.codes[idx])
-    assert torch.allclose(distiller(out, *args).soft_token, expected, atol=1e-6)
+    assert torch.allclose(terms.weighted("soft_token", idx, logits, z), expected, atol=1e-6)
     # the student's own code is favoured over any other: its codeword scores lower than a wrong one
-    own = StudentOutput(out.logits, targets.codebook[targets.codes[idx]])
-    wrong = StudentOutput(out.logits, targets.codebook[(targets.codes[idx] + 1) % targets.codebook.size(0)])
-    assert float(distiller(own, *args).soft_token) < float(distiller(wrong, *args).soft_token)
+    own = targets.codebook[targets.codes[idx]]
+    wrong = targets.codebook[(targets.codes[idx] + 1) % targets.codebook.size(0)]
+    code_loss = lambda z: float(terms.weighted("soft_token", idx, logits, z))  # noqa: E731
+    assert code_loss(own) < code_loss(wrong)
 
 
 def test_class_code_target_is_the_kl_to_the_class_mix_of_the_teachers_code(targets):
     cfg = DistillConfig(method="vqgraph", label_weight=0.0, soft_label_weight=0.0, code_target="class")
-    with pytest.raises(ValueError, match="fit_idx"):
-        CodebookDistiller(targets, cfg)
     fit = torch.arange(0, targets.num_nodes, 2)  # half the nodes form the mixes
-    distiller = CodebookDistiller(targets, cfg, teacher_temperature=0.7, fit_idx=fit)
-    mix = distiller.code.classes
+    terms = SetUp(targets, cfg, temperature=0.7, fit_idx=fit)
+    mix = terms["soft_token"].classes
     k, c = targets.codebook.size(0), targets.logits.size(1)
     assert mix.shape == (k, c) and torch.allclose(mix.sum(1), torch.ones(k), atol=1e-5)
     # by hand: one code's mean soft label over its fit nodes, with one pseudo-node of the overall mean
@@ -132,11 +127,8 @@ def test_class_code_target_is_the_kl_to_the_class_mix_of_the_teachers_code(targe
         assert torch.allclose(mix[unused.nonzero()[0, 0]], probs.mean(0), atol=1e-5)
     # a student predicting each node's mix has no loss; uniform predictions do
     idx = torch.arange(1, 60, 3)  # nodes outside fit too: every node has a teacher code
-    args = (idx, torch.zeros(idx.numel(), dtype=torch.long), torch.zeros(idx.numel(), dtype=torch.bool))
-    exact = StudentOutput(mix[targets.codes[idx]].log(), torch.zeros(idx.numel(), targets.z.size(1)))
-    assert float(distiller(exact, *args).soft_token) == pytest.approx(0.0, abs=1e-5)
-    flat = StudentOutput(torch.zeros(idx.numel(), c), exact.z)
-    assert float(distiller(flat, *args).soft_token) > 1e-3
+    assert float(terms.weighted("soft_token", idx, mix[targets.codes[idx]].log())) == pytest.approx(0.0, abs=1e-5)
+    assert float(terms.weighted("soft_token", idx, torch.zeros(idx.numel(), c))) > 1e-3
 
 
 def test_unknown_code_target_is_refused():
@@ -147,15 +139,15 @@ def test_unknown_code_target_is_refused():
 def test_soft_label_loss_is_the_weighted_kl_to_the_tempered_teacher(targets):
     idx, temperature, classes = torch.arange(50), 0.5, targets.logits.size(1)
     cfg = DistillConfig(method="glnn", label_weight=0.0, soft_label_weight=2.0)
-    distiller = CodebookDistiller(targets, cfg, teacher_temperature=temperature)
-    args = (idx, torch.zeros(50, dtype=torch.long), torch.zeros(50, dtype=torch.bool))
-    same = distiller(StudentOutput(targets.logits[idx] / temperature, None), *args)
-    assert float(same.soft_label) == pytest.approx(0.0, abs=1e-6)
-    assert float(same.soft_token) == 0.0  # glnn has no code term
+    terms = SetUp(targets, cfg, temperature=temperature)
+    same = targets.logits[idx] / temperature
+    assert float(terms.weighted("soft_label", idx, same)) == pytest.approx(0.0, abs=1e-6)
+    assert terms["soft_token"].weight == 0.0  # glnn has no code term
+    assert float(terms.weighted("soft_token", idx, same)) == 0.0
     # a uniform student: KL(p || uniform) = log C - H(p), computed here in double precision
     p = torch.softmax(targets.logits[idx].double() / temperature, -1)
     expected = 2.0 * (math.log(classes) - torch.special.entr(p).sum(-1)).mean()
-    got = distiller(StudentOutput(torch.zeros(50, classes), None), *args).soft_label
+    got = terms.weighted("soft_label", idx, torch.zeros(50, classes))
     assert float(got) > 1e-3 and float(got) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -219,7 +211,7 @@ def test_code_targets_train_and_class_mixes_see_only_training_nodes(task, target
         changed.logits = ind_targets.logits.clone()
         unseen = torch.cat([split.test_ind_idx, split.val_idx])
         changed.logits[unseen] = torch.randn(unseen.numel(), changed.logits.size(1)) * 5
-        mixes = [make_distiller(data, split, t, cfg, "cpu").code.classes for t in (ind_targets, changed)]
+        mixes = [SetUp(t, cfg, data=data, split=split)["soft_token"].classes for t in (ind_targets, changed)]
         assert torch.equal(mixes[0], mixes[1])
 
 
@@ -467,15 +459,15 @@ def test_smoothing_reaches_the_soft_label_term_and_sees_only_observed_edges(task
     cfg = TeacherConfig(hidden_channels=16, codebook_size=32)
     ind = fit_teacher(data, split, cfg, TrainConfig(max_epochs=3, progress=False)).targets
     smooth = DistillConfig(method="glnn", teacher_temperature=1.0, smooth_hops=2, smooth_alpha=0.5)
-    distiller = make_distiller(data, split, ind, smooth, "cpu")
+    smoothed = SetUp(ind, smooth, data=data, split=split)
     probs = ind.logits.softmax(-1)
     edges = split.observed_edges(data.edge_index)
     hidden = torch.zeros(data.num_nodes, dtype=torch.bool)
     hidden[split.test_ind_idx] = True
     assert edges.size(1) < data.edge_index.size(1) and not bool(hidden[edges].any())
     idx = torch.arange(data.num_nodes)
-    assert torch.allclose(distiller.teacher.probs(idx), smooth_soft_labels(probs, edges, 2, 0.5), atol=1e-6)
-    plain = make_distiller(data, split, ind, replace(smooth, smooth_hops=0), "cpu")
+    assert torch.allclose(smoothed.teacher.probs(idx), smooth_soft_labels(probs, edges, 2, 0.5), atol=1e-6)
+    plain = SetUp(ind, replace(smooth, smooth_hops=0), data=data, split=split)
     assert torch.allclose(plain.teacher.probs(idx), probs, atol=1e-6)
     # the hidden nodes' features and edges cannot change what the student trains on
     moved = data.clone()
@@ -484,8 +476,8 @@ def test_smoothing_reaches_the_soft_label_term_and_sees_only_observed_edges(task
     moved.edge_index = torch.cat([data.edge_index, extra, extra.flip(0)], 1)
     ind_moved = copy.copy(ind)
     ind_moved.graph_fingerprint = ""
-    other = make_distiller(moved, split, ind_moved, smooth, "cpu")
-    assert torch.equal(other.teacher.probs(idx), distiller.teacher.probs(idx))
+    other = SetUp(ind_moved, smooth, data=moved, split=split)
+    assert torch.equal(other.teacher.probs(idx), smoothed.teacher.probs(idx))
     with pytest.raises(ValueError, match="smooth_alpha"):
         DistillConfig(smooth_alpha=1.5)
 

@@ -11,9 +11,10 @@ import torch
 from vqgraph.data import make_csbm, make_split
 from vqgraph.models import TeacherConfig
 from vqgraph.models.student import MLPStudent, StudentConfig
-from vqgraph.training import CodebookDistiller, DistillConfig, TrainConfig, fit_student, fit_teacher
-from vqgraph.training.distill import DistillObjective, fit_nodes
+from vqgraph.training import DistillConfig, TrainConfig, fit_student, fit_teacher
+from vqgraph.training.distill import DistillObjective, TermInputs, fit_nodes, teacher_side
 from vqgraph.training.loop import Share
+from distill_helpers import SetUp
 
 TRAIN = TrainConfig(max_epochs=3, patience=None, progress=False)
 
@@ -65,13 +66,13 @@ def test_held_out_validation_targets_never_reach_the_student(graph, inductive):
 def test_similarity_term_is_zero_for_the_teachers_geometry_and_positive_otherwise(graph, inductive):
     _, targets = inductive
     cfg = DistillConfig(method="glnn", similarity_weight=2.0, similarity_rows=40)
-    distiller = CodebookDistiller(targets, cfg)
-    idx = torch.arange(60)
+    terms = SetUp(targets, cfg)
+    idx, logits = torch.arange(60), torch.zeros(60, targets.logits.size(1))
     # the cosine geometry is all that counts: any positive rescaling of the teacher's rows is exact
     scaled = targets.z[idx] * torch.rand(60, 1).add(0.5)
-    assert float(distiller.similarity(scaled, idx)) == pytest.approx(0.0, abs=1e-6)
+    assert float(terms.weighted("similarity", idx, logits, scaled)) == pytest.approx(0.0, abs=1e-6)
     z = torch.randn(60, targets.z.size(1), requires_grad=True)
-    loss = distiller.similarity(z, idx)
+    loss = terms.weighted("similarity", idx, logits, z)
     with torch.no_grad():
         s, t = torch.nn.functional.normalize(z[:40], dim=-1), torch.nn.functional.normalize(targets.z[:40], dim=-1)
         expected = 2.0 * float((s @ s.t() - t @ t.t()).pow(2).mean())
@@ -99,28 +100,30 @@ def test_fit_student_trains_with_the_extra_terms_and_logs_them(graph, inductive)
 def test_adversarial_perturbation_stays_in_its_ball_raises_the_loss_and_moves_no_statistics(graph, inductive):
     split, targets = inductive
     cfg = DistillConfig(method="glnn", adversarial_weight=1.0, adversarial_eps=0.5, adversarial_steps=4)
-    distiller = CodebookDistiller(targets, cfg)
-    objective = DistillObjective(graph, split, distiller, cfg, True, TRAIN, torch.Generator().manual_seed(0))
+    teacher = teacher_side(graph, split, targets, cfg, "cpu")
+    objective = DistillObjective(graph, split, teacher, cfg, cfg.loss_terms(), True, TRAIN,
+                                 torch.Generator().manual_seed(0), targets=targets)
+    adversarial = objective.loss_terms[-1]
+    assert objective.terms == ("label", "soft_label", "soft_token", "adversarial") and adversarial.augments
     torch.manual_seed(0)
     model = MLPStudent(graph.num_features, graph.num_classes, StudentConfig(hidden_channels=8, norm="batch"))
     model.train()
     idx = objective.fit_idx[:64]
-    x, y, labelled = objective.x[idx], objective.y[idx], objective.is_train[idx]
-    share = Share(64, int(labelled.sum()))
+    x, labelled = objective.x[idx], objective.is_train[idx]
+    inputs = TermInputs(idx, x, objective.seen_y[idx], labelled, Share(64, int(labelled.sum())), teacher)
     stats = copy.deepcopy(model.norms[0].state_dict())
-    delta = objective.perturbation(model, x, idx, y, labelled, share)
+    delta = adversarial.augment(model, inputs) - x
     assert model.training  # restored after the attack
     for key, value in model.norms[0].state_dict().items():
         assert torch.equal(value, stats[key]), key
-    radius = objective.adversarial_eps
+    radius = adversarial.radius
     assert radius == pytest.approx(0.5 * float(objective.x[objective.fit_idx].pow(2).mean().sqrt()))
     assert float(delta.abs().max()) <= radius * (1 + 1e-6) and float(delta.abs().max()) > 0.5 * radius
     model.eval()
     with torch.no_grad():
-        clean = objective._fit_loss(model(x).logits, idx, y, labelled, share)
-        attacked = objective._fit_loss(model(x + delta).logits, idx, y, labelled, share)
-        noise = (torch.rand(x.shape) * 2 - 1) * radius
-        random = objective._fit_loss(model(x + noise).logits, idx, y, labelled, share)
+        fit_loss = lambda features: adversarial.fit_loss(inputs.replace(out=model(features)))  # noqa: E731
+        clean, attacked = fit_loss(x), fit_loss(x + delta)
+        random = fit_loss(x + (torch.rand(x.shape) * 2 - 1) * radius)
     assert float(attacked) > float(random) > 0 and float(attacked) > float(clean)
 
 

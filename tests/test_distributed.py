@@ -8,7 +8,10 @@ The job (``tests/dist_worker.py``) trains on a tiny graph, in the inductive sett
 * a VQGraph teacher full-batch (every rank repeats the single-process step: identical) and the
   VQGraph student distilled from it (tolerance 1e-5);
 * a VQGraph teacher with sampled fan-outs, sharded mini-batches and dead-code restarts: ranks
-  sample differently from one process, so only agreement across ranks is exact.
+  sample differently from one process, so only agreement across ranks is exact;
+* a user's loss term (``vqgraph.LossTerm``, normalised with ``inputs.mean``) on the MLP student and
+  on a user's student module (a residual MLP with a projection into code space): the term's logged
+  value and the parameters match one process's (1e-5).
 """
 
 from __future__ import annotations
@@ -84,6 +87,19 @@ def test_two_processes_match_one_process_with_the_same_global_batch(runs):
         assert two[key]["best_epoch"] == one[key]["best_epoch"]
     # sampled fan-outs: the ranks sample other neighbourhoods than one process; same ballpark
     assert abs(two["vq_teacher_metrics"]["val/acc"] - one["vq_teacher_metrics"]["val/acc"]) < 0.1
+
+
+def test_a_users_term_and_student_under_two_processes_match_one_process(runs):
+    one, two = runs["one"], runs["two"]
+    assert len(one["term_history"]) == len(two["term_history"]) == 4
+    # the term's epoch mean, reduced over ranks, is the one-process value of the same global batches
+    assert two["term_history"] == pytest.approx(one["term_history"], rel=1e-5)
+    assert two["custom_history"][0] == pytest.approx(one["custom_history"][0], rel=1e-5)
+    for a, b in zip(one["custom_history"], two["custom_history"]):
+        assert b == pytest.approx(a, rel=1e-4)
+    assert _max_diff(one["term_student_params"], two["term_student_params"]) < 1e-5
+    assert _max_diff(one["custom_student_params"], two["custom_student_params"]) < 1e-5
+    assert one["term_history"][-1] != one["term_history"][0]  # it trained
 
 
 def test_same_seed_and_world_size_give_the_same_result(runs):

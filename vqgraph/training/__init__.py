@@ -2,11 +2,12 @@
 
 from vqgraph.training.distill import (
     METHODS,
-    CodebookDistiller,
     DistillConfig,
-    DistillLosses,
     DistillObjective,
+    LossTerm,
     StudentResult,
+    TermContext,
+    TermInputs,
     fit_student,
     method_defaults,
 )
@@ -24,15 +25,16 @@ from vqgraph.training.teacher import (
 __all__ = [
     "METHODS",
     "BestCheckpoint",
-    "CodebookDistiller",
     "DistillConfig",
-    "DistillLosses",
     "DistillObjective",
     "FitResult",
+    "LossTerm",
     "Share",
     "StudentResult",
     "TeacherObjective",
     "TeacherResult",
+    "TermContext",
+    "TermInputs",
     "TrainConfig",
     "codebook_stats",
     "fit",

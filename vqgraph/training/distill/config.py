@@ -4,10 +4,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 from vqgraph.data.splits import Setting
 from vqgraph.models.student import StudentConfig
+from vqgraph.training.distill.base import LossTerm
+from vqgraph.training.distill.terms import (
+    CODE_TERMS,
+    AdversarialFeatures,
+    LabelCE,
+    RepresentationSimilarity,
+    Smoothing,
+    SoftLabelKL,
+)
 from vqgraph.training.loop import TrainConfig
 from vqgraph.utils.settings import check_fields, choice, ranged
 
@@ -72,9 +81,24 @@ class DistillConfig:
             return setting is Setting.TRANSDUCTIVE
         return self.val_targets == "fit"
 
-    def extra_terms(self) -> tuple:
-        """Names of the optional loss terms in use, in the order the objective returns them."""
-        return tuple(name for name in ("similarity", "adversarial") if getattr(self, f"{name}_weight") > 0)
+    def loss_terms(self) -> List[LossTerm]:
+        """The built-in loss terms these settings ask for, new objects in the order of their sum
+        (:mod:`.terms`): ``label``, ``soft_label`` (with the smoothing of the soft labels, if
+        asked) and ``soft_token`` always (weight 0 where the method does not use them), then
+        ``similarity`` and ``adversarial`` when their weights are not 0."""
+        label = LabelCE(self.label_weight)
+        smoothing = Smoothing(self.smooth_hops, self.smooth_alpha, self.smooth_labels) \
+            if self.smooth_hops or self.smooth_labels else None
+        soft_label = SoftLabelKL(self.soft_label_weight if self.uses_soft_labels else 0.0, smoothing)
+        code = CODE_TERMS[self.code_target](self.soft_token_weight if self.uses_soft_tokens else 0.0,
+                                            self.token_temperature)
+        terms: List[LossTerm] = [label, soft_label, code]
+        if self.similarity_weight:
+            terms.append(RepresentationSimilarity(self.similarity_weight, self.similarity_rows))
+        if self.adversarial_weight:
+            terms.append(AdversarialFeatures(self.adversarial_weight, self.adversarial_eps, self.adversarial_steps,
+                                             (label, soft_label)))
+        return terms
 
     def to_dict(self) -> dict:
         return asdict(self)

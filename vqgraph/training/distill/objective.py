@@ -1,5 +1,5 @@
 """The student's objective for the one training loop: which nodes it trains on, its batches, and
-the loss terms of a batch (:mod:`.terms`), in the order the loop logs them.
+the loss terms of a batch (:mod:`.base`: built-in and a user's, in the order the loop logs them).
 
 ``val_targets`` decides whether the student fits the validation nodes' teacher targets. Held
 out (the inductive default), validation accuracy measures how the student generalises to nodes
@@ -9,7 +9,7 @@ student fits every test node's targets too), it measures fit to the teacher.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -19,9 +19,9 @@ from vqgraph import distributed
 from vqgraph.data.sparse import SparseRows
 from vqgraph.data.splits import NodeSplit
 from vqgraph.training import loop
+from vqgraph.training.distill.base import LossTerm, TeacherSide, TermContext, TermInputs, check_value
 from vqgraph.training.distill.config import DistillConfig
-from vqgraph.training.distill.terms import CodebookDistiller, DistillLosses, adversarial_perturbation, label_loss
-from vqgraph.training.loop import Share, TrainConfig
+from vqgraph.training.loop import TrainConfig
 
 
 class DistillObjective:
@@ -31,23 +31,26 @@ class DistillObjective:
     ``vqgraph``; inductively the hidden test nodes never enter training, nor, by default, the
     validation nodes: :func:`fit_nodes`), ``batch_size`` nodes at a time. Each rank takes its
     slice of the same global batch; a last batch too small for batch norm (two rows per rank)
-    joins the one before.
+    joins the one before. The ``terms`` (the built-in ones of ``config``, then a user's) are set
+    up here, in order, and summed in that order every batch; ``user`` counts the trailing user
+    terms, whose outputs are checked (a scalar; finite on the first batch). ``check(out, rows)``
+    checks the student's outputs on the first batch (a user's module).
     """
 
-    def __init__(self, data: Data, split: NodeSplit, distiller: Optional[CodebookDistiller], config: DistillConfig,
-                 batch_norm: bool, train: TrainConfig, order: torch.Generator, sparse: bool = False):
+    def __init__(self, data: Data, split: NodeSplit, teacher: Optional[TeacherSide], config: DistillConfig,
+                 terms: Sequence[LossTerm], batch_norm: bool, train: TrainConfig, order: torch.Generator,
+                 sparse: bool = False, targets=None, user: int = 0, check: Optional[Callable] = None):
         me = distributed.world()
-        self.device, self.order = distributed.local_device(train.device), order
-        self.distiller, self.config, self.label_weight = distiller, config, config.label_weight
-        self.terms = DistillLosses._fields + config.extra_terms()
+        self.device, self.order, self.teacher = distributed.local_device(train.device), order, teacher
+        self.loss_terms, self.user, self.check, self.first = list(terms), user, check, True
+        self.terms = tuple(term.name for term in self.loss_terms)
+        self.augmenting = [term for term in self.loss_terms if term.weight and term.augments]
         # sparse: the features as CSR rows; a batch is then a sparse tensor (vqgraph.data.sparse)
         self.x = SparseRows.from_dense(data.x).to(self.device) if sparse else data.x.to(self.device)
         self.y = data.y.to(self.device)
         self.is_train = split.train_mask.to(self.device)
+        self.seen_y = torch.where(self.is_train, self.y, torch.full_like(self.y, -1))  # what the terms may read
         self.fit_idx = fit_nodes(split, config).to(self.device)
-        if config.adversarial_weight:  # the radius in units of the training features' root mean square
-            square_mean = self.x.square_mean(self.fit_idx) if sparse else float(self.x[self.fit_idx].pow(2).mean())
-            self.adversarial_eps = config.adversarial_eps * square_mean ** 0.5
         self.batch_size = train.batch_size or self.fit_idx.numel()
         self.min_rows = 2 * me.world_size if batch_norm else 1
         if min(self.fit_idx.numel(), self.batch_size) < self.min_rows:
@@ -56,8 +59,12 @@ class DistillObjective:
                 f"least {self.min_rows} ({me.world_size} process(es)); got {self.fit_idx.numel()} nodes, batch size "
                 f"{self.batch_size}"
             )
-        # the anchor in losses() gives every parameter a gradient: DDP need not search for unused ones
-        self.find_unused_parameters = False
+        self.context = TermContext(data, split, self.fit_idx, self.x, targets, teacher, self.device)
+        for term in self.loss_terms:
+            term.setup(self.context)
+        # the anchor in losses() gives every output's parameters a gradient: DDP need not search for
+        # unused ones, unless a user's module has parameters that reach no output (check given)
+        self.find_unused_parameters = check is not None
 
     def batches(self, epoch: int):
         order = self.fit_idx[torch.randperm(self.fit_idx.numel(), generator=self.order).to(self.device)]
@@ -66,40 +73,46 @@ class DistillObjective:
 
     def losses(self, net, batch) -> Dict[str, Tensor]:
         idx, share = batch
-        x, y, labelled = self.x[idx], self.y[idx], self.is_train[idx]
-        adversarial = self.config.adversarial_weight > 0
-        if adversarial:  # clean and perturbed rows in one forward pass (one DDP step); perturbations are dense
-            x = x.to_dense() if x.layout == torch.sparse_csr else x
-            out_all = net(torch.cat([x, x + self.perturbation(net, x, idx, y, labelled, share)]))
+        inputs = TermInputs(idx, self.x[idx], self.seen_y[idx], self.is_train[idx], share, self.teacher)
+        extra = []
+        if self.augmenting:  # the batch and the added rows in one forward pass (one DDP step); added rows are dense
+            x = inputs.x.to_dense() if inputs.x.layout == torch.sparse_csr else inputs.x
+            inputs = inputs.replace(x=x)
+            extra = [term.augment(net, inputs) for term in self.augmenting]
+            out_all = net(torch.cat([x, *extra]))
             out = type(out_all)(*(t[: idx.numel()] if t is not None else None for t in out_all))
         else:
-            out_all = out = net(x)
-        if self.distiller is not None:
-            losses = self.distiller(out, idx, y, labelled, share)
-        else:
-            zero = out.logits.new_zeros(())
-            losses = DistillLosses(label_loss(out.logits, y, labelled, share, self.label_weight), zero, zero)
+            out_all = out = net(inputs.x)
+        if self.first and self.check is not None:
+            self.check(out, idx.numel())
+        inputs = inputs.replace(out=out)
+        named = self._terms(inputs, out_all, [e.size(0) for e in extra])
         # every output takes part in the backward pass even when its terms are off (e.g. the code
         # term alone): each parameter gets a gradient, as DDP expects, and weight decay reaches all
         anchor = 0.0 * sum(t.sum() for t in out_all if t is not None)
-        named = DistillLosses(losses.label + anchor, losses.soft_label, losses.soft_token)._asdict()
-        if self.config.similarity_weight:
-            named["similarity"] = self.distiller.similarity(out.z, idx)
-        if adversarial:
-            perturbed = out_all.logits[idx.numel():]
-            named["adversarial"] = self.config.adversarial_weight * self._fit_loss(perturbed, idx, y, labelled, share)
+        named[self.terms[0]] = named[self.terms[0]] + anchor
+        self.first = False
         return named
 
-    def _fit_loss(self, logits: Tensor, idx: Tensor, y: Tensor, labelled: Tensor, share: Share) -> Tensor:
-        if self.distiller is not None:
-            return self.distiller.fit_loss(logits, idx, y, labelled, share)
-        return label_loss(logits, y, labelled, share, self.label_weight)
-
-    def perturbation(self, net, x: Tensor, idx: Tensor, y: Tensor, labelled: Tensor, share: Share) -> Tensor:
-        """The adversarial term's perturbation of ``x`` (:func:`~.terms.adversarial_perturbation`)
-        against the label and soft-label losses of these rows."""
-        return adversarial_perturbation(net, x, lambda logits: self._fit_loss(logits, idx, y, labelled, share),
-                                        self.adversarial_eps, self.config.adversarial_steps)
+    def _terms(self, inputs: TermInputs, out_all, added: Sequence[int]) -> Dict[str, Tensor]:
+        """Each term's weighted value on ``inputs`` (0 for a term of weight 0), in order; an
+        augmenting term sees the outputs of its ``added`` rows, which follow the batch's in ``out_all``."""
+        named, start, added = {}, inputs.idx.numel(), list(added)
+        for i, term in enumerate(self.loss_terms):
+            if not term.weight:
+                named[term.name] = inputs.out.logits.new_zeros(())
+                continue
+            seen = inputs
+            if term.augments:
+                stop = start + added.pop(0)
+                seen = inputs.replace(augmented=type(out_all)(*(t[start:stop] if t is not None else None
+                                                                  for t in out_all)))
+                start = stop
+            value = term(seen)
+            if i >= len(self.loss_terms) - self.user:
+                value = check_value(term, value, self.first)
+            named[term.name] = term.weight * value
+        return named
 
     def epoch_metrics(self) -> Dict[str, float]:
         return {}

@@ -1,11 +1,13 @@
-"""The student's loss terms, each a unit of its own, and :class:`CodebookDistiller`, which sums them.
+"""The built-in loss terms of distillation, each a :class:`~.base.LossTerm` (the mechanism a user's
+term goes through too), built from :class:`~.config.DistillConfig` by
+:meth:`~.config.DistillConfig.loss_terms` in this order, which is the order of their sum:
 
-Per batch of global node ids ``idx``:
-
-* ``label`` (:func:`label_loss`): cross-entropy on the labelled training nodes in the batch;
-* ``soft_label`` (:func:`soft_label_kl`): KL(teacher soft labels || student), teacher logits
+* ``label`` (:class:`LabelCE`): cross-entropy on the labelled training nodes in the batch;
+* ``soft_label`` (:class:`SoftLabelKL`): KL(teacher soft labels || student), teacher logits
   divided by ``teacher_temperature``, by default the temperature that calibrates the teacher on
-  validation nodes (temperature scaling): a flat target transfers little;
+  validation nodes (temperature scaling): a flat target transfers little. Its setup smooths the
+  soft labels over the graph when asked (:class:`Smoothing`): a transform of the targets, not a
+  batch term, so it replaces ``context.soft_labels`` and every later term reads the smoothed ones;
 * ``soft_token`` (``vqgraph`` only), the code term, in the form ``code_target`` names
   (:data:`CODE_TERMS`):
 
@@ -20,89 +22,102 @@ Per batch of global node ids ``idx``:
     ``P[k]`` is the mean teacher soft label of the training nodes the teacher assigns to code
     ``k`` (smoothed towards their overall mean by one node's weight).
 
-Optional terms, off by default (weight 0), for any distilled method (training only):
+Optional terms, present only with a non-zero weight, for any distilled method (training only):
 
-* ``similarity`` (:func:`similarity_gap`, NOSMOG's representation-similarity distillation): the
-  mean squared difference between the cosine similarities of the student's projected
-  representations and of the teacher's ``z`` over pairs of batch rows;
-* ``adversarial`` (:func:`adversarial_perturbation`, NOSMOG's adversarial feature augmentation):
-  the label and soft-label losses again, on features perturbed by a few steps of projected
-  gradient ascent (the objective runs it: it needs the student's forward pass).
+* ``similarity`` (:class:`RepresentationSimilarity`, NOSMOG's representation-similarity
+  distillation): the mean squared difference between the cosine similarities of the student's
+  projected representations and of the teacher's ``z`` over pairs of batch rows;
+* ``adversarial`` (:class:`AdversarialFeatures`, NOSMOG's adversarial feature augmentation): the
+  label and soft-label terms again, on features perturbed by a few steps of projected gradient
+  ascent (its :meth:`~.base.LossTerm.augment` adds the perturbed rows to the batch's forward pass).
+
+``label``, ``soft_label`` and ``soft_token`` are always in the list (weight 0 when the method does
+not use them, logged as 0), so every method logs the same three names.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 from vqgraph.losses import ScoreBuffer, code_logits, code_map, linear_logsumexp
-from vqgraph.targets import TeacherTargets
-from vqgraph.training.distill.config import DistillConfig
-from vqgraph.training.loop import Share
+from vqgraph.targets import smooth_soft_labels
+from vqgraph.training.distill.base import LossTerm, TeacherSide, TermContext, TermInputs
 
 
-class DistillLosses(NamedTuple):
-    label: Tensor
-    soft_label: Tensor
-    soft_token: Tensor
+class LabelCE(LossTerm):
+    """``label``: cross-entropy on the labelled rows, averaged over the labelled rows of the global batch."""
+
+    name = "label"
+
+    def __call__(self, inputs: TermInputs) -> Tensor:
+        logits, labelled = inputs.out.logits, inputs.labelled
+        return inputs.mean(F.cross_entropy(logits[labelled], inputs.y[labelled], reduction="sum"), "labelled")
 
 
-class TeacherSide:
-    """The teacher's targets on the training device, as the terms read them."""
+class Smoothing(NamedTuple):
+    """KRD-style neighbour targets (:func:`vqgraph.targets.smooth_soft_labels`): ``hops`` rounds of
+    mixing each node's soft labels with its reliable neighbours' (weight ``alpha``) over the
+    observed graph; with ``labels`` the training nodes enter as their one-hot labels."""
 
-    def __init__(self, targets: TeacherTargets, device, temperature: float, soft_labels: Optional[Tensor] = None):
-        self.temperature = temperature
-        self.num_nodes = targets.num_nodes
-        self.logits = targets.logits.to(device)
-        # [N, C] soft labels that replace softmax(teacher logits / temperature) (smoothed ones: make_distiller)
-        self.soft_labels = soft_labels.to(device) if soft_labels is not None else None
-        self.z = targets.z.to(device)
-        self.codebook = targets.codebook.to(device) if targets.codebook is not None else None
-        self.metric = targets.metric
-        self.device, self._codes = device, targets.codes
-
-    def probs(self, idx: Tensor) -> Tensor:
-        """The soft labels of nodes ``idx`` [B, C]."""
-        if self.soft_labels is not None:
-            return self.soft_labels[idx]
-        return F.softmax(self.logits[idx] / self.temperature, dim=-1)
-
-    def codes(self) -> Tensor:
-        """[N]: each node's nearest code, on the device."""
-        return self._codes.to(self.device)
-
-    @torch.no_grad()
-    def soft_codes(self, idx: Tensor, tau: float):
-        """Soft code assignments of nodes ``idx`` at temperature ``tau`` [B, K], and the per-node
-        sum of t log t [B] (the constant part of a KL to them)."""
-        log_t = F.log_softmax(code_logits(self.z[idx], self.codebook, self.metric, 1.0 / tau), dim=-1)
-        t = log_t.exp()
-        return t, (t * log_t).sum(-1)
+    hops: int
+    alpha: float
+    labels: bool
 
 
-def label_loss(logits: Tensor, y: Tensor, labelled: Tensor, share: Share, weight: float = 1.0) -> Tensor:
-    """Cross-entropy on the ``labelled`` rows, averaged over the labelled rows of the global batch."""
-    ce = F.cross_entropy(logits[labelled], y[labelled], reduction="sum")
-    return weight * share.mean(ce, share.labelled)
+class SoftLabelKL(LossTerm):
+    """``soft_label``: KL(teacher soft labels || softmax(logits)), averaged over the rows of the
+    global batch. ``smoothing``: its setup replaces the soft labels by smoothed ones (whatever
+    the weight: the code term's class mixes read them too)."""
+
+    name = "soft_label"
+    needs = ("soft_labels",)
+
+    def __init__(self, weight: float = 1.0, smoothing: Optional[Smoothing] = None):
+        super().__init__(weight)
+        self.smoothing = smoothing
+
+    def setup(self, context: TermContext) -> None:
+        if self.smoothing is None or context.teacher is None:
+            return
+        teacher, split, data = context.teacher, context.split, context.data
+        probs = F.softmax(context.targets.logits.float() / teacher.temperature, dim=-1)
+        context.soft_labels = smooth_soft_labels(
+            probs, split.observed_edges(data.edge_index), self.smoothing.hops, self.smoothing.alpha,
+            data.y if self.smoothing.labels else None, split.train_mask)
+
+    def __call__(self, inputs: TermInputs) -> Tensor:
+        kl = F.kl_div(F.log_softmax(inputs.out.logits, dim=-1), inputs.soft_labels, reduction="sum")
+        return inputs.mean(kl)
 
 
-def soft_label_kl(logits: Tensor, teacher_probs: Tensor, share: Share) -> Tensor:
-    """KL(teacher soft labels || softmax(logits)), averaged over the rows of the global batch."""
-    kl = F.kl_div(F.log_softmax(logits, dim=-1), teacher_probs, reduction="sum")
-    return share.mean(kl, share.rows)
+class CodeTerm(LossTerm):
+    """The code term (``soft_token``) in any of its forms (:data:`CODE_TERMS`), built as
+    ``form(weight, tau)`` with ``tau`` the temperature of the code softmaxes. Off (weight 0, as
+    for ``glnn`` and ``mlp``), its setup prepares nothing: the targets may have no codebook."""
+
+    name = "soft_token"
+    needs = ("z", "codebook")
+
+    def __init__(self, weight: float = 1.0, tau: float = 0.1):
+        super().__init__(weight)
+        self.tau = tau
 
 
-class SoftCodeKL:
+class SoftCodeKL(CodeTerm):
     """The ``soft`` code term: ``tau^2 KL(t || softmax(l))``, ``l = code_logits(z, codebook) / tau``,
-    ``t`` the teacher's soft assignment, from the teacher's moments (computed once)."""
+    ``t`` the teacher's soft assignment, from the teacher's moments (computed once, in setup)."""
 
-    def __init__(self, teacher: TeacherSide, tau: float, fit_idx: Optional[Tensor] = None):
-        self.teacher, self.tau = teacher, tau
+    def setup(self, context: TermContext) -> None:
+        if not self.weight:
+            return
+        self.teacher = teacher = context.teacher
         chunks = torch.arange(teacher.num_nodes, device=teacher.z.device).split(8192)
-        self.weight, self.bias = code_map(teacher.codebook, teacher.metric, 1.0 / tau)
+        self.weights, self.bias = code_map(teacher.codebook, teacher.metric, 1.0 / self.tau)
         self.moments = tuple(torch.cat(p) for p in zip(*(self._moments(c) for c in chunks)))
         self._scores = ScoreBuffer()  # the student's [B, K] code scores, one buffer for every step
 
@@ -116,7 +131,7 @@ class SoftCodeKL:
         t, t_log_t = self.teacher.soft_codes(idx, self.tau)
         codebook = self.teacher.codebook
         if self.teacher.metric == "cosine":
-            return t_log_t, t @ self.weight, t.new_zeros(t.size(0))
+            return t_log_t, t @ self.weights, t.new_zeros(t.size(0))
         return t_log_t, t @ codebook, t @ codebook.pow(2).sum(-1)
 
     def kl(self, z: Tensor, idx: Tensor) -> Tensor:
@@ -127,36 +142,40 @@ class SoftCodeKL:
         t_log_t, mean_code, mean_square = (part[idx] for part in self.moments)
         if self.teacher.metric == "cosine":
             unit = F.normalize(z, dim=-1)
-            return t_log_t - (unit * mean_code).sum(-1) + linear_logsumexp(unit, self.weight, None, self._scores)
+            return t_log_t - (unit * mean_code).sum(-1) + linear_logsumexp(unit, self.weights, None, self._scores)
         # -scale |z|^2, common to every code, leaves the KL (it is in both t . l and logsumexp(l))
         t_dot_l = scale * (2 * (z * mean_code).sum(-1) - mean_square)
-        return t_log_t - t_dot_l + linear_logsumexp(z, self.weight, self.bias, self._scores)
+        return t_log_t - t_dot_l + linear_logsumexp(z, self.weights, self.bias, self._scores)
 
-    def __call__(self, out, idx: Tensor, share: Share) -> Tensor:
-        return self.tau * self.tau * share.mean(self.kl(out.z, idx).sum(), share.rows)
+    def __call__(self, inputs: TermInputs) -> Tensor:
+        return self.tau * self.tau * inputs.mean(self.kl(inputs.out.z, inputs.idx).sum())
 
 
-class IndexCodeCE:
+class IndexCodeCE(CodeTerm):
     """The ``index`` code term: ``tau^2 CE(softmax(code_logits(z) / tau), teacher code)``."""
 
-    def __init__(self, teacher: TeacherSide, tau: float, fit_idx: Optional[Tensor] = None):
-        self.teacher, self.tau, self.codes = teacher, tau, teacher.codes()
+    def setup(self, context: TermContext) -> None:
+        if self.weight:
+            self.teacher, self.codes = context.teacher, context.teacher.codes()
 
-    def __call__(self, out, idx: Tensor, share: Share) -> Tensor:
+    def __call__(self, inputs: TermInputs) -> Tensor:
         t = self.teacher
-        log_s = F.log_softmax(code_logits(out.z, t.codebook, t.metric, 1.0 / self.tau), dim=-1)
-        ce = F.nll_loss(log_s, self.codes[idx], reduction="sum")
-        return self.tau * self.tau * share.mean(ce, share.rows)
+        log_s = F.log_softmax(code_logits(inputs.out.z, t.codebook, t.metric, 1.0 / self.tau), dim=-1)
+        ce = F.nll_loss(log_s, self.codes[inputs.idx], reduction="sum")
+        return self.tau * self.tau * inputs.mean(ce)
 
 
-class ClassMixKL:
-    """The ``class`` code term: KL(class mix of the teacher's code || softmax(student logits))."""
+class ClassMixKL(CodeTerm):
+    """The ``class`` code term: KL(class mix of the teacher's code || softmax(student logits)),
+    the mixes formed in setup from the nodes the student trains on (``context.fit_idx``; ``tau``
+    is not read: the class mix has no code softmax)."""
 
-    def __init__(self, teacher: TeacherSide, tau: float, fit_idx: Optional[Tensor] = None):
-        if fit_idx is None:
-            raise ValueError("code_target 'class' needs the training nodes (fit_idx) to form each code's class mix")
-        self.codes = teacher.codes()
-        self.classes = self._class_mix(teacher, fit_idx.to(teacher.device))
+    needs = ("codebook", "soft_labels")
+
+    def setup(self, context: TermContext) -> None:
+        if self.weight:
+            self.codes = context.teacher.codes()
+            self.classes = self._class_mix(context.teacher, context.fit_idx.to(context.teacher.device))
 
     @torch.no_grad()
     def _class_mix(self, teacher: TeacherSide, fit_idx: Tensor) -> Tensor:
@@ -169,35 +188,47 @@ class ClassMixKL:
         counts = torch.bincount(codes, minlength=k).to(probs.dtype)
         return (totals + probs.mean(0)) / (counts + 1.0).unsqueeze(1)
 
-    def __call__(self, out, idx: Tensor, share: Share) -> Tensor:
-        kl = F.kl_div(F.log_softmax(out.logits, dim=-1), self.classes[self.codes[idx]], reduction="sum")
-        return share.mean(kl, share.rows)
+    def __call__(self, inputs: TermInputs) -> Tensor:
+        kl = F.kl_div(F.log_softmax(inputs.out.logits, dim=-1), self.classes[self.codes[inputs.idx]], reduction="sum")
+        return inputs.mean(kl)
 
 
-# the code term's forms, by DistillConfig.code_target: each is built as ``form(teacher, tau, fit_idx)``
-# (``fit_idx``: the nodes the student trains on, which only ``class`` reads) and called as
-# ``form(out, idx, share)`` for the unweighted term
+# the code term's forms, by DistillConfig.code_target, each built as ``form(weight, tau)``
 CODE_TERMS = {"soft": SoftCodeKL, "index": IndexCodeCE, "class": ClassMixKL}
 
 
-def similarity_gap(student_z: Tensor, teacher_z: Tensor, idx: Tensor, rows: int, weight: float) -> Tensor:
-    """``weight`` times the mean squared difference of in-batch cosine similarities, student
-    against teacher, over the first ``rows`` rows of this rank's slice (a batch is a random
-    draw). Pairs never cross ranks: under DDP this is a per-rank mean, like the teacher's
-    tokenizer terms."""
+def similarity_gap(student_z: Tensor, teacher_z: Tensor, idx: Tensor, rows: int) -> Tensor:
+    """The mean squared difference of in-batch cosine similarities, student against teacher, over
+    the first ``rows`` rows of this rank's slice (a batch is a random draw). Pairs never cross
+    ranks: under DDP this is a per-rank mean, like the teacher's tokenizer terms."""
     rows = min(idx.numel(), rows)
     if rows == 0:
         return student_z.sum() * 0.0
     s = F.normalize(student_z[:rows], dim=-1)
     t = F.normalize(teacher_z[idx[:rows]], dim=-1)
-    return weight * (s @ s.t() - t @ t.t()).pow(2).mean()
+    return (s @ s.t() - t @ t.t()).pow(2).mean()
+
+
+class RepresentationSimilarity(LossTerm):
+    """``similarity``: :func:`similarity_gap` of the student's ``z`` against the teacher's, over the
+    first ``rows`` rows of the batch."""
+
+    name = "similarity"
+    needs = ("z",)
+
+    def __init__(self, weight: float = 1.0, rows: int = 1024):
+        super().__init__(weight)
+        self.rows = rows
+
+    def __call__(self, inputs: TermInputs) -> Tensor:
+        return similarity_gap(inputs.out.z, inputs.teacher.z, inputs.idx, self.rows)
 
 
 def adversarial_perturbation(net, x: Tensor, fit_loss: Callable[[Tensor], Tensor], eps: float, steps: int) -> Tensor:
     """Projected gradient ascent on ``fit_loss`` of the student's logits (NOSMOG's adversarial
     augmentation): a random start in the L-inf ball of radius ``eps``, ``steps`` signed steps of
     a quarter radius. The model runs in evaluation mode here (no batch-norm statistics move)."""
-    model = getattr(net, "module", net)  # the attack's passes are not DDP steps
+    model = net.module if isinstance(net, DistributedDataParallel) else net  # the attack's passes are not DDP steps
     delta = (torch.rand(x.shape, device=x.device) * 2 - 1) * eps
     model.eval()
     try:
@@ -211,50 +242,43 @@ def adversarial_perturbation(net, x: Tensor, fit_loss: Callable[[Tensor], Tensor
     return delta.detach()
 
 
-class CodebookDistiller:
-    """The teacher terms of a method against its targets: :class:`DistillLosses` for a batch of
-    global node ids, and the optional similarity term."""
+class AdversarialFeatures(LossTerm):
+    """``adversarial``: the ``repeats`` terms (label and soft-label, each with its own weight) on
+    the batch's features perturbed against them in an L-inf ball of radius ``eps`` times the
+    training features' root mean square (:func:`adversarial_perturbation`, ``steps`` steps)."""
 
-    def __init__(self, targets: TeacherTargets, config: DistillConfig, device="cpu", teacher_temperature: float = 1.0,
-                 fit_idx: Optional[Tensor] = None, soft_labels: Optional[Tensor] = None):
-        if config.uses_soft_tokens and targets.codebook is None:
-            raise ValueError("method 'vqgraph' needs a teacher with a tokenizer (its targets have no codebook)")
-        self.config = config
-        self.teacher = TeacherSide(targets, device, teacher_temperature, soft_labels)
-        self.code = None  # the code term's form (None: no code term)
-        if config.uses_soft_tokens and config.soft_token_weight:
-            self.code = CODE_TERMS[config.code_target](self.teacher, config.token_temperature, fit_idx)
+    name = "adversarial"
 
-    @property
-    def temperature(self) -> float:
-        return self.teacher.temperature
+    def __init__(self, weight: float, eps: float, steps: int, repeats: Sequence[LossTerm]):
+        super().__init__(weight)
+        self.eps, self.steps, self.repeats = eps, steps, tuple(repeats)
 
-    def __call__(self, out, idx: Tensor, y: Tensor, labelled: Tensor, share: Optional[Share] = None) -> DistillLosses:
-        """``out``: student output for nodes ``idx`` (global ids); ``labelled``: bool mask of
-        the batch rows whose label ``y`` may be used (training nodes). ``share``: the global
-        batch these rows are a slice of (default: they are the whole batch)."""
-        share = share or Share(idx.numel(), int(labelled.sum()))
-        label, soft_label = self.label_terms(out.logits, idx, y, labelled, share)
-        soft_token = out.logits.new_zeros(())
-        if self.code is not None:
-            soft_token = self.config.soft_token_weight * self.code(out, idx, share)
-        return DistillLosses(label, soft_label, soft_token)
+    def setup(self, context: TermContext) -> None:
+        x, fit_idx = context.x, context.fit_idx  # the radius in units of the features' root mean square
+        square_mean = x.square_mean(fit_idx) if hasattr(x, "square_mean") else float(x[fit_idx].pow(2).mean())
+        self.radius = self.eps * square_mean ** 0.5
 
-    def label_terms(self, logits: Tensor, idx: Tensor, y: Tensor, labelled: Tensor, share: Share):
-        """The weighted ``label`` and ``soft_label`` terms of :meth:`__call__` (0 when off)."""
-        cfg, zero = self.config, logits.new_zeros(())
-        label = label_loss(logits, y, labelled, share, cfg.label_weight) if cfg.label_weight else zero
-        soft_label = zero
-        if cfg.uses_soft_labels:
-            soft_label = cfg.soft_label_weight * soft_label_kl(logits, self.teacher.probs(idx), share)
-        return label, soft_label
+    def fit_loss(self, inputs: TermInputs) -> Tensor:
+        """The weighted sum of the repeated terms on ``inputs`` (0 for a term of weight 0)."""
+        zero = inputs.out.logits.new_zeros(())
+        parts = [term.weight * term(inputs) if term.weight else zero for term in self.repeats]
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total
 
-    def fit_loss(self, logits: Tensor, idx: Tensor, y: Tensor, labelled: Tensor, share: Share) -> Tensor:
-        """The label and soft-label terms of :meth:`__call__`, summed (what the adversarial term repeats)."""
-        label, soft_label = self.label_terms(logits, idx, y, labelled, share)
-        return label + soft_label
+    def augment(self, net, inputs: TermInputs) -> Tensor:
+        """The perturbed features ``x + delta`` of the batch (``inputs.x`` dense)."""
+        delta = adversarial_perturbation(
+            net, inputs.x, lambda logits: self.fit_loss(inputs.replace(out=_Logits(logits))), self.radius, self.steps)
+        return inputs.x + delta
 
-    def similarity(self, student_z: Tensor, idx: Tensor) -> Tensor:
-        """The weighted similarity term (:func:`similarity_gap`) against the teacher's ``z``."""
-        return similarity_gap(student_z, self.teacher.z, idx, self.config.similarity_rows,
-                              self.config.similarity_weight)
+    def __call__(self, inputs: TermInputs) -> Tensor:
+        return self.fit_loss(inputs.replace(out=inputs.augmented))
+
+
+class _Logits(NamedTuple):
+    """The attack's view of a student output: its logits alone (the repeated terms read no more)."""
+
+    logits: Tensor
+    z: Optional[Tensor] = None
