@@ -34,7 +34,7 @@ from vqgraph.errors import (
     VQGraphError,
 )
 from vqgraph.evaluation import Evaluator
-from vqgraph.models import TeacherConfig, VQGraphTeacher
+from vqgraph.models import GraphTokenizer, TeacherConfig, TokenizerConfig, VQGraphTeacher
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving import Prediction, Predictor, load_exported
 from vqgraph.targets import TeacherTargets, ensemble_targets
@@ -45,6 +45,7 @@ from vqgraph.training import (
     TrainConfig,
     fit_student,
     fit_teacher,
+    fit_tokenizer,
     method_defaults,
 )
 
@@ -61,6 +62,7 @@ __all__ = [
     "DivergenceError",
     "Evaluator",
     "ExperimentConfig",
+    "GraphTokenizer",
     "GraphValidationError",
     "MLPStudent",
     "NodeSplit",
@@ -75,6 +77,7 @@ __all__ = [
     "TeacherConfig",
     "TeacherResult",
     "TeacherTargets",
+    "TokenizerConfig",
     "TrainConfig",
     "UnknownDatasetError",
     "VQGraphError",
@@ -83,6 +86,7 @@ __all__ = [
     "ensemble_targets",
     "fit_student",
     "fit_teacher",
+    "fit_tokenizer",
     "load_dataset",
     "load_exported",
     "make_csbm",
