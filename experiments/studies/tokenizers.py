@@ -30,7 +30,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import torch
 
@@ -72,23 +72,25 @@ def code_fit(targets, model, data, split) -> Dict[str, float]:
             "student_readout": float((classes[scores.argmax(-1)] == y).double().mean())}
 
 
-def one_run(dataset: str, seed: int, variant: str, cache: Path, data_root=None) -> Dict:
-    """Teacher (cached), targets of ``variant``, the preset's vqgraph student, and their figures."""
-    overrides = ["teacher.use_tokenizer=false"] if variant == "plain" else []
-    cfg = RunSpec(dataset, "transductive", "vqgraph", "gcn", seed, tuple(overrides), quiet=True).config()
+def one_run(dataset: str, seed: int, variant: str, cache: Path, data_root=None, overrides: Sequence[str] = ()) -> Dict:
+    """Teacher (cached), targets of ``variant``, the preset's vqgraph student, and their figures
+    (``overrides``: ``section.key=value`` for the run's config, as ``experiments.run --set``)."""
+    plain = ["teacher.use_tokenizer=false"] if variant == "plain" else []
+    cfg = RunSpec(dataset, "transductive", "vqgraph", "gcn", seed, (*overrides, *plain), quiet=True).config()
     task = prepare_task(dataset, "transductive", seed, cfg.data, data_root)
     data, split = task.data, task.split
     teacher, _, _ = cached_teacher(task, cfg, seed, cache)
     targets, tokenizer_s = teacher, 0.0
     if variant != "joint":
         start = time.perf_counter()
-        tokenizer = tokenizer_config(RunSpec(dataset, "transductive", "vqgraph", "gcn", seed).config().teacher)
+        tokenizer = tokenizer_config(RunSpec(dataset, "transductive", "vqgraph", "gcn", seed, tuple(overrides)).config().teacher)
         train = dataclasses.replace(TOKENIZER_TRAIN, seed=seed, progress=False)
         targets = fit_tokenizer(teacher, data, split, tokenizer, train)
         tokenizer_s = time.perf_counter() - start
     student = fit_selected_student(data, split, targets, cfg)
     m = student.metrics
-    return {"dataset": dataset, "seed": seed, "variant": variant, **code_fit(targets, student.model, data, split),
+    return {"dataset": dataset, "seed": seed, "variant": variant, "overrides": list(overrides),
+            **code_fit(targets, student.model, data, split),
             "val": m["val/acc"], "test": m["test/acc"], "teacher_test": teacher.metrics["test/acc"],
             "soft_token_entropy": m.get("targets/soft_token_entropy"), "tokenizer_s": tokenizer_s,
             "tokenizer": {k: v for k, v in targets.metrics.items() if k.startswith("tokenizer/")},
@@ -135,6 +137,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("experiments/results/tokenizers_runs"),
                         help="one record per finished run (read back, not rerun)")
     parser.add_argument("--cache", type=Path, default=Path("runs/cache/teachers"), help="the teacher cache")
+    parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config overrides for every run (the tokenizer takes the teacher's settings)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the tables to OUT.md")
     args = parser.parse_args(argv)
@@ -144,9 +148,13 @@ def main(argv=None) -> int:
             for variant in args.variants:
                 path = args.runs / f"{dataset}-s{seed}-{variant}.json"
                 if not path.is_file():
-                    write_json(path, one_run(dataset, seed, variant, args.cache, args.data_root))
+                    write_json(path, one_run(dataset, seed, variant, args.cache, args.data_root, args.set))
                     print(f"tokenizers: {path.name} written", file=sys.stderr, flush=True)
-                records.append(json.loads(path.read_text()))
+                record = json.loads(path.read_text())
+                if record.get("overrides", []) != args.set:
+                    parser.error(f"{path} was made with --set {record.get('overrides', [])}, not {args.set}: "
+                                 "use another --runs folder, or delete that record")
+                records.append(record)
     command = "python -m experiments.studies.tokenizers " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = (f"# A tokenizer for any teacher, seeds {args.seeds}, transductive\n\nCommand: `OMP_NUM_THREADS=1 {command}`\n\n"
             "Accuracy and code fit in %, mean ± std over seeds; `codes used` and `perplexity`: mean over seeds, over "

@@ -31,7 +31,7 @@ def make_quantizer(dim: int, codebook_size: int, code_dim: Optional[int], decay:
                    kmeans_init: bool, dead_code_threshold: float, sync_codebook: bool = False) -> VectorQuantize:
     """A cosine, EMA-updated ``VectorQuantize`` of inputs of width ``dim`` (codes of width
     ``code_dim``; None: ``dim``, no projection), its dead-code restarts counted
-    (:func:`count_restarts`). ``sync_codebook``: the EMA statistics are summed over ranks."""
+    (:class:`CountsRestarts`). ``sync_codebook``: the EMA statistics are summed over ranks."""
     quantizer = VectorQuantize(
         dim=dim,
         codebook_size=codebook_size,
@@ -50,15 +50,19 @@ def make_quantizer(dim: int, codebook_size: int, code_dim: Optional[int], decay:
     return quantizer
 
 
-def count_restarts(quantizer: Optional[VectorQuantize]) -> int:
-    """Dead codes ``quantizer`` (from :func:`make_quantizer`) restarted since the count was last reset."""
-    return quantizer._codebook.vqgraph_restarts if quantizer is not None else 0
+class CountsRestarts:
+    """For a module whose ``quantizer`` comes from :func:`make_quantizer` (or is None): the dead
+    codes it restarted, read and reset as ``module.restarts``."""
 
+    @property
+    def restarts(self) -> int:
+        """Dead codes the quantizer restarted (in training) since this was last set to 0."""
+        return self.quantizer._codebook.vqgraph_restarts if self.quantizer is not None else 0
 
-def set_restarts(quantizer: Optional[VectorQuantize], value: int = 0) -> None:
-    """Set the restart count of ``quantizer`` (nothing without one)."""
-    if quantizer is not None:
-        quantizer._codebook.vqgraph_restarts = value
+    @restarts.setter
+    def restarts(self, value: int) -> None:
+        if self.quantizer is not None:
+            self.quantizer._codebook.vqgraph_restarts = value
 
 
 def quantize_chunks(quantizer: VectorQuantize, h: Tensor, chunk: int,

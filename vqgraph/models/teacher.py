@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from vqgraph.losses import code_logits, edge_recon_dense, edge_recon_sampled
 from vqgraph.data.sparse import SPARSE_INPUTS, sparse_mse
 from vqgraph.models.encoders import CONVS, NORMS, ConvSpec, GNNEncoder, layer_rows, resolve_conv
-from vqgraph.models.quantizer import count_restarts, make_quantizer, quantize_chunks, set_restarts
+from vqgraph.models.quantizer import CountsRestarts, make_quantizer, quantize_chunks
 from vqgraph.utils.settings import check_fields, choice, ranged
 
 EDGE_RECON = ("sampled", "dense")
@@ -95,7 +95,7 @@ class TeacherOutput(NamedTuple):
     losses: TeacherLosses
 
 
-class VQGraphTeacher(nn.Module):
+class VQGraphTeacher(CountsRestarts, nn.Module):
     """GNN teacher with the structure-aware tokenizer. Call as ``model(x, adj, edge_index)``.
 
     ``adj`` comes from :meth:`adjacency` (the encoder kind's own); ``edge_index`` are the
@@ -227,15 +227,6 @@ class VQGraphTeacher(nn.Module):
         the trainer, e.g. the maximum over ranks) turns this rank's count into the common one."""
         synced = self.agree_chunks is not None and self.training
         return quantize_chunks(self.quantizer, h, self.config.quantize_chunk, self.agree_chunks if synced else None)
-
-    @property
-    def restarts(self) -> int:
-        """Dead codes the quantizer restarted (in training) since this was last set to 0."""
-        return count_restarts(self.quantizer)
-
-    @restarts.setter
-    def restarts(self, value: int) -> None:
-        set_restarts(self.quantizer, value)
 
     # ---- layer-wise inference hooks (driven by vqgraph.models.inference.infer_layerwise) -----
     @property

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqgraph.losses import code_logits, edge_recon_sampled
-from vqgraph.models.quantizer import count_restarts, make_quantizer, quantize_chunks, set_restarts
+from vqgraph.models.quantizer import CountsRestarts, make_quantizer, quantize_chunks
+from vqgraph.models.teacher import TeacherLosses
 from vqgraph.utils.settings import check_fields, choice, ranged
 
 PROJECTIONS = ("linear", "identity")
@@ -64,24 +65,17 @@ class TokenizerConfig:
         return asdict(self)
 
 
-class TokenizerLosses(NamedTuple):
-    """The tokenizer's losses, each already multiplied by its weight."""
-
-    commitment: Tensor
-    feature_recon: Tensor
-    edge_recon: Tensor
-
-
 class TokenizerOutput(NamedTuple):
     """z [N, code_dim]: the representation in code space (what code assignments are computed
-    from); codes [N]: code indices; losses: :class:`TokenizerLosses`."""
+    from); codes [N]: code indices; losses: the joint teacher's three tokenizer losses
+    (:class:`~vqgraph.models.teacher.TeacherLosses`), each already multiplied by its weight."""
 
     z: Tensor
     codes: Tensor
-    losses: TokenizerLosses
+    losses: TeacherLosses
 
 
-class GraphTokenizer(nn.Module):
+class GraphTokenizer(CountsRestarts, nn.Module):
     """Quantizer and decoders over frozen representations. Call as ``model(z, x, edge_index)``.
 
     Args:
@@ -152,7 +146,7 @@ class GraphTokenizer(nn.Module):
         if self.config.edge_recon_weight and edge_index is not None:
             s = self.edge_decoder(q)
             edge = edge_recon_sampled(s, edge_index, u.size(0), self.config.edge_recon_samples, generator)
-        losses = TokenizerLosses(commitment, self.config.feature_recon_weight * feature,
+        losses = TeacherLosses(commitment, self.config.feature_recon_weight * feature,
                                  self.config.edge_recon_weight * edge)
         return TokenizerOutput(u, codes, losses)
 
@@ -164,12 +158,3 @@ class GraphTokenizer(nn.Module):
     def code_logits(self, z: Tensor) -> Tensor:
         """Similarity of code-space representations ``z`` (from :meth:`encode`) to every code."""
         return code_logits(z, self.codebook, "cosine")
-
-    @property
-    def restarts(self) -> int:
-        """Dead codes the quantizer restarted (in training) since this was last set to 0."""
-        return count_restarts(self.quantizer)
-
-    @restarts.setter
-    def restarts(self, value: int) -> None:
-        set_restarts(self.quantizer, value)
