@@ -99,7 +99,10 @@ class GraphTokenizer(CountsRestarts, nn.Module):
         if config.projection == "linear":
             self.project = nn.Linear(in_channels, code_dim)
             with torch.no_grad():  # start from z's own geometry: the identity, or an orthogonal map
-                nn.init.eye_(self.project.weight) if code_dim == in_channels else nn.init.orthogonal_(self.project.weight)
+                if code_dim == in_channels:
+                    nn.init.eye_(self.project.weight)
+                else:
+                    nn.init.orthogonal_(self.project.weight)
                 self.project.bias.zero_()
         self.quantizer = make_quantizer(code_dim, config.codebook_size, None, config.decay, config.commitment_weight,
                                         config.kmeans_init, config.dead_code_threshold)
@@ -147,7 +150,7 @@ class GraphTokenizer(CountsRestarts, nn.Module):
             s = self.edge_decoder(q)
             edge = edge_recon_sampled(s, edge_index, u.size(0), self.config.edge_recon_samples, generator)
         losses = TeacherLosses(commitment, self.config.feature_recon_weight * feature,
-                                 self.config.edge_recon_weight * edge)
+                               self.config.edge_recon_weight * edge)
         return TokenizerOutput(u, codes, losses)
 
     def nearest_codes(self, z: Tensor) -> Tensor:
