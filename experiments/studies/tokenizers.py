@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -99,7 +100,12 @@ def one_run(dataset: str, seed: int, variant: str, cache: Path, data_root=None, 
 
 COLUMNS = ["dataset", "targets", "seeds", "teacher test", "codes used", "perplexity", "code agreement", "top-10",
            "teacher readout", "student readout", "student val", "student test"]
-PERCENT = ("agreement", "top10", "teacher_readout", "student_readout", "val", "test")
+PERCENT = ("teacher_test", "agreement", "top10", "teacher_readout", "student_readout", "val", "test")
+
+
+def counts(values: List[float]) -> str:
+    """``"mean ± std"`` of counts, rounded to whole numbers."""
+    return f"{statistics.mean(values):.0f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.0f}"
 
 
 def tables(records: List[Dict]) -> str:
@@ -111,11 +117,9 @@ def tables(records: List[Dict]) -> str:
             got = [r for (v, _), r in sorted(mine.items()) if v == variant]
             if not got:
                 continue
-            cells = [mean_std([r[k] for r in got], percent=k in PERCENT) if k in PERCENT
-                     else f"{sum(r[k] for r in got) / len(got):.1f}" for k in
+            cells = [mean_std([r[k] for r in got]) if k in PERCENT else counts([r[k] for r in got]) for k in
                      ("teacher_test", "codes_used", "perplexity", "agreement", "top10", "teacher_readout",
                       "student_readout", "val", "test")]
-            cells[0] = mean_std([r["teacher_test"] for r in got])
             rows.append([dataset, variant, len(got), *cells])
             seeds = sorted(s for (v, s) in mine if v == variant and ("joint", s) in mine)
             for key in ("val", "test") if variant != "joint" and seeds else ():
@@ -157,8 +161,8 @@ def main(argv=None) -> int:
                 records.append(record)
     command = "python -m experiments.studies.tokenizers " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = (f"# A tokenizer for any teacher, seeds {args.seeds}, transductive\n\nCommand: `OMP_NUM_THREADS=1 {command}`\n\n"
-            "Accuracy and code fit in %, mean ± std over seeds; `codes used` and `perplexity`: mean over seeds, over "
-            "all nodes. Code agreement, top-10 and readouts on test nodes (experiments/studies/code_fit.py).\n\n")
+            "Accuracy and code fit in %, mean ± std over seeds; `codes used` and `perplexity` (of the code "
+            "usage) over all nodes, mean ± std over seeds. Code agreement, top-10 and readouts on test nodes (experiments/studies/code_fit.py).\n\n")
     emit(text + tables(records), args.out)
     return 0
 
