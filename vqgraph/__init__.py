@@ -41,6 +41,7 @@ _LAZY = {
     "vqgraph.models.custom": ("StudentWrapper",),
     "vqgraph.models.student": ("MLPStudent", "StudentConfig"),
     "vqgraph.models.teacher": ("TeacherConfig", "VQGraphTeacher"),
+    "vqgraph.models.tokenizer": ("GraphTokenizer", "TokenizerConfig"),
     "vqgraph.serving.export": ("load_exported",),
     "vqgraph.serving.module": ("Prediction",),
     "vqgraph.serving.predictor": ("Predictor",),
@@ -50,6 +51,7 @@ _LAZY = {
     "vqgraph.training.distill.fit": ("StudentResult", "fit_student"),
     "vqgraph.training.loop": ("TrainConfig",),
     "vqgraph.training.teacher": ("TeacherResult", "fit_teacher"),
+    "vqgraph.training.tokenizer": ("fit_tokenizer",),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
@@ -65,6 +67,7 @@ __all__ = [
     "Evaluator",
     "ExperimentConfig",
     "FeatureTransform",
+    "GraphTokenizer",
     "GraphValidationError",
     "LossTerm",
     "MLPStudent",
@@ -83,6 +86,7 @@ __all__ = [
     "TeacherTargets",
     "TermContext",
     "TermInputs",
+    "TokenizerConfig",
     "TrainConfig",
     "UnknownDatasetError",
     "VQGraphError",
@@ -91,6 +95,7 @@ __all__ = [
     "ensemble_targets",
     "fit_student",
     "fit_teacher",
+    "fit_tokenizer",
     "load_dataset",
     "load_exported",
     "make_csbm",

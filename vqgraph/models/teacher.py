@@ -13,35 +13,23 @@ k-means initialisation and dead-code restart (``dead_code_threshold``). With
 
 from __future__ import annotations
 
-import types
 from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from vector_quantize_pytorch import VectorQuantize
 
 from vqgraph.losses import code_logits, edge_recon_dense, edge_recon_sampled
 from vqgraph.data.sparse import SPARSE_INPUTS, sparse_mse
 from vqgraph.models.encoders import CONVS, NORMS, ConvSpec, GNNEncoder, layer_rows, resolve_conv
+from vqgraph.models.quantizer import CountsRestarts, make_quantizer, quantize_chunks
 from vqgraph.utils.settings import check_fields, choice, ranged
 
 EDGE_RECON = ("sampled", "dense")
 TOKENIZE = ("inner", "all")
 CLASSIFY_FROM = ("continuous", "quantized")
 DENSE_MAX_NODES = 50_000  # the dense structure loss is for small graphs (paper parity) only
-
-
-def _counting_replace(book, batch_samples, batch_mask, seq_mask=None):
-    """The codebook's dead-code replacement, counting the codes it replaces into
-    ``book.vqgraph_restarts``: per codebook head, the dead codes, at most as many as there are
-    samples (the library then replaces a random subset and defers the rest)."""
-    for ind, mask in enumerate(batch_mask):
-        samples = batch_samples[ind] if seq_mask is None else batch_samples[ind][seq_mask[ind]]
-        if samples.numel():
-            book.vqgraph_restarts += min(int(mask.sum()), samples.shape[0])
-    return type(book).replace(book, batch_samples, batch_mask, seq_mask=seq_mask)
 
 
 @dataclass(frozen=True)
@@ -107,7 +95,7 @@ class TeacherOutput(NamedTuple):
     losses: TeacherLosses
 
 
-class VQGraphTeacher(nn.Module):
+class VQGraphTeacher(CountsRestarts, nn.Module):
     """GNN teacher with the structure-aware tokenizer. Call as ``model(x, adj, edge_index)``.
 
     ``adj`` comes from :meth:`adjacency` (the encoder kind's own); ``edge_index`` are the
@@ -140,21 +128,11 @@ class VQGraphTeacher(nn.Module):
             # features share one dominant direction (all cosines near 0.9), which leaves soft
             # code assignments nearly uniform; batch statistics in training, running ones after
             self.center = nn.BatchNorm1d(hidden, affine=False)
-            self.quantizer = VectorQuantize(
-                dim=hidden,
-                codebook_size=config.codebook_size,
-                codebook_dim=config.code_dim,
-                decay=config.decay,
-                commitment_weight=config.commitment_weight,
-                use_cosine_sim=True,
-                kmeans_init=config.kmeans_init,
-                threshold_ema_dead_code=config.dead_code_threshold,
-                rotation_trick=False,
+            self.quantizer = make_quantizer(
+                hidden, config.codebook_size, config.code_dim, config.decay, config.commitment_weight,
+                config.kmeans_init, config.dead_code_threshold,
                 sync_codebook=agree_chunks is not None,  # EMA statistics summed over ranks (sharded mini-batches)
             )
-            book = self.quantizer._codebook  # vector-quantize-pytorch 1.32 (pinned): count its restarts
-            book.replace = types.MethodType(_counting_replace, book)
-            book.vqgraph_restarts = 0
             self.feature_decoder = nn.Linear(hidden, in_channels)
             self.edge_decoder = nn.Linear(hidden, hidden)
         # the classifier: one more graph layer straight to class scores (its weight is the linear head)
@@ -247,29 +225,8 @@ class VQGraphTeacher(nn.Module):
         """The quantizer over ``quantize_chunk`` rows at a time (one EMA step per chunk). With a
         synced codebook every rank must make as many quantizer calls: ``agree_chunks`` (given by
         the trainer, e.g. the maximum over ranks) turns this rank's count into the common one."""
-        chunk = self.config.quantize_chunk
-        pieces = -(-h.size(0) // chunk)
         synced = self.agree_chunks is not None and self.training
-        if synced:
-            pieces = self.agree_chunks(pieces)
-        if pieces <= 1:
-            q, codes, commitment = self.quantizer(h)
-            return q, codes, commitment.sum()
-        parts = [self.quantizer(part) for part in (h.tensor_split(pieces) if synced else h.split(chunk))]
-        q = torch.cat([p[0] for p in parts])
-        codes = torch.cat([p[1] for p in parts])
-        commitment = sum(p[2].sum() * p[0].size(0) for p in parts) / h.size(0)
-        return q, codes, commitment
-
-    @property
-    def restarts(self) -> int:
-        """Dead codes the quantizer restarted (in training) since this was last set to 0."""
-        return self.quantizer._codebook.vqgraph_restarts if self.quantizer is not None else 0
-
-    @restarts.setter
-    def restarts(self, value: int) -> None:
-        if self.quantizer is not None:
-            self.quantizer._codebook.vqgraph_restarts = value
+        return quantize_chunks(self.quantizer, h, self.config.quantize_chunk, self.agree_chunks if synced else None)
 
     # ---- layer-wise inference hooks (driven by vqgraph.models.inference.infer_layerwise) -----
     @property

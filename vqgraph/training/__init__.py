@@ -1,4 +1,4 @@
-"""Training: the one loop, the teacher and distillation objectives, and selection."""
+"""Training: the one loop, the teacher, tokenizer and distillation objectives, and selection."""
 
 from vqgraph.training.distill import (
     METHODS,
@@ -21,6 +21,7 @@ from vqgraph.training.teacher import (
     teacher_metrics,
     usage_stats,
 )
+from vqgraph.training.tokenizer import TokenizerObjective, fit_tokenizer
 
 __all__ = [
     "METHODS",
@@ -35,11 +36,13 @@ __all__ = [
     "TeacherResult",
     "TermContext",
     "TermInputs",
+    "TokenizerObjective",
     "TrainConfig",
     "codebook_stats",
     "fit",
     "fit_student",
     "fit_teacher",
+    "fit_tokenizer",
     "method_defaults",
     "teacher_metrics",
     "usage_stats",

@@ -63,6 +63,21 @@ def codebook_stats(codes: Tensor, codebook_size: int) -> Dict[str, float]:
     return usage_stats(torch.bincount(codes[codes >= 0], minlength=codebook_size))
 
 
+def codebook_health(codes: Tensor, z: Tensor, codebook: Tensor, restarts: int) -> tuple:
+    """An epoch's codebook health, as the W&B codebook dashboard reads it: ``(metrics, usage)``,
+    ``usage`` [K] the nodes per code over ``codes`` (the epoch's code indices, -1 ignored; summed
+    over ranks), ``metrics`` its ``codebook/used_frac`` and ``codebook/perplexity``
+    (:func:`usage_stats`), the dead codes ``restarts``, and ``codebook/assign_entropy``: the mean
+    entropy (nats) of the soft code assignments of the rows ``z`` at temperature :data:`SOFT_TAU`
+    (cosine), what a student's code term would match."""
+    used = distributed.all_reduce_sum(torch.bincount(codes[codes >= 0], minlength=codebook.size(0)))
+    stats = usage_stats(used)
+    with torch.no_grad():
+        soft = F.softmax(code_logits(z, codebook, "cosine", 1.0 / SOFT_TAU), dim=-1)
+    return {"codebook/used_frac": stats["used_frac"], "codebook/perplexity": stats["perplexity"],
+            "codebook/restarts": float(restarts), "codebook/assign_entropy": float(entropy(soft))}, used
+
+
 class TeacherBatch(NamedTuple):
     x: Tensor
     adj: Tensor
@@ -159,15 +174,9 @@ class TeacherObjective:
         codes, self._codes = torch.cat(self._codes), []
         if not self.config.use_tokenizer:
             return {}
-        used = distributed.all_reduce_sum(torch.bincount(codes[codes >= 0], minlength=self.config.codebook_size))
-        self._usage = used
-        stats = usage_stats(used)
-        model, restarts = self.model, self.model.restarts
-        model.restarts = 0
-        with torch.no_grad():
-            soft = F.softmax(code_logits(self._z, model.codebook, "cosine", 1.0 / SOFT_TAU), dim=-1)
-        return {"codebook/used_frac": stats["used_frac"], "codebook/perplexity": stats["perplexity"],
-                "codebook/restarts": float(restarts), "codebook/assign_entropy": float(entropy(soft))}
+        restarts, self.model.restarts = self.model.restarts, 0
+        metrics, self._usage = codebook_health(codes, self._z, self.model.codebook, restarts)
+        return metrics
 
     def epoch_extras(self) -> Dict[str, Tensor]:
         """What a dashboard plots beside the scalars, not kept in the history: ``codebook/usage``,
