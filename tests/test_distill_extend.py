@@ -219,6 +219,22 @@ def test_a_term_whose_needs_cannot_be_met_is_refused(task):
     assert result.history[0]["loss/plain"] == 0.0 and result.history[0]["loss/mirror"] == 0.0
 
 
+@pytest.mark.parametrize("student", ["mlp", "module"])
+def test_a_term_needing_z_is_refused_on_targets_without_z_for_any_student(task, student):
+    """Targets without a representation hold ``z`` as [N, 0]: the teacher's side reads that as
+    no ``z``, so a term needing it is refused before training (it used to train silently on a
+    0-wide projection with a module, and fail inside the term with the MLP)."""
+    data, split, targets = task
+    soft_only = vqgraph.targets_from_outputs(targets.logits, data, split)
+    made = StudentConfig() if student == "mlp" else ResMLP(data.num_features, data.num_classes)
+    with pytest.raises(ValueError, match=r"loss term 'z_square' needs the teacher's representation z, and these "
+                                         r"teacher targets have none .* targets_from_model\(model, data, split, "
+                                         r"representation='<submodule name>'"):
+        vqgraph.fit_student(data, split, soft_only, made, DistillConfig(method="glnn"), TRAIN, terms=[ZSquare(0.1)])
+    result = vqgraph.fit_student(data, split, soft_only, made, DistillConfig(method="glnn"), replace(TRAIN, max_epochs=1))
+    assert result.model.code_dim is None  # no term needs z: no projection, not a 0-wide one
+
+
 @pytest.mark.parametrize("make, match", [
     (lambda inputs: inputs.out.logits.sum(-1), r"loss term 'returns' \(Returns\) must return a floating scalar tensor "
                                                r".* got shape \[\d+\], torch.float32"),
@@ -305,8 +321,10 @@ class Wrong(nn.Module):
     (lambda f, c: Wrong(f, c + 2), ValueError,
      r"the student returns 5 class scores per row, the graph has 3 classes: give its last layer out_features"),
     (lambda f, c: Wrong(f, c, lambda logits: {"logits": logits}), TypeError,
-     r"forward\(x\) must return logits \[B, C\] or \(logits, hidden\); got a dict"),
-    (lambda f, c: Wrong(f, c, lambda logits: (logits, logits, logits)), TypeError, r"got a tuple of 3 items"),
+     r"forward\(x\) must return logits \[B, C\], or a pair \(logits, hidden \[B, H\]\) such as a StudentOutput; "
+     r"got dict"),
+    (lambda f, c: Wrong(f, c, lambda logits: (logits, logits, logits)), TypeError,
+     r"got a tuple of 3: \(Tensor \[2, 3\], Tensor \[2, 3\], Tensor \[2, 3\]\)"),
     (lambda f, c: Wrong(f, c, lambda logits: logits[:1]), ValueError, r"logits have shape \[1, 3\] for 2 input rows"),
     (lambda f, c: Wrong(f, c, lambda logits: logits * float("nan")), ValueError, r"logits are not finite"),
     (lambda f, c: StudentConfig, TypeError, r"student must be a StudentConfig or an nn.Module .* got type"),

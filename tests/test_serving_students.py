@@ -189,7 +189,8 @@ def test_a_student_module_that_cannot_be_served_is_one_clear_error():
         (lambda: Predictor(LogitsOnly(), in_channels=F + 2, num_classes=C), ValueError,
          f"Predictor: LogitsOnly failed on features [2, {F + 2}] (in_channels={F + 2}): RuntimeError"),
         (lambda: Predictor(Dict(), in_channels=F, num_classes=C), TypeError,
-         "a student's forward(x) must return logits [B, C], (logits, z) or a StudentOutput; got dict"),
+         "a student's forward(x) must return logits [B, C], or a pair (logits, hidden [B, H]) such as a StudentOutput; "
+         "got dict"),
         (lambda: Predictor(LogitsOnly(), codebook=torch.randn(K, D), in_channels=F, num_classes=C), ValueError,
          "a codebook was given but the student has no projection into code space (LogitsOnly's forward returns "
          "logits only, no (logits, z))"),

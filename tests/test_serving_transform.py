@@ -19,7 +19,7 @@ from conftest import REPO
 from test_readme import _snippet
 
 import vqgraph
-from vqgraph import DistillConfig, FeatureTransform, Predictor, StudentConfig, StudentResult, TrainConfig
+from vqgraph import DistillConfig, FeatureTransform, Predictor, StudentConfig, StudentResult, TeacherConfig, TrainConfig
 from vqgraph.losses import code_logits
 from vqgraph.models.student import MLPStudent
 
@@ -131,6 +131,30 @@ def test_fit_student_hands_the_transform_to_its_result_and_a_bare_predictor_warn
         Predictor(untransformed.model)  # trained on raw features: nothing to warn about
     with torch.no_grad():
         assert torch.equal(served.labels, result.model.eval()(result.transform(raw.x)).logits.argmax(-1))
+
+
+@pytest.mark.parametrize("distill, serves_codes", [
+    (DistillConfig(method="vqgraph"), True),
+    (DistillConfig(method="vqgraph", code_target="index"), True),
+    (DistillConfig(method="vqgraph", code_target="class"), False),  # reads the logits: z is never fitted
+    (DistillConfig(method="vqgraph", soft_token_weight=0.0), False),
+    (DistillConfig(method="glnn", similarity_weight=0.1), False),
+])
+def test_the_result_serves_codes_only_when_a_term_fitted_z_to_the_codebook(distill, serves_codes):
+    """A projection no code term trained gives codes of chance agreement with the teacher's: the
+    result serves none then (it used to serve the codebook for every ``vqgraph`` student)."""
+    data = vqgraph.make_csbm(num_nodes=240, num_classes=3, seed=0)
+    split = vqgraph.make_split(data, seed=0)
+    targets = vqgraph.fit_teacher(data, split, TeacherConfig(hidden_channels=16, codebook_size=16),
+                                  TrainConfig(max_epochs=3, progress=False)).targets
+    result = vqgraph.fit_student(data, split, targets, StudentConfig(hidden_channels=8), distill,
+                                 TrainConfig(max_epochs=2, progress=False))
+    assert result.model.code_dim == targets.z.size(1)  # the projection is there either way
+    codes = result.predictor(backend="eager").predict(data.x).codes
+    if serves_codes:
+        assert result.codebook is targets.codebook and bool((codes >= 0).all())
+    else:
+        assert result.codebook is None and bool((codes == -1).all())
 
 
 @pytest.mark.parametrize("method, extra", [("vqgraph", []), ("glnn", ["distill.similarity_weight=0.1"])])

@@ -20,6 +20,7 @@ from vqgraph import (
     TrainConfig,
     fit_student,
     fit_teacher,
+    fit_tokenizer,
     make_csbm,
     make_split,
     targets_from_model,
@@ -214,6 +215,30 @@ def test_an_artifact_with_a_codebook_but_no_z_is_refused(graph, split, tmp_path)
     torch.save(payload, path)
     with pytest.raises(ArtifactMismatchError, match=r"'tensors.codebook' is set but 'tensors.z' has no columns"):
         TeacherTargets.load(path)
+
+
+@pytest.mark.parametrize("door", ["targets_from_outputs", "targets_from_model", "fit_tokenizer", "fit_student",
+                                  "fit_teacher"])
+def test_a_graph_split_or_targets_of_the_wrong_type_is_refused_at_every_door(graph, split, model, door):
+    """Every entry point checks the graph and the split it is given the same way, before any use
+    (a dict of index tensors used to fail inside with ``'dict' object has no attribute ...``)."""
+    targets = targets_from_outputs(torch.randn(N, C), graph, split, z=torch.randn(N, 4))
+    train = TrainConfig(max_epochs=1, progress=False)
+    call = {
+        "targets_from_outputs": lambda g, s: targets_from_outputs(targets.logits, g, s),
+        "targets_from_model": lambda g, s: targets_from_model(model, g, s),
+        "fit_tokenizer": lambda g, s: fit_tokenizer(targets, g, s),
+        "fit_student": lambda g, s: fit_student(g, s, targets, distill=DistillConfig(method="glnn"), train=train),
+        "fit_teacher": lambda g, s: fit_teacher(g, s, TeacherConfig(), train),
+    }[door]
+    with pytest.raises(TypeError, match=rf"^{door}: split must be a vqgraph.NodeSplit \(vqgraph.make_split\(data, "
+                                        r"seed=...\); your own ids: NodeSplit\(num_nodes, .*got dict$"):
+        call(graph, split.index_dict())
+    with pytest.raises(TypeError, match=rf"^{door}: data must be a torch_geometric.data.Data graph .*got tuple$"):
+        call((graph.x, graph.edge_index), split)
+    if door == "fit_student":
+        with pytest.raises(TypeError, match=r"fit_student: targets must be a TeacherTargets .*got dict"):
+            fit_student(graph, split, {"logits": targets.logits}, distill=DistillConfig(method="glnn"), train=train)
 
 
 # ---- bad inputs: targets_from_outputs -------------------------------------------------------------

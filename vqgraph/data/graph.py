@@ -223,6 +223,9 @@ def ensure_graph(data: Data, where: str = "data") -> Data:
     is returned), checked when given; and features that are not contiguous in memory (a
     transposed or sliced view) are made so on a shallow copy, so that the same values train the
     same model bit for bit (a contiguous ``x`` is not copied)."""
+    if not isinstance(data, Data):
+        raise TypeError(f"{where}: data must be a torch_geometric.data.Data graph (from vqgraph.load_dataset or "
+                        f"vqgraph.prepare_graph), got {type(data).__name__}")
     name = getattr(data, "name", None) or "graph"
     for key in ("x", "edge_index", "y"):
         if getattr(data, key, None) is None:

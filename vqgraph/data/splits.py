@@ -252,6 +252,23 @@ class NodeSplit:
         return self.inductive(test_ind_ratio) if Setting.parse(setting) is Setting.INDUCTIVE else self
 
 
+def graph_and_split(data: Data, split: NodeSplit, where: str) -> Data:
+    """What every entry point that takes a graph and its split does first: the graph checked by
+    :func:`~vqgraph.data.graph.ensure_graph`, ``split`` a :class:`NodeSplit` of its nodes.
+
+    Raises:
+        TypeError: ``split`` is not a :class:`NodeSplit` (a dict of index tensors, a mask).
+        SplitError: it was made for a graph of another size.
+    """
+    data = ensure_graph(data, where)
+    if not isinstance(split, NodeSplit):
+        raise TypeError(f"{where}: split must be a vqgraph.NodeSplit (vqgraph.make_split(data, seed=...); your own "
+                        "ids: NodeSplit(num_nodes, train_idx, val_idx, test_idx, test_ind_idx=torch.tensor([], "
+                        f"dtype=torch.long))), got {type(split).__name__}")
+    split.check_graph(data)
+    return data
+
+
 def cpf_split(y: Tensor, num_classes: int, seed: int = 0, train_per_class: int = 20, val_per_class: int = 30) -> NodeSplit:
     """The CPF/GLNN split: per class ``train_per_class`` train and ``val_per_class`` validation
     nodes drawn with ``seed``; every other node is a test node."""

@@ -19,15 +19,21 @@ from vqgraph.models.student import StudentOutput
 
 def split_output(output) -> Tuple[Tensor, Optional[Tensor]]:
     """``(logits, hidden)`` of a student module's output: a tensor (logits alone), or a pair
-    (a tuple, a list or a :class:`StudentOutput`) whose second item may be None."""
+    (a tuple, a list or a :class:`StudentOutput`) whose second item may be None. Training
+    (:class:`StudentWrapper`) and serving (:mod:`vqgraph.serving.module`) read outputs this one way."""
     if isinstance(output, Tensor):
         return output, None
     if isinstance(output, (tuple, list)) and len(output) == 2 and isinstance(output[0], Tensor) \
             and (output[1] is None or isinstance(output[1], Tensor)):
         return output[0], output[1]
-    got = f"a {type(output).__name__} of {len(output)} items" if isinstance(output, (tuple, list)) \
-        else f"a {type(output).__name__}"
-    raise TypeError(f"a student's forward(x) must return logits [B, C] or (logits, hidden); got {got}")
+    raise TypeError(f"a student's forward(x) must return logits [B, C], or a pair (logits, hidden [B, H]) such as a "
+                    f"StudentOutput; got {_describe(output)}")
+
+
+def _describe(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}: ({', '.join(_describe(v) for v in value[:3])})"
+    return f"Tensor {list(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
 
 
 def check_output(output, rows: int, num_classes: int, where: str) -> Tuple[Tensor, Optional[Tensor]]:

@@ -3,13 +3,14 @@ what a student module must be to be served (:func:`student_shape`)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 
 from vqgraph.data.transform import FeatureTransform
 from vqgraph.losses import code_logits
+from vqgraph.models.custom import split_output
 from vqgraph.models.student import MLPStudent
 
 
@@ -29,24 +30,6 @@ class StudentShape(NamedTuple):
     in_channels: int
     num_classes: int
     code_dim: Optional[int]
-
-
-def student_outputs(out) -> Tuple[Tensor, Optional[Tensor]]:
-    """``(logits, z)`` of what a student's forward returned: a :class:`StudentOutput`, a
-    ``(logits, z)`` pair, or a logits tensor (``z`` None)."""
-    if isinstance(out, Tensor):
-        return out, None
-    if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[0], Tensor) \
-            and (out[1] is None or isinstance(out[1], Tensor)):
-        return out[0], out[1]
-    raise TypeError(f"a student's forward(x) must return logits [B, C], (logits, z) or a StudentOutput; got "
-                    f"{_describe(out)}")
-
-
-def _describe(value) -> str:
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)}: ({', '.join(_describe(v) for v in value[:3])})"
-    return f"Tensor {list(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
 
 
 def _width(model: nn.Module, given: Optional[int], name: str) -> int:
@@ -80,7 +63,7 @@ def student_shape(model, in_channels: Optional[int] = None, num_classes: Optiona
     except Exception as err:
         raise ValueError(f"Predictor: {type(model).__name__} failed on features [2, {width}] (in_channels={width}): "
                          f"{type(err).__name__}: {err}") from err
-    logits, z = student_outputs(out)
+    logits, z = split_output(out)
     if tuple(logits.shape) != (2, classes):
         raise ValueError(f"Predictor: {type(model).__name__} returned logits {list(logits.shape)} for 2 rows; "
                          f"expected [2, {classes}] (num_classes={classes})")
@@ -114,7 +97,7 @@ class ServingModule(nn.Module):
 
     def forward(self, x: Tensor):
         x = FeatureTransform(self.norm_kind, self.mean, self.std)(x)  # the buffers travel with exports
-        logits, z = student_outputs(self.student(x))
+        logits, z = split_output(self.student(x))
         probs = torch.softmax(logits, dim=-1)
         labels = probs.argmax(dim=-1)
         if self.has_codes:

@@ -14,8 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from vqgraph.data.graph import ensure_graph
-from vqgraph.data.splits import NodeSplit
+from vqgraph.data.splits import NodeSplit, graph_and_split
 from vqgraph.targets.artifact import TeacherTargets
 from vqgraph.targets.layerwise import Capture, infer_basic_gnn, layerwise_problem
 from vqgraph.targets.outputs import check_logits, node_rows, targets_from_outputs
@@ -175,8 +174,7 @@ def targets_from_model(
             probabilities rather than logits, a model layer-wise inference cannot run exactly.
     """
     check_call(model, batch_size, forward)
-    data = ensure_graph(data, WHERE)
-    split.check_graph(data)
+    data = graph_and_split(data, split, WHERE)
     module = find_module(model, representation)
     device = run_device(model, device)
     capture = Capture(module, representation, WHERE) if module is not None else None

@@ -15,8 +15,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from vqgraph.data.graph import ensure_graph
-from vqgraph.data.splits import NodeSplit
+from vqgraph.data.splits import NodeSplit, graph_and_split
 from vqgraph.evaluation import Evaluator
 from vqgraph.losses import METRICS, code_logits
 from vqgraph.targets.artifact import TeacherTargets, graph_fingerprint
@@ -153,8 +152,7 @@ def targets_from_outputs(
             NaN/inf in a row, probabilities for logits, codes outside the codebook.
     """
     where = "targets_from_outputs"
-    data = ensure_graph(data, where)
-    split.check_graph(data)
+    data = graph_and_split(data, split, where)
     n = data.num_nodes
     logits = check_logits(logits, n, data.num_classes, where)
     z = None if z is None else node_rows(z, "z", n, where)

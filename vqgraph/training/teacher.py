@@ -21,10 +21,9 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from vqgraph import distributed
-from vqgraph.data.graph import ensure_graph
 from vqgraph.data.sampling import NeighborBatcher
 from vqgraph.data.sparse import to_csr, use_sparse
-from vqgraph.data.splits import NodeSplit
+from vqgraph.data.splits import NodeSplit, graph_and_split
 from vqgraph.evaluation import Evaluator
 from vqgraph.losses import code_logits, entropy
 from vqgraph.models.inference import infer_layerwise
@@ -206,8 +205,7 @@ def fit_teacher(
         TeacherResult(model with the best-validation state, targets for all N nodes by global
         id, final metrics, per-epoch history).
     """
-    data = ensure_graph(data, "fit_teacher")
-    split.check_graph(data)
+    data = graph_and_split(data, split, "fit_teacher")
     me = distributed.init(train.device)  # torchrun: join the job; else a world of one
     sharded = train.batch_size is not None and me.world_size > 1
     if me.world_size > 1 and train.batch_size is None and me.is_main:

@@ -20,8 +20,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from vqgraph import distributed
-from vqgraph.data.graph import ensure_graph
-from vqgraph.data.splits import NodeSplit
+from vqgraph.data.splits import NodeSplit, graph_and_split
 from vqgraph.models.tokenizer import GraphTokenizer, TokenizerConfig
 from vqgraph.targets import TeacherTargets
 from vqgraph.training import loop
@@ -151,8 +150,7 @@ def fit_tokenizer(
         ValueError: targets without ``z``, a non-finite ``z`` row, a codebook larger than the
             training nodes, a mini-batch ``train``.
     """
-    data = ensure_graph(data, "fit_tokenizer")
-    split.check_graph(data)
+    data = graph_and_split(data, split, "fit_tokenizer")
     check_tokenizer_inputs(targets, data, split, config, train)
     distributed.init(train.device)  # torchrun: join the job (every rank computes the same full batch)
     device = distributed.local_device(train.device)

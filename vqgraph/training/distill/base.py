@@ -29,7 +29,8 @@ class TeacherSide:
     """The teacher's targets on the training device, as the terms read them (global node ids).
 
     Attributes:
-        logits: [N, C] the teacher's logits. z: [N, D] its representations, or None.
+        logits: [N, C] the teacher's logits. z: [N, D] its representations, or None (targets
+            without one: ``TeacherTargets.has_z`` False).
         codebook: [K, D] or None. metric: the similarity of the codebook (``code_logits``).
         temperature: divides the logits in the soft labels (calibrated on validation nodes by default).
     """
@@ -38,7 +39,7 @@ class TeacherSide:
         self.temperature = temperature
         self.num_nodes = targets.num_nodes
         self.logits = targets.logits.to(device)
-        self.z = targets.z.to(device) if targets.z is not None else None
+        self.z = targets.z.to(device) if targets.has_z else None  # targets without z hold it as [N, 0]
         self.codebook = targets.codebook.to(device) if targets.codebook is not None else None
         self.metric = targets.metric
         self.device, self._codes, self._device_codes = device, targets.codes, None
@@ -285,18 +286,17 @@ def check_value(term: LossTerm, value, first: bool) -> Tensor:
     return value
 
 
-def check_needs(terms: Sequence[LossTerm], teacher: Optional[TeacherSide], method: str) -> None:
-    """Refuse a term of non-zero weight whose needs the teacher's targets cannot meet, naming the
-    term, what is missing and the fix."""
+def check_needs(terms: Sequence[LossTerm], teacher: Optional[TeacherSide], method: str, targets=None) -> None:
+    """Refuse a term of non-zero weight whose needs the teacher's ``targets`` cannot meet, naming
+    the term, what is missing and the fix (a missing ``z`` through ``targets.require_z``, the one
+    check of it)."""
     for term in terms:
         for need in term.needs if term.weight else ():
             if teacher is None:
                 raise ValueError(f"loss term {term.name!r} needs the teacher's {need}, but method {method!r} trains on "
                                  "labels only: use method 'glnn' (soft_label_weight=0 for labels alone) with targets")
             if need == "z" and teacher.z is None:
-                raise ValueError(f"loss term {term.name!r} needs the teacher's representation z, and these targets "
-                                 "have none: make them with a representation (targets_from_model(..., "
-                                 "representation=...)) or drop the term")
+                targets.require_z(f"loss term {term.name!r}")  # raises, naming how to make targets with z
             if need == "codebook" and teacher.codebook is None:
                 raise ValueError(f"loss term {term.name!r} needs the teacher's codebook, and these targets have none "
                                  "(a teacher without tokenizer): fit one with vqgraph.fit_tokenizer, or use method "

@@ -17,9 +17,8 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from vqgraph import distributed
-from vqgraph.data.graph import ensure_graph
 from vqgraph.data.sparse import use_sparse
-from vqgraph.data.splits import NodeSplit, Setting
+from vqgraph.data.splits import NodeSplit, Setting, graph_and_split
 from vqgraph.data.transform import FeatureTransform
 from vqgraph.losses import calibrate_temperature, entropy
 from vqgraph.models.custom import StudentWrapper, check_output, probe
@@ -42,8 +41,9 @@ class StudentResult(NamedTuple):
     per epoch); ``transform``, the feature normalisation the training data carried
     (``data.feature_transform``, set by :func:`~vqgraph.data.graph.normalize_features`; the
     identity if none); ``codebook`` [K, D] and ``metric``, the teacher's, when the student learned
-    codes (the code term; a projection trained by the similarity term alone is not aligned with
-    the codebook, so it serves no codes). :meth:`predictor` serves raw features through them.
+    codes (a term that fits ``z`` to the codebook: the ``soft`` or ``index`` code term; a projection
+    trained by the similarity term alone, or by none, is not aligned with the codebook, so it
+    serves no codes). :meth:`predictor` serves raw features through them.
     """
 
     model: nn.Module
@@ -55,14 +55,17 @@ class StudentResult(NamedTuple):
 
     @classmethod
     def trained(cls, model: nn.Module, metrics, history, data: Data, targets: Optional[TeacherTargets],
-                distill: DistillConfig) -> "StudentResult":
-        """The result of training ``model`` on ``data``: the transform read from
+                terms: Sequence[LossTerm]) -> "StudentResult":
+        """The result of training ``model`` on ``data`` with ``terms``: the transform read from
         ``data.feature_transform``, and recorded on the model too (``model.feature_transform``:
-        ``Predictor(model)`` without a transform then warns)."""
+        ``Predictor(model)`` without a transform then warns); the codebook when a term of non-zero
+        weight fitted the student's ``z`` to it (needs ``z`` and ``codebook``: the ``soft`` and
+        ``index`` code terms, not ``class``, which reads no ``z``, nor a code term of weight 0)."""
         transform = getattr(data, "feature_transform", None)
         transform = transform if isinstance(transform, FeatureTransform) else FeatureTransform()
         model.feature_transform = transform
-        learned_codes = targets is not None and distill.uses_soft_tokens
+        learned_codes = targets is not None and any(term.weight and {"z", "codebook"} <= set(term.needs)
+                                                    for term in terms)
         codebook = targets.codebook if learned_codes else None
         return cls(model, metrics, history, transform, codebook, targets.metric if targets is not None else "cosine")
 
@@ -92,6 +95,9 @@ def teacher_side(data: Data, split: NodeSplit, targets: Optional[TeacherTargets]
         return None
     if targets is None:
         raise ValueError(f"method {distill.method!r} needs teacher targets")
+    if not isinstance(targets, TeacherTargets):
+        raise TypeError(f"fit_student: targets must be a TeacherTargets (from targets_from_model, targets_from_outputs "
+                        f"or fit_teacher(...).targets), got {type(targets).__name__}")
     targets.check_matches(data, split)
     if distill.uses_projection:  # the code term and the similarity term read the teacher's z
         targets.require_z(f"method {distill.method!r}" if distill.uses_soft_tokens else "distill.similarity_weight")
@@ -207,8 +213,7 @@ def fit_student(
         TypeError, ValueError: a bad term declaration or output, a term whose needs the method,
             the targets or the student cannot meet, a module whose outputs are not logits [B, C].
     """
-    data = ensure_graph(data, "fit_student")
-    split.check_graph(data)
+    data = graph_and_split(data, split, "fit_student")
     extra = check_terms(terms)
     if not any(term.weight for term in extra):  # a user's term may be all the student learns from
         distill.check_learns()
@@ -229,7 +234,7 @@ def _fit(data, split, targets, student, distill, train, extra, log=None, checkpo
     me = distributed.init(train.device)  # torchrun: join the job; else a world of one
     teacher = teacher_side(data, split, targets, distill, distributed.local_device(train.device))
     terms = distill.loss_terms() + extra
-    check_needs(terms, teacher, distill.method)
+    check_needs(terms, teacher, distill.method, targets)
     z_terms = [term.name for term in terms if term.weight and "z" in term.needs]
     wants_z = (distill.uses_projection or z_terms) and teacher is not None and teacher.z is not None
     plan = student_builder(student, data, teacher.z.size(1) if wants_z else None, z_terms)
@@ -251,4 +256,4 @@ def _fit(data, split, targets, student, distill, train, extra, log=None, checkpo
                    infer_s=infer_seconds, selected_by=monitor)
     if teacher is not None:
         metrics.update(target_stats(teacher, distill, objective.fit_idx))
-    return StudentResult.trained(model, metrics, fitted.history, data, targets, distill)
+    return StudentResult.trained(model, metrics, fitted.history, data, targets, terms)
