@@ -211,3 +211,9 @@ def test_mini_batches_and_odd_configs_are_refused(graph, split, targets):
         TokenizerConfig(codebook_size=0)
     with pytest.raises(TypeError, match="targets must be a TeacherTargets, got dict"):
         fit_tokenizer({"z": targets.z}, graph, split)
+
+
+def test_targets_already_tokenized_are_refused(graph, split, targets):
+    coded = fit_tokenizer(targets, graph, split, TokenizerConfig(codebook_size=K), brief(max_epochs=2))
+    with pytest.raises(ValueError, match=r"already made by fit_tokenizer.*teacher's own targets"):
+        fit_tokenizer(coded, graph, split, TokenizerConfig(codebook_size=K), brief(max_epochs=2))

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -35,7 +37,12 @@ def export_module(module: nn.Module, path, format: str, in_channels: int, exampl
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(max(2, example_batch), in_channels)
     batch = torch.export.Dim("batch", min=1)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    # a name of its own per call (two processes saving one path never share it), ending as torch
+    # expects of the format (.pt2 for torch.export, whatever the final name)
+    suffix = ".pt2" if format == "torch_export" else ".onnx"
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
         if format == "torch_export":
             program = _trace(module, example, batch)

@@ -103,12 +103,14 @@ class TeacherTargets:
         if self.graph_fingerprint and self.graph_fingerprint != graph_fingerprint(data):
             raise ArtifactMismatchError(
                 f"teacher targets were made for another graph (fingerprint {self.graph_fingerprint}, "
-                f"this graph {graph_fingerprint(data)}; dataset {self.dataset!r})"
+                f"this graph {graph_fingerprint(data)}; dataset {self.dataset!r}; features normalised otherwise make "
+                "another graph too): pass the graph they were made for, or make them anew for this one"
             )
         if split is not None and self.split_fingerprint and self.split_fingerprint != split.fingerprint():
             raise ArtifactMismatchError(
                 f"teacher targets were made for another split (setting {self.setting!r}, fingerprint "
-                f"{self.split_fingerprint}; this split: {split.setting.value}, {split.fingerprint()})"
+                f"{self.split_fingerprint}; this split: {split.setting.value}, {split.fingerprint()}): pass the split "
+                "they were made with (same seed and setting), or make them anew for this split"
             )
 
     def save(self, path) -> Path:

@@ -83,6 +83,10 @@ def check_tokenizer_inputs(targets: TeacherTargets, data: Data, split: NodeSplit
     if not isinstance(targets, TeacherTargets):
         raise TypeError(f"fit_tokenizer: targets must be a TeacherTargets, got {type(targets).__name__}")
     targets.require_z("fit_tokenizer")  # the codebook is learned on the teacher's representation
+    if "tokenizer" in targets.config:  # its z is a tokenizer's map of the teacher's, not the teacher's own
+        raise ValueError("fit_tokenizer: these targets were already made by fit_tokenizer (their config has a "
+                         "'tokenizer' entry, and their z is that tokenizer's map of the teacher's representation): "
+                         "fit the new tokenizer on the teacher's own targets, the ones you passed the first time")
     targets.check_matches(data, split)
     z = targets.z
     if z.dim() != 2 or z.size(0) != data.num_nodes or z.size(1) == 0:
