@@ -84,7 +84,8 @@ def one_run(dataset: str, seed: int, variant: str, cache: Path, data_root=None, 
     targets, tokenizer_s = teacher, 0.0
     if variant != "joint":
         start = time.perf_counter()
-        tokenizer = tokenizer_config(RunSpec(dataset, "transductive", "vqgraph", "gcn", seed, tuple(overrides)).config().teacher)
+        joint = RunSpec(dataset, "transductive", "vqgraph", "gcn", seed, tuple(overrides)).config()
+        tokenizer = tokenizer_config(joint.teacher)  # plain: the joint teacher's tokenizer settings too
         train = dataclasses.replace(TOKENIZER_TRAIN, seed=seed, progress=False)
         targets = fit_tokenizer(teacher, data, split, tokenizer, train)
         tokenizer_s = time.perf_counter() - start
@@ -122,14 +123,16 @@ def tables(records: List[Dict]) -> str:
                       "student_readout", "val", "test")]
             rows.append([dataset, variant, len(got), *cells])
             seeds = sorted(s for (v, s) in mine if v == variant and ("joint", s) in mine)
-            for key in ("val", "test") if variant != "joint" and seeds else ():
+            keys = ("val", "test") + (("teacher_test",) if variant == "plain" else ())  # plain: another teacher
+            for key in keys if variant != "joint" and seeds else ():
                 diffs = [mine[(variant, s)][key] - mine[("joint", s)][key] for s in seeds]
-                paired.append([dataset, f"{variant} - joint", f"student {key}", len(seeds), mean_std(diffs, signed=True),
-                               " / ".join(map(str, win_tie_loss(diffs)))])
+                paired.append([dataset, f"{variant} - joint", key.replace("_", " ") if "_" in key else f"student {key}",
+                               len(seeds), mean_std(diffs, signed=True), " / ".join(map(str, win_tie_loss(diffs)))])
     text = markdown_table(COLUMNS, rows)
     if paired:
         columns = ["dataset", "difference", "metric", "seeds", "mean ± std (points)", "wins / ties / losses"]
-        text += "\nPaired over seeds (same split; `posthoc` also the same teacher):\n\n" + markdown_table(columns, paired)
+        text += ("\nPaired over seeds (same split; `posthoc` also the same teacher, `plain` another):\n\n"
+                 + markdown_table(columns, paired))
     return text
 
 
