@@ -84,7 +84,8 @@ def one_run(dataset: str, seed: int, variant: str, cache: Path, data_root=None, 
     targets, tokenizer_s = teacher, 0.0
     if variant != "joint":
         start = time.perf_counter()
-        tokenizer = tokenizer_config(RunSpec(dataset, "transductive", "vqgraph", "gcn", seed, tuple(overrides)).config().teacher)
+        joint = RunSpec(dataset, "transductive", "vqgraph", "gcn", seed, tuple(overrides)).config()
+        tokenizer = tokenizer_config(joint.teacher)  # plain: the joint teacher's tokenizer settings too
         train = dataclasses.replace(TOKENIZER_TRAIN, seed=seed, progress=False)
         targets = fit_tokenizer(teacher, data, split, tokenizer, train)
         tokenizer_s = time.perf_counter() - start
@@ -122,14 +123,16 @@ def tables(records: List[Dict]) -> str:
                       "student_readout", "val", "test")]
             rows.append([dataset, variant, len(got), *cells])
             seeds = sorted(s for (v, s) in mine if v == variant and ("joint", s) in mine)
-            for key in ("val", "test") if variant != "joint" and seeds else ():
+            keys = ("val", "test") + (("teacher_test",) if variant == "plain" else ())  # plain: another teacher
+            for key in keys if variant != "joint" and seeds else ():
                 diffs = [mine[(variant, s)][key] - mine[("joint", s)][key] for s in seeds]
-                paired.append([dataset, f"{variant} - joint", f"student {key}", len(seeds), mean_std(diffs, signed=True),
-                               " / ".join(map(str, win_tie_loss(diffs)))])
+                paired.append([dataset, f"{variant} - joint", key.replace("_", " ") if "_" in key else f"student {key}",
+                               len(seeds), mean_std(diffs, signed=True), " / ".join(map(str, win_tie_loss(diffs)))])
     text = markdown_table(COLUMNS, rows)
     if paired:
         columns = ["dataset", "difference", "metric", "seeds", "mean ± std (points)", "wins / ties / losses"]
-        text += "\nPaired over seeds (same split; `posthoc` also the same teacher):\n\n" + markdown_table(columns, paired)
+        text += ("\nPaired over seeds (same split; `posthoc` also the same teacher, `plain` another):\n\n"
+                 + markdown_table(columns, paired))
     return text
 
 
@@ -145,12 +148,33 @@ def main(argv=None) -> int:
                         help="config overrides for every run (the tokenizer takes the teacher's settings)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the tables to OUT.md")
+    parser.add_argument("--report", action="store_true",
+                        help="tables of the finished runs only, naming the missing ones (nothing is trained)")
     args = parser.parse_args(argv)
-    records = []
+    records, missing = collect(args, parser)
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report"]
+    command = "python -m experiments.studies.tokenizers " + shlex.join(given)
+    text = (f"# A tokenizer for any teacher, seeds {args.seeds}, transductive\n\nCommand: `OMP_NUM_THREADS=1 {command}`\n\n"
+            "Accuracy and code fit in %, mean ± std over seeds; `codes used` and `perplexity` (of the code usage) over "
+            "all nodes, mean ± std over seeds. Code agreement, top-10 and readouts on test nodes "
+            "(experiments/studies/code_fit.py).\n\n")
+    if missing:
+        text += f"Not run yet (the command above runs them and reads back the rest): {', '.join(missing)}.\n\n"
+    emit(text + tables(records), args.out)
+    return 0
+
+
+def collect(args, parser) -> tuple:
+    """The records of the grid (each run when missing, unless ``args.report``) and the names of
+    those still missing; a record made with other ``--set`` overrides is a usage error."""
+    records, missing = [], []
     for seed in parse_seeds(args.seeds):  # seed by seed: a grid stopped early covers every graph
         for dataset in args.datasets:
             for variant in args.variants:
                 path = args.runs / f"{dataset}-s{seed}-{variant}.json"
+                if not path.is_file() and args.report:
+                    missing.append(path.stem)
+                    continue
                 if not path.is_file():
                     write_json(path, one_run(dataset, seed, variant, args.cache, args.data_root, args.set))
                     print(f"tokenizers: {path.name} written", file=sys.stderr, flush=True)
@@ -159,12 +183,7 @@ def main(argv=None) -> int:
                     parser.error(f"{path} was made with --set {record.get('overrides', [])}, not {args.set}: "
                                  "use another --runs folder, or delete that record")
                 records.append(record)
-    command = "python -m experiments.studies.tokenizers " + shlex.join(argv if argv is not None else sys.argv[1:])
-    text = (f"# A tokenizer for any teacher, seeds {args.seeds}, transductive\n\nCommand: `OMP_NUM_THREADS=1 {command}`\n\n"
-            "Accuracy and code fit in %, mean ± std over seeds; `codes used` and `perplexity` (of the code "
-            "usage) over all nodes, mean ± std over seeds. Code agreement, top-10 and readouts on test nodes (experiments/studies/code_fit.py).\n\n")
-    emit(text + tables(records), args.out)
-    return 0
+    return records, missing
 
 
 if __name__ == "__main__":

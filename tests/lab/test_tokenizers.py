@@ -43,3 +43,9 @@ def test_one_seed_of_each_variant_writes_a_record_and_a_paired_table(tmp_path, d
     with pytest.raises(SystemExit):
         tokenizers.main([*argv[:-len(FAST)], "train.max_epochs=6"])
     assert "cora-s0-joint.json was made with --set" in capsys.readouterr().err
+    # --report: the tables of what finished, naming what did not (and training nothing)
+    (tmp_path / "runs" / "cora-s0-plain.json").unlink()
+    assert tokenizers.main([*argv, "--report"]) == 0
+    partial = (tmp_path / "t.md").read_text()
+    assert "Not run yet (the command above runs them and reads back the rest): cora-s0-plain." in partial
+    assert "| cora | plain |" not in partial and "--report" not in partial

@@ -39,8 +39,8 @@ class TokenizerConfig:
 
     codebook_size: int = ranged(2048, ge=1)  # K codes
     code_dim: Optional[int] = ranged(None, ge=1)  # code width (None: z's width)
-    projection: str = choice("linear", PROJECTIONS)  # linear: a learned map into code space (identity at start when square) | identity: z itself
-    standardize: bool = True  # centre and scale z per column by the training nodes' statistics (the teacher centres its h)
+    projection: str = choice("linear", PROJECTIONS)  # linear: a learned map into code space | identity: z itself
+    standardize: bool = True  # centre and scale z per column by the training nodes' statistics (the teacher centres h)
     decay: float = ranged(0.8, ge=0, le=1)  # EMA decay of the codebook (1: the codebook never moves)
     commitment_weight: float = ranged(0.25, ge=0)  # weight of ||u - sg(q)||^2
     kmeans_init: bool = False  # initialise the codebook by k-means on the first batch
