@@ -78,7 +78,8 @@ def bench(repo: Path, runs: int, threads: int) -> dict:
             rows.append(row)
         size = Path(path).stat().st_size
     medians = {key: statistics.median(row[key] for row in rows) for key in (*STEPS, "total", "process")}
-    return {"repo": str(repo), "runs": runs, "threads": threads, "student_bytes": size,
+    return {"repo": os.path.relpath(repo),  # relative to where it ran: no machine path in results
+            "runs": runs, "threads": threads, "student_bytes": size,
             "backend": rows[0]["backend"], "heavy_imported": rows[0]["heavy"], "median_s": medians, "rows": rows}
 
 
