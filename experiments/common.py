@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from vqgraph.app.config import SECTIONS, ExperimentConfig, canonical_dataset, parse_overrides, recipe
+from vqgraph.app.choice import CANDIDATES, candidate_spec, check_candidates
+from vqgraph.app.config import AUTO_METHOD, SECTIONS, ExperimentConfig, canonical_dataset, parse_overrides, recipe
 from vqgraph.errors import ConfigError
 from vqgraph.app.records import write_json
 from vqgraph.app.run import RunSpec
@@ -53,8 +54,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, method: bool = True) -> N
     parser.add_argument("--dataset", required=True, help="dataset name or path of a CPF-format .npz")
     parser.add_argument("--setting", default="transductive", choices=["transductive", "inductive"])
     if method:
-        parser.add_argument("--method", default=None, choices=METHODS,
-                            help="distillation method (default: the preset's recipe for the setting, else vqgraph)")
+        parser.add_argument("--method", default=None, choices=[*METHODS, AUTO_METHOD],
+                            help="distillation method (default: the preset's recipe for the setting, else auto: "
+                                 "chosen on validation among mlp, glnn and vqgraph + adversarial)")
     parser.add_argument("--teacher", default=None, choices=sorted(CONVS),
                         help="teacher kind (default: the preset's recipe for the setting, else gcn)")
     parser.add_argument("--seed", type=int, default=0)
@@ -109,6 +111,9 @@ def parse_run(parser: argparse.ArgumentParser, argv=None) -> Tuple[argparse.Name
         spec = RunSpec(args.dataset, args.setting, named or chosen["method"], args.teacher or chosen["teacher"],
                        args.seed, tuple(overrides), args.config, args.device, args.quiet)
         args.recipe = not named and bool(chosen["set"])  # the run is the preset's recipe, not the plain method
+        if spec.method == AUTO_METHOD:  # every candidate's config is checked before any training
+            check_candidates(spec)
+            return args, spec, candidate_spec(spec, CANDIDATES[0], None).config()
         return args, spec, spec.config()
     except ConfigError as err:
         parser.error(str(err))

@@ -5,7 +5,10 @@
 
 Without ``--method`` the run trains the preset's recipe for the setting (``recipe:`` in
 ``vqgraph/presets/<dataset>.yaml``: teacher, method and the recipe's own overrides; its default
-folder ends in ``-recipe`` when it has overrides). The run says at the start which method and
+folder ends in ``-recipe`` when it has overrides). A graph without a preset recipe gets method
+``auto`` (also ``--method auto``): mlp, glnn and vqgraph with the adversarial term are trained on
+halved validation under ``DIR/choice/``, and the best on validation is trained as the run
+(``choice`` in ``results.json``; vqgraph/app/choice.py). The run says at the start which method and
 teacher it trains and why (``chosen_by`` in ``results.json``), and a plain line at each phase.
 
 Writes ``DIR/results.json`` (accuracies as fractions), ``DIR/student.pt`` and prints one line.
@@ -28,7 +31,8 @@ from pathlib import Path
 
 from experiments.common import add_run_arguments, parse_run
 from vqgraph import distributed
-from vqgraph.app.config import preset_blocks, preset_path
+from vqgraph.app.choice import run_choice
+from vqgraph.app.config import AUTO_METHOD, preset_blocks, preset_path
 from vqgraph.app.loggers import MODES
 from vqgraph.app.run import RunSpec, run_experiment
 from vqgraph.errors import ConfigError, VQGraphError
@@ -62,18 +66,21 @@ def summary_line(results: dict, out: Path) -> str:
 
 def chosen_by(args: argparse.Namespace, spec: RunSpec) -> str:
     """Why the run trains its method and teacher: a named flag, the preset's recipe for the
-    setting, or the default for a graph whose preset has no recipe."""
+    setting, or, for a graph whose preset has no recipe, the default teacher and method auto."""
     packaged = preset_path(spec.dataset)
     preset = spec.preset or (f"vqgraph/presets/{packaged.name}" if packaged else None)
     if preset is not None and "recipe" in preset_blocks(spec.dataset, spec.preset):
         default = f"chosen by the preset's recipe ({preset}, recipe.{spec.setting})"
+        method = teacher = default
     else:
-        default = "chosen by default (no preset recipe for this graph)"
+        teacher = "chosen by default (no preset recipe for this graph)"
+        method = f"{AUTO_METHOD}, {teacher}"
+        default = f"teacher {spec.teacher} and method {AUTO_METHOD} {teacher}"
     if args.method and args.teacher:
         return "named by --method and --teacher"
     if not args.method and not args.teacher:
         return default
-    return "method named by --method, teacher " + default if args.method else "teacher named by --teacher, method " + default
+    return f"method named by --method, teacher {teacher}" if args.method else f"teacher named by --teacher, method {method}"
 
 
 @distributed.entry_point
@@ -82,8 +89,9 @@ def main(argv=None) -> int:
     out = args.out or Path("runs") / (spec.name + ("-recipe" if args.recipe else ""))
     existed = Path(out).exists()  # a folder the user made is left in place on an error, even empty
     try:
-        results = run_experiment(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project, args.fresh,
-                                 args.download, chosen_by(args, spec))
+        run = run_choice if spec.method == AUTO_METHOD else run_experiment
+        results = run(spec, out, args.cache, args.data_root, args.wandb, args.wandb_project, args.fresh,
+                      args.download, chosen_by=chosen_by(args, spec))
     except ConfigError as err:  # a flag that cannot be honoured (device, --out, a finished run): one line, code 2
         if not existed:
             remove_if_empty(out)

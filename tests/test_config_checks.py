@@ -233,11 +233,11 @@ def test_set_replaces_the_recipes_own_override_of_a_key_and_a_repeated_equal_val
 def test_a_file_named_after_a_dataset_gets_no_packaged_preset(path):
     """A user's own graph saved as cora.npz used to get cora's preset (row-normalised features,
     teacher dropout 0.8, the glnn recipe) silently; design.md: a graph without preset gets gcn,
-    vqgraph and no overrides."""
+    method auto and no overrides (the config parse_run returns is its first candidate's)."""
     args, spec, config = parse_run(run_cli.build_parser(), ["--dataset", path])
-    assert spec.method == "vqgraph" and spec.teacher == "gcn" and not args.recipe
+    assert spec.method == "auto" and spec.teacher == "gcn" and not args.recipe
     assert config.data.feature_norm == DataConfig().feature_norm and config.teacher.dropout == TeacherConfig().dropout
-    assert config == ExperimentConfig.from_preset(path, "gcn", "vqgraph")
+    assert config == ExperimentConfig.from_preset(path, "gcn", "mlp")
     assert ExperimentConfig.from_preset("cora", "gcn", "vqgraph").data.feature_norm == "row"  # the name keeps it
 
 

@@ -34,7 +34,7 @@ def test_a_diverging_run_stops_with_a_clear_error_and_writes_nothing(tmp_path, c
     # a weight that overflows float32 makes the term inf at the first step (Adam's steps are bounded
     # by the learning rate, so a huge learning rate alone can stay finite for a few epochs)
     lr = "teacher.feature_recon_weight=1e39" if where == "teacher" else "distill.soft_label_weight=1e39"
-    argv = ["--dataset", "synthetic", "--seed", "0", "--quiet", "--out", str(out), "--cache", str(cache),
+    argv = ["--dataset", "synthetic", "--method", "vqgraph", "--seed", "0", "--quiet", "--out", str(out), "--cache", str(cache),
             "--set", *FAST, lr, "student_train.patience=none", "distill.weight_decays=0"]
     assert run_cli.main(argv) == 1
     err = capsys.readouterr().err
@@ -81,7 +81,7 @@ def test_an_unusable_teacher_cache_entry_is_reported_and_retrained(tmp_path, dam
     from vqgraph.errors import ArtifactMismatchError
 
     out, cache, marker = tmp_path / "run", tmp_path / "cache", tmp_path / "executed"
-    argv = ["--dataset", "synthetic", "--seed", "0", "--quiet", "--out", str(out), "--cache", str(cache),
+    argv = ["--dataset", "synthetic", "--method", "vqgraph", "--seed", "0", "--quiet", "--out", str(out), "--cache", str(cache),
             "--set", *FAST, "distill.weight_decays=0"]
     assert run_cli.main(argv) == 0
     first = json.loads((out / "results.json").read_text())
@@ -121,7 +121,7 @@ def test_an_unwritable_folder_is_reported_before_any_training(tmp_path, capsys, 
     blocker.write_text("not a folder")
     folders = {"--out": tmp_path / "run", "--cache": tmp_path / "cache"}
     folders[which] = blocker / "inside"  # cannot be created, whoever runs the test (root too)
-    argv = ["--dataset", "synthetic", "--seed", "0", "--quiet", "--out", str(folders["--out"]),
+    argv = ["--dataset", "synthetic", "--method", "vqgraph", "--seed", "0", "--quiet", "--out", str(folders["--out"]),
             "--cache", str(folders["--cache"]), "--set", *FAST]
     assert run_cli.main(argv) == 1
     err = capsys.readouterr().err

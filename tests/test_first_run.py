@@ -69,11 +69,11 @@ def test_progress_is_a_bar_on_a_terminal_plain_lines_off_it_and_nothing_when_off
 def test_a_run_in_a_log_prints_each_phase_and_what_it_trains_and_why(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(loop, "PLAIN_INTERVAL", 0.0)  # a line every epoch: stands for every 30 s
     out = tmp_path / "run"
-    argv = ["--dataset", "synthetic", "--seed", "0", "--out", str(out), "--cache", str(tmp_path / "cache"),
-            "--set", *FAST]
+    argv = ["--dataset", "synthetic", "--method", "vqgraph", "--seed", "0", "--out", str(out),
+            "--cache", str(tmp_path / "cache"), "--set", *FAST]
     assert run_cli.main(argv) == 0
     err = capsys.readouterr().err.splitlines()
-    why = "chosen by default (no preset recipe for this graph)"
+    why = "method named by --method, teacher chosen by default (no preset recipe for this graph)"
     assert err[0] == f"run: synthetic transductive seed 0: method vqgraph, teacher gcn, {why}"
     assert err[1] == "run: loading data: synthetic"
     assert re.fullmatch(r"run: teacher: training gcn \(at most 3 epochs; cached in .*cache/\w+\)", err[2])
@@ -97,7 +97,9 @@ def test_a_run_in_a_log_prints_each_phase_and_what_it_trains_and_why(tmp_path, m
     (["--teacher", "sage"], "teacher named by --teacher, method chosen by the preset's recipe "
                             "(vqgraph/presets/cora.yaml, recipe.transductive)"),
     (["--method", "mlp", "--teacher", "sage"], "named by --method and --teacher"),
-    (["--dataset", "synthetic"], "chosen by default (no preset recipe for this graph)"),
+    (["--dataset", "synthetic"], "teacher gcn and method auto chosen by default (no preset recipe for this graph)"),
+    (["--dataset", "synthetic", "--teacher", "sage"],
+     "teacher named by --teacher, method auto, chosen by default (no preset recipe for this graph)"),
 ])
 def test_why_the_method_and_teacher_were_chosen(flags, why):
     args, spec, _ = parse_run(run_cli.build_parser(), ["--dataset", "cora", *flags])

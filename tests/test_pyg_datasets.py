@@ -73,7 +73,7 @@ def test_command_line_runs_a_pyg_dataset(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     write_wikics(tmp_path / "pyg" / "WikiCS")
     out = tmp_path / "run"
-    argv = ["--dataset", "pyg:WikiCS", "--data-root", str(tmp_path), "--quiet", "--cache", str(tmp_path / "cache"),
+    argv = ["--dataset", "pyg:WikiCS", "--method", "vqgraph", "--data-root", str(tmp_path), "--quiet", "--cache", str(tmp_path / "cache"),
             "--set", "train.max_epochs=3", "student_train.max_epochs=3", "--out", str(out),
             "--wandb", "offline"]  # its artifacts' names hold no ':' or '/
     assert run_cli.main(argv) == 0

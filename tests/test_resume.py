@@ -30,7 +30,7 @@ def _env(kill=None):
 
 
 def _run(out, cache, extra, kill=None, nproc=1, fresh=False):
-    args = ["-m", "experiments.run", "--dataset", "synthetic", "--setting", "inductive", "--seed", "0", "--quiet",
+    args = ["-m", "experiments.run", "--dataset", "synthetic", "--method", "vqgraph", "--setting", "inductive", "--seed", "0", "--quiet",
             "--out", str(out), "--cache", str(cache), *(["--fresh"] if fresh else []), "--set", *FAST, *extra]
     if nproc > 1:
         args = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]

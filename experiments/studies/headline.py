@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from experiments.common import parse_seeds
-from vqgraph.app.config import recipe
+from vqgraph.app.config import AUTO_METHOD, recipe
 from vqgraph.app.grid import finished_run
 from vqgraph.app.records import markdown_table, mean_std, win_tie_loss
 from vqgraph.app.run import RunSpec
@@ -118,6 +118,9 @@ def variants(dataset: str, setting: str, preset: Optional[str] = None,
     the recipe was chosen among) come after the ablations, unless they are one of them."""
     chosen = recipe(dataset, setting, preset)
     method, own = chosen["method"], tuple(chosen["set"])
+    if method == AUTO_METHOD:
+        raise ConfigError(f"{dataset}, {setting}: no preset recipe (method {AUTO_METHOD}); the headline grid ablates a "
+                          "preset's recipe: measure method auto with python -m experiments.studies.choice")
     best = Variant("recipe", method, own)
     ablations: List[Tuple[str, Variant]] = []
     if method == "vqgraph" and "distill.soft_token_weight=0" not in own:

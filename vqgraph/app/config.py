@@ -93,7 +93,8 @@ def preset_path(dataset: str) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-DEFAULT_RECIPE = {"teacher": "gcn", "method": "vqgraph", "set": []}  # for a graph without preset
+AUTO_METHOD = "auto"  # the method chosen on validation among candidates (vqgraph/app/choice.py)
+DEFAULT_RECIPE = {"teacher": "gcn", "method": AUTO_METHOD, "set": []}  # for a graph without preset
 
 
 def recipe(dataset: str, setting: str = "transductive", preset=None) -> Dict[str, Any]:
@@ -121,7 +122,7 @@ def _check_recipe(path: Path, block: Any) -> None:
         if chosen is not None and (not isinstance(chosen, dict) or set(chosen) - set(DEFAULT_RECIPE)):
             raise ConfigError(f"{where} must be a mapping with keys {sorted(DEFAULT_RECIPE)}, got {shown(chosen)}")
         chosen = {**DEFAULT_RECIPE, **(chosen or {})}
-        for key, known in (("teacher", sorted(CONVS)), ("method", METHODS)):
+        for key, known in (("teacher", sorted(CONVS)), ("method", (*METHODS, AUTO_METHOD))):
             if not isinstance(chosen[key], str) or chosen[key] not in known:
                 raise ConfigError(f"{where}.{key} must be one of {tuple(known)}, got {shown(chosen[key])}")
         if not isinstance(chosen["set"], list) or not all(isinstance(item, str) for item in chosen["set"]):
