@@ -10,7 +10,7 @@ import torch
 
 from vqgraph.data import make_csbm, make_split
 from vqgraph.models import TeacherConfig
-from vqgraph.models.student import MLPStudent, StudentConfig
+from vqgraph.models.student import MLPStudent, StudentConfig, StudentOutput
 from vqgraph.training import DistillConfig, TrainConfig, fit_student, fit_teacher
 from vqgraph.training.distill import DistillObjective, TermInputs, fit_nodes, teacher_side
 from vqgraph.training.loop import Share
@@ -154,3 +154,42 @@ def test_the_label_only_baseline_chooses_its_weight_decay_on_validation(graph):
         DistillSection(weight_decays=(-1.0,))
     with pytest.raises(TypeError, match=r"also sets \['teacher_kinds', 'teachers', 'weight_decays'\]"):
         fit_student(graph, split, None, student, DistillSection(method="mlp", weight_decays=(0.0, 50.0)), train)
+
+
+def test_the_neighbour_term_draws_observed_neighbours_only_and_vanishes_on_agreement(graph, inductive):
+    split, targets = inductive
+    cfg = DistillConfig(method="glnn", neighbour_weight=1.0)
+    teacher = teacher_side(graph, split, targets, cfg, "cpu")
+    objective = DistillObjective(graph, split, teacher, cfg, cfg.loss_terms(), True, TRAIN,
+                                 torch.Generator().manual_seed(0), targets=targets)
+    neighbour = objective.loss_terms[-1]
+    assert objective.terms == ("label", "soft_label", "soft_token", "neighbour") and neighbour.augments
+    observed = split.observed_edges(graph.edge_index)
+    pairs = set(map(tuple, observed.t().tolist()))
+    idx = objective.fit_idx
+    inputs = TermInputs(idx, objective.x[idx], objective.seen_y[idx], objective.is_train[idx],
+                        Share(idx.numel(), 0), teacher)
+    torch.manual_seed(0)
+    drawn = set()
+    for _ in range(20):
+        rows = neighbour.augment(None, inputs)
+        # each row's drawn features are those of an observed neighbour (its own when it has none)
+        match = (rows[:, None, :] == graph.x[None, :, :]).all(-1)
+        for i, node in enumerate(idx.tolist()):
+            candidates = set(match[i].nonzero().flatten().tolist())
+            if neighbour.has[i]:
+                assert any((node, j) in pairs for j in candidates), node
+                drawn |= {j for j in candidates if (node, j) in pairs}
+            else:
+                assert node in candidates
+    assert drawn and not split.hidden_mask[list(drawn)].any()  # hidden nodes are never drawn ...
+    assert not torch.isin(torch.tensor(sorted(drawn)), split.val_idx).any()  # ... nor held-out validation nodes
+    logits = torch.randn(idx.numel(), graph.num_classes)
+    same = inputs.replace(out=StudentOutput(logits, None), augmented=StudentOutput(logits, None))
+    assert float(neighbour(same)) == 0.0
+    other = inputs.replace(out=StudentOutput(logits, None), augmented=StudentOutput(logits.flip(0), None))
+    assert float(neighbour(other)) > 0.0
+    history = fit_student(graph, split, targets, StudentConfig(hidden_channels=8), cfg, TRAIN).history
+    assert history[0]["loss/neighbour"] > 0
+    assert "loss/neighbour" not in fit_student(graph, split, targets, StudentConfig(hidden_channels=8),
+                                               DistillConfig(method="glnn"), TRAIN).history[0]

@@ -119,3 +119,32 @@ def test_progress_bars_show_on_a_terminal_only(monkeypatch):
         list(bar)
         assert ("x:" in stream.getvalue()) is shown  # a log file gets no carriage-return segments
     assert loop.progress(range(3), "x", enabled=False).disable is True
+
+
+def test_a_moving_average_of_the_weights_is_what_is_evaluated_and_kept():
+    class Recording(LineFit):
+        def __init__(self):
+            super().__init__()
+            self.live = []  # the live weight before each step
+
+        def losses(self, net, batch):
+            self.live.append(float(net.weight.detach()))
+            return super().losses(net, batch)
+
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    seen = []
+
+    def evaluate(m):
+        seen.append((m is model, float(m.weight.detach())))
+        return {"val/acc": -abs(len(seen) - 2.0)}  # peaks at epoch 1 (0-based)
+
+    objective, decay = Recording(), 0.5
+    train = TrainConfig(lr=0.1, weight_decay=0.0, max_epochs=3, patience=None, progress=False, ema=decay)
+    result = fit(model, objective, evaluate, train)
+    average = objective.live[0]
+    for live in objective.live[1:5]:  # the weights after steps 1..4 (before steps 2..5)
+        average = decay * average + (1 - decay) * live
+    assert not seen[0][0] and seen[0][1] == pytest.approx(average, rel=1e-6)  # the average, not the live model
+    assert result.best_epoch == 1 and float(model.weight.detach()) == seen[1][1]  # the kept state is the average's
+    assert objective.live[4] != pytest.approx(average)  # (the live weights moved on: the test can tell them apart)

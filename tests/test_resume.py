@@ -53,6 +53,7 @@ CASES = {
     "teacher, full batch": (["distill.adversarial_weight=0.1"], "teacher:4"),
     "teacher, mini-batch with sampling": (["train.batch_size=32", "train.fanouts=5,5"], "teacher:5"),
     "student, adversarial term and dropout": (["distill.adversarial_weight=0.1", "student.dropout=0.5"], "student:4"),
+    "student, weight average and neighbour term": (["student_train.ema=0.9", "distill.neighbour_weight=1"], "student:4"),
 }
 
 

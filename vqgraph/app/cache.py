@@ -25,7 +25,7 @@ from vqgraph.training.loop import NOT_RESULT_KEYS
 from vqgraph.training.teacher import sparse_teacher
 
 # keys added later, with the value that reproduces what came before: left out of the hash at that value
-LATER_KEYS = {"train": {"optimizer": "adam"},
+LATER_KEYS = {"train": {"optimizer": "adam", "ema": 0.0},
               "teacher": {"deep_weight_decay": None, "tokenize": "all", "sparse_input": "off"},
               "data": {"val_split": "shared"}}
 

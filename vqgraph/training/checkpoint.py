@@ -74,7 +74,7 @@ class Checkpoint:
 
     # ---- state ---------------------------------------------------------------------------------
     def save(self, epoch: int, model: nn.Module, opt: torch.optim.Optimizer, best, history: List[Dict[str, float]],
-             streams) -> None:
+             streams, averaged=None) -> None:
         """Write the state after ``epoch`` (rank 0; the other ranks' random states gathered to it)."""
         rngs = distributed.gather_objects(_rng_state(streams))
         if distributed.world().is_main:
@@ -85,6 +85,8 @@ class Checkpoint:
                          "state": best.best_state, "since": best._since},
                 "history": history, "rng": rngs, "world_size": distributed.world().world_size,
             }
+            if averaged is not None:  # the moving average of the weights (TrainConfig.ema)
+                payload["averaged"] = averaged.model.state_dict()
             atomic_torch_save(payload, self.path)
         self._last_save = time.monotonic()
 
@@ -121,11 +123,15 @@ class Checkpoint:
                                           f"has {me.world_size}: resume with as many")
         return payload
 
-    def restore(self, payload: dict, model: nn.Module, opt: torch.optim.Optimizer, best, streams) -> tuple:
-        """Put ``payload`` back into the run; returns ``(first epoch to train, history)``."""
+    def restore(self, payload: dict, model: nn.Module, opt: torch.optim.Optimizer, best, streams,
+                averaged=None) -> tuple:
+        """Put ``payload`` back into the run (and into ``averaged``, the moving average of the
+        weights, when the run keeps one); returns ``(first epoch to train, history)``."""
         try:
             model.load_state_dict(payload["model"])
             opt.load_state_dict(payload["optimizer"])
+            if averaged is not None:
+                averaged.model.load_state_dict(payload["averaged"])
         except (RuntimeError, ValueError, KeyError) as err:  # same identity, other tensors: a damaged file
             detail = " ".join(str(err).split())  # one line
             raise CheckpointMismatchError(f"{self.path} does not fit the model it would resume ({detail}); start "
@@ -156,7 +162,8 @@ def _check_payload(payload: dict, path: Path) -> None:
     optimizer = artifact_field(payload, "optimizer", dict, path)
     states = {"model": artifact_field(payload, "model", dict, path),
               "optimizer.state": artifact_field(optimizer, "state", dict, path, "optimizer"),
-              "best.state": artifact_field(best, "state", (dict, type(None)), path, "best") or {}}
+              "best.state": artifact_field(best, "state", (dict, type(None)), path, "best") or {},
+              "averaged": artifact_field(payload, "averaged", dict, path) if "averaged" in payload else {}}
     for section, state in states.items():
         for key, value in _tensors(state):
             artifact_tensor(value, path, f"{section}.{key}", None, tuple(value.shape))

@@ -22,6 +22,7 @@ see docs/distributed.md.)
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import operator
 import sys
@@ -61,6 +62,7 @@ class TrainConfig:
     checkpoint_epochs: int = ranged(10, ge=0)  # when a checkpoint path is given: save every this many epochs (0: by time only)
     checkpoint_minutes: float = ranged(10.0, ge=0)  # ... and at least this often (0: by epochs only)
     deterministic: bool = True  # deterministic kernels while training: the same result at any CPU thread count
+    ema: float = ranged(0.0, ge=0, lt=1)  # decay of a moving average of the weights, evaluated and selected instead of the live ones (0: off)
 
     def __post_init__(self):
         check_fields(self)
@@ -283,25 +285,27 @@ def _fit(model, objective, evaluate, train, monitor, log, desc, checkpoint, stre
     params = model.param_groups(train.weight_decay) if hasattr(model, "param_groups") else model.parameters()
     opt = OPTIMIZERS[train.optimizer](params, lr=train.lr, weight_decay=train.weight_decay)
     best = BestCheckpoint(monitor, train.patience)
+    averaged = WeightAverage(model, train.ema) if train.ema else None
     history: List[Dict[str, float]] = []
     first = 0
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        first, history = checkpoint.restore(saved, model, opt, best, streams)
+        first, history = checkpoint.restore(saved, model, opt, best, streams, averaged)
     start = time.perf_counter()
     bar = progress(range(first, train.max_epochs), desc, train.progress and me.is_main)
     for epoch in bar:
         net.train()
-        metrics, first_bad = _train_epoch(net, opt, objective, epoch)
+        metrics, first_bad = _train_epoch(net, opt, objective, epoch, averaged)
         check_finite(epoch, metrics, history, model, first_bad)
         distributed.broadcast_buffers(model)  # rank 0's codebook and running statistics everywhere
-        model.eval()
-        metrics.update(evaluate(model))
+        judged = averaged.ready(model) if averaged is not None else model  # what is evaluated and kept
+        judged.eval()
+        metrics.update(evaluate(judged))
         metrics.update(objective.epoch_metrics())
         extras = objective.epoch_extras() if hasattr(objective, "epoch_extras") else None
-        stop = end_epoch(epoch, metrics, history, best, model, log if me.is_main else None, bar, extras)
+        stop = end_epoch(epoch, metrics, history, best, judged, log if me.is_main else None, bar, extras)
         if checkpoint is not None and not stop and epoch + 1 < train.max_epochs and checkpoint.due(epoch):
-            checkpoint.save(epoch, model, opt, best, history, streams)
+            checkpoint.save(epoch, model, opt, best, history, streams, averaged)
         kill_hook(desc, epoch)
         if stop:
             break
@@ -312,7 +316,29 @@ def _fit(model, objective, evaluate, train, monitor, log, desc, checkpoint, stre
     return FitResult(best.best_epoch, history, seconds)
 
 
-def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, objective: Objective, epoch: int) -> tuple:
+class WeightAverage:
+    """An exponential moving average of a model's parameters (``decay`` per optimiser step), in a
+    copy of the model: ``update`` after each step; ``ready(model)`` copies the live buffers (batch
+    norm statistics, a codebook) into the copy and returns it for evaluation. The first update
+    after construction starts from the live weights."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.model = decay, copy.deepcopy(model)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for mine, live in zip(self.model.parameters(), model.parameters()):
+            mine.lerp_(live.detach(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def ready(self, model: nn.Module) -> nn.Module:
+        for mine, live in zip(self.model.buffers(), model.buffers()):
+            mine.copy_(live)
+        return self.model
+
+
+def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, objective: Objective, epoch: int,
+                 averaged: Optional[WeightAverage] = None) -> tuple:
     """One pass over the objective's batches: the mean of every loss term over steps and ranks,
     and the name of the first term that was not finite on this rank (None if all were)."""
     keys = ["train/loss"] + [f"loss/{name}" for name in objective.terms]
@@ -326,6 +352,8 @@ def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, objective: Objectiv
         opt.zero_grad()
         total.backward()
         opt.step()
+        if averaged is not None:
+            averaged.update(net.module if hasattr(net, "module") else net)
         steps += 1
         row = torch.stack([t.detach().double().cpu() for t in (total, *terms)])
         if first_bad is None and not torch.isfinite(row).all():

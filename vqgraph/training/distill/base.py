@@ -21,7 +21,7 @@ from torch import Tensor
 from vqgraph.losses import code_logits
 from vqgraph.training.loop import Share
 
-BUILTIN_TERMS = ("label", "soft_label", "soft_token", "similarity", "adversarial")  # names a user's term may not take
+BUILTIN_TERMS = ("label", "soft_label", "soft_token", "similarity", "adversarial", "neighbour")  # names a user's term may not take
 NEEDS = ("soft_labels", "z", "codebook")  # what a term may declare it needs (LossTerm.needs)
 
 

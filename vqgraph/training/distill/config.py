@@ -13,6 +13,7 @@ from vqgraph.training.distill.terms import (
     CODE_TERMS,
     AdversarialFeatures,
     LabelCE,
+    NeighbourAgreement,
     RepresentationSimilarity,
     Smoothing,
     SoftLabelKL,
@@ -47,6 +48,7 @@ class DistillConfig:
     smooth_hops: int = ranged(0, ge=0)  # soft labels mixed with reliable neighbours' over the observed graph, hops rounds (0: off)
     smooth_alpha: float = ranged(0.5, ge=0, le=1)  # weight of the neighbours' mean in each round
     smooth_labels: bool = False  # the training nodes enter the smoothing as their one-hot labels
+    neighbour_weight: float = ranged(0.0, ge=0)  # agreement of the student's predictions on observed neighbours (0: off)
 
     def __post_init__(self):
         check_fields(self)
@@ -85,7 +87,7 @@ class DistillConfig:
         """The built-in loss terms these settings ask for, new objects in the order of their sum
         (:mod:`.terms`): ``label``, ``soft_label`` (with the smoothing of the soft labels, if
         asked) and ``soft_token`` always (weight 0 where the method does not use them), then
-        ``similarity`` and ``adversarial`` when their weights are not 0."""
+        ``similarity``, ``adversarial`` and ``neighbour`` when their weights are not 0."""
         label = LabelCE(self.label_weight)
         smoothing = Smoothing(self.smooth_hops, self.smooth_alpha, self.smooth_labels) \
             if self.smooth_hops or self.smooth_labels else None
@@ -98,6 +100,8 @@ class DistillConfig:
         if self.adversarial_weight:
             terms.append(AdversarialFeatures(self.adversarial_weight, self.adversarial_eps, self.adversarial_steps,
                                              (label, soft_label)))
+        if self.neighbour_weight:
+            terms.append(NeighbourAgreement(self.neighbour_weight))
         return terms
 
     def to_dict(self) -> dict:

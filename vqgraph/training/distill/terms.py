@@ -29,7 +29,10 @@ Optional terms, present only with a non-zero weight, for any distilled method (t
   projected representations and of the teacher's ``z`` over pairs of batch rows;
 * ``adversarial`` (:class:`AdversarialFeatures`, NOSMOG's adversarial feature augmentation): the
   label and soft-label terms again, on features perturbed by a few steps of projected gradient
-  ascent (its :meth:`~.base.LossTerm.augment` adds the perturbed rows to the batch's forward pass).
+  ascent (its :meth:`~.base.LossTerm.augment` adds the perturbed rows to the batch's forward pass);
+* ``neighbour`` (:class:`NeighbourAgreement`, neighbourhood alignment in the spirit of Graph-MLP
+  and G2MLP): the student's class distributions on a node and on one of its observed neighbours,
+  drawn anew each batch, pulled together (the graph is read in training only).
 
 ``label``, ``soft_label`` and ``soft_token`` are always in the list (weight 0 when the method does
 not use them, logged as 0), so every method logs the same three names.
@@ -282,3 +285,45 @@ class _Logits(NamedTuple):
 
     logits: Tensor
     z: Optional[Tensor] = None
+
+
+class NeighbourAgreement(LossTerm):
+    """``neighbour``: for each row with an observed neighbour, one neighbour drawn uniformly each
+    batch (torch's generator, as dropout); the term is the symmetric KL between the student's class
+    distributions on the row and on that neighbour, averaged over the global batch's rows. Its
+    :meth:`augment` adds the neighbours' features to the forward pass. Only observed edges between
+    nodes the student trains on are read: hidden nodes are never drawn, nor validation nodes whose
+    targets are held out (pulled towards their neighbours, they would measure the graph's help,
+    which hidden nodes never get)."""
+
+    name = "neighbour"
+
+    def setup(self, context: TermContext) -> None:
+        edges = context.split.observed_edges(context.data.edge_index).to(context.device)
+        fit = torch.zeros(context.data.num_nodes, dtype=torch.bool, device=context.device)
+        fit[context.fit_idx] = True  # held-out validation nodes stay out: their accuracy must not see the graph
+        edges = edges[:, fit[edges[0]] & fit[edges[1]] & (edges[0] != edges[1])]  # a self-loop is no neighbour
+        order = torch.argsort(edges[0], stable=True)
+        self.col = edges[1, order]
+        self.degree = torch.bincount(edges[0], minlength=context.data.num_nodes)
+        self.start = torch.cumsum(self.degree, 0) - self.degree
+        self.x = context.x
+
+    def augment(self, net, inputs: TermInputs) -> Tensor:
+        """The features [B, F] (dense) of one observed neighbour of each row (the row's own where it has none)."""
+        degree = self.degree[inputs.idx]
+        self.has = degree > 0
+        if not self.col.numel():
+            picked = inputs.idx
+        else:
+            draw = torch.minimum((torch.rand(degree.shape, device=degree.device) * degree).long(), degree - 1)
+            where = (self.start[inputs.idx] + draw.clamp(min=0)).clamp(max=self.col.numel() - 1)
+            picked = torch.where(self.has, self.col[where], inputs.idx)
+        rows = self.x[picked]
+        return rows.to_dense() if rows.layout == torch.sparse_csr else rows
+
+    def __call__(self, inputs: TermInputs) -> Tensor:
+        own = F.log_softmax(inputs.out.logits, dim=-1)
+        other = F.log_softmax(inputs.augmented.logits, dim=-1)
+        both = (own.exp() * (own - other)).sum(-1) + (other.exp() * (other - own)).sum(-1)
+        return inputs.mean(0.5 * both[self.has].sum())
