@@ -39,3 +39,22 @@ def test_a_reference_without_runs_is_a_usage_error(tmp_path):
         sweep_table.main([str(tmp_path), "--dataset", "cora", "--teacher", "gcn", "--reference", "base",
                           "--variants", "off"])
     assert stop.value.code == 2
+
+
+def test_transductive_runs_pair_validation_and_test(tmp_path, capsys):
+    for seed, (a, b) in enumerate([(0.70, 0.73), (0.60, 0.59)]):
+        for variant, acc in (("base", a), ("cs", b)):
+            folder = tmp_path / variant / f"cora-transductive-glnn-gcn-s{seed}"
+            folder.mkdir(parents=True)
+            record = {"seed": seed, "metrics": {"val/acc": acc, "test/acc": acc + 0.1},
+                      "config": {"distill": {"val_targets": "auto"}},
+                      "teacher_metrics": {"val/acc": 0.8, "test/acc": 0.75}}
+            (folder / "results.json").write_text(json.dumps(record))
+    argv = [str(tmp_path), "--dataset", "cora", "--teacher", "gcn", "--setting", "transductive", "--reference", "base",
+            "--variants", "base", "cs"]
+    assert sweep_table.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| variant | val fitted | seeds | val | Δval | test | Δtest | teacher val / test |")
+    cs = next(line for line in lines if line.startswith("| cs "))
+    assert cs.startswith("| cs | yes | 2 |")  # val_targets auto: fitted transductively
+    assert cs.count("+1.00 (1/0/1)") == 2 and cs.endswith("| 80.00 / 75.00 |")  # +0.03, -0.01 on val and on test

@@ -11,19 +11,22 @@ through :func:`~vqgraph.training.fit_teacher`. Modules by job:
 * :mod:`~vqgraph.targets.protocol`: which graph each node's outputs come from; the built-in
   teacher's :func:`node_outputs`;
 * :mod:`~vqgraph.targets.from_model`, :mod:`~vqgraph.targets.layerwise`: :func:`targets_from_model`;
-* :mod:`~vqgraph.targets.ensemble`: :func:`ensemble_targets`, :func:`smooth_soft_labels`.
+* :mod:`~vqgraph.targets.ensemble`: :func:`ensemble_targets`, :func:`smooth_soft_labels`;
+* :mod:`~vqgraph.targets.propagate`: :func:`correct_and_smooth` (teacher-side propagation, C&S).
 """
 
 from vqgraph.targets.artifact import FORMAT_VERSION, TeacherTargets, graph_fingerprint
 from vqgraph.targets.ensemble import ensemble_targets, smooth_soft_labels
 from vqgraph.targets.from_model import targets_from_model
 from vqgraph.targets.outputs import targets_from_outputs
+from vqgraph.targets.propagate import correct_and_smooth
 from vqgraph.targets.protocol import NodeOutputs, node_outputs, outputs_by_protocol
 
 __all__ = [
     "FORMAT_VERSION",
     "NodeOutputs",
     "TeacherTargets",
+    "correct_and_smooth",
     "ensemble_targets",
     "graph_fingerprint",
     "node_outputs",

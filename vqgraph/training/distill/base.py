@@ -33,10 +33,12 @@ class TeacherSide:
             without one: ``TeacherTargets.has_z`` False).
         codebook: [K, D] or None. metric: the similarity of the codebook (``code_logits``).
         temperature: divides the logits in the soft labels (calibrated on validation nodes by default).
+        calibrated: the temperature applied before a transform of the targets made them (their
+            logits are then the transformed probabilities' log, read at temperature 1); None: none.
     """
 
-    def __init__(self, targets, device, temperature: float):
-        self.temperature = temperature
+    def __init__(self, targets, device, temperature: float, calibrated: Optional[float] = None):
+        self.temperature, self.calibrated = temperature, calibrated
         self.num_nodes = targets.num_nodes
         self.logits = targets.logits.to(device)
         self.z = targets.z.to(device) if targets.has_z else None  # targets without z hold it as [N, 0]

@@ -25,6 +25,7 @@ METHODS = ("mlp", "glnn", "vqgraph")
 VAL_TARGETS = ("auto", "fit", "held_out")
 CODE_TARGETS = ("soft", "index", "class")
 SELECT_BY = ("val", "test")
+PROPAGATE = ("none", "cs")
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,19 @@ class DistillConfig:
     smooth_alpha: float = ranged(0.5, ge=0, le=1)  # weight of the neighbours' mean in each round
     smooth_labels: bool = False  # the training nodes enter the smoothing as their one-hot labels
     neighbour_weight: float = ranged(0.0, ge=0)  # agreement of the student's predictions on observed neighbours (0: off)
+    propagate: str = choice("none", PROPAGATE)  # cs: soft labels Corrected & Smoothed with the training labels over the observed graph
+    cs_correct_alpha: float = ranged(0.979, ge=0, le=1)  # C&S Correct: weight of the spread residuals each round (0: no Correct step)
+    cs_correct_hops: int = ranged(50, ge=1)  # rounds of the Correct step
+    cs_smooth_alpha: float = ranged(0.756, ge=0, le=1)  # C&S Smooth: weight of the neighbours each round (0: no Smooth step)
+    cs_smooth_hops: int = ranged(50, ge=1)  # rounds of the Smooth step
 
     def __post_init__(self):
         check_fields(self)
         if self.similarity_weight and self.method == "mlp":
             raise ValueError("similarity_weight needs a teacher: use method 'glnn' or 'vqgraph'")
+        if self.propagate != "none" and self.method == "mlp":
+            raise ValueError(f"propagate={self.propagate!r} transforms the teacher's soft labels, and method 'mlp' has "
+                             "none: use method 'glnn' or 'vqgraph', or propagate='none'")
 
     def check_learns(self) -> None:
         """Raise ValueError if no loss term of the method has a non-zero weight (checked by

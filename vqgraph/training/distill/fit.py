@@ -24,7 +24,7 @@ from vqgraph.losses import calibrate_temperature, entropy
 from vqgraph.models.custom import StudentWrapper, check_output, probe
 from vqgraph.models.student import MLPStudent, StudentConfig
 from vqgraph.serving.predictor import Predictor
-from vqgraph.targets import TeacherTargets
+from vqgraph.targets import TeacherTargets, correct_and_smooth
 from vqgraph.training import loop
 from vqgraph.training.checkpoint import Checkpoint
 from vqgraph.training.distill.base import LossTerm, TeacherSide, check_needs, check_terms
@@ -90,7 +90,9 @@ def teacher_side(data: Data, split: NodeSplit, targets: Optional[TeacherTargets]
                  device) -> Optional[TeacherSide]:
     """The teacher's targets on ``device`` as the terms read them (None for ``mlp``), their soft
     labels calibrated on the teacher's validation nodes (temperature scaling) unless
-    ``distill.teacher_temperature`` is set."""
+    ``distill.teacher_temperature`` is set. With ``distill.propagate="cs"`` those calibrated soft
+    labels are corrected and smoothed over the observed graph
+    (:func:`~vqgraph.targets.correct_and_smooth`) and read as they come out (temperature 1)."""
     if distill.method == "mlp":
         return None
     if targets is None:
@@ -105,7 +107,12 @@ def teacher_side(data: Data, split: NodeSplit, targets: Optional[TeacherTargets]
     if temperature is None:
         calibration = split.for_teacher().val_idx  # a part of the targets: never the student's selection nodes
         temperature = calibrate_temperature(targets.logits[calibration], data.y[calibration])
-    return TeacherSide(targets, device, temperature)
+    if distill.propagate == "none":
+        return TeacherSide(targets, device, temperature)
+    propagated = correct_and_smooth(targets, data, split, correct_alpha=distill.cs_correct_alpha,
+                                    correct_hops=distill.cs_correct_hops, smooth_alpha=distill.cs_smooth_alpha,
+                                    smooth_hops=distill.cs_smooth_hops, temperature=temperature)
+    return TeacherSide(propagated, device, 1.0, calibrated=temperature)
 
 
 @torch.no_grad()
@@ -114,7 +121,7 @@ def target_stats(teacher: TeacherSide, distill: DistillConfig, fit_idx: Tensor) 
     and (``vqgraph``) of the soft code assignments of up to 4,096 nodes, and their mean top probability."""
     row_entropy = [entropy(teacher.probs(part)) * part.numel() for part in fit_idx.split(65_536)]
     stats = {
-        "targets/teacher_temperature": teacher.temperature,
+        "targets/teacher_temperature": teacher.temperature if teacher.calibrated is None else teacher.calibrated,
         "targets/soft_label_entropy": float(sum(row_entropy) / fit_idx.numel()),
     }
     if distill.uses_soft_tokens and distill.code_target == "soft" and teacher.codebook is not None \

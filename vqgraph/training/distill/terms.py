@@ -88,7 +88,7 @@ class SoftLabelKL(LossTerm):
         if self.smoothing is None or context.teacher is None:
             return
         teacher, split, data = context.teacher, context.split, context.data
-        probs = F.softmax(context.targets.logits.float() / teacher.temperature, dim=-1)
+        probs = F.softmax(teacher.logits.cpu().float() / teacher.temperature, dim=-1)  # after any transform of the targets
         context.soft_labels = smooth_soft_labels(
             probs, split.observed_edges(data.edge_index), self.smoothing.hops, self.smoothing.alpha,
             data.y if self.smoothing.labels else None, split.train_mask)
