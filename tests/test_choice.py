@@ -88,6 +88,7 @@ def test_auto_trains_every_candidate_on_halves_and_the_best_as_the_run(tmp_path,
     assert alone["metrics"] == results["metrics"]
     # a second call trains nothing: every run is reused, and the record is the same
     assert run_cli.main(argv) == 0
-    assert "reused" in capsys.readouterr().out
+    line = capsys.readouterr().out
+    assert "reused" in line and f"[auto: {chosen.name}, the best on validation of 3]" in line
     again = json.loads((out / "results.json").read_text())
     assert again["choice"] == choice and again["metrics"] == results["metrics"]
