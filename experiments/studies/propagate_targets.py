@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     text = (f"# The targets' own accuracy, {args.setting}, seeds {args.seeds}\n\nCommand: `{command}`\n\n"
             "Accuracy in % of the soft labels' argmax as the student reads them, mean ± std over seeds; in "
             "brackets, minus the raw soft labels in points (wins/ties/losses).\n\n")
-    columns = ["dataset", "targets", "seeds"] + [NAMES.get(key, key) for key in keys]
+    halved = "val_student" in keys  # else validation is all of it, the teacher's selection set too
+    columns = ["dataset", "targets", "seeds"] + [NAMES.get(key, key) if halved else key for key in keys]
     text += markdown_table(columns, table)
     emit(text, args.out)
     return 0

@@ -18,3 +18,11 @@ def test_targets_are_scored_raw_and_propagated_on_both_halves_and_test(data_root
     means = lambda line: [cell.split(" ±")[0] for cell in line.split("|")[4:7]]  # noqa: E731
     assert means(raw) != means(cs)  # propagation moves some argmax
     assert len(list((tmp_path / "cache").glob("*/teacher.pt"))) == 1  # one teacher, shared by the variants
+
+
+def test_shared_validation_is_named_as_it_is(data_root, tmp_path):
+    argv = ["--datasets", "cora", "--seeds", "0", "--setting", "inductive", "--set", "train.max_epochs=20",
+            "--variants", "cs:distill.propagate=cs", "--data-root", str(data_root), "--cache", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "out.md")]
+    assert propagate_targets.main(argv) == 0
+    assert "| dataset | targets | seeds | val | test_tran | test_ind |" in (tmp_path / "out.md").read_text()
