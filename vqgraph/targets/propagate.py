@@ -34,9 +34,10 @@ def correct_and_smooth(targets: TeacherTargets, data: Data, split: NodeSplit, *,
 
     * Correct: the training nodes' residuals ``E = Y - Z`` (one-hot label minus soft label; 0
       elsewhere) are spread by ``correct_hops`` rounds of ``E <- correct_alpha S E + (1 -
-      correct_alpha) E0``, each row rescaled to the training residuals' mean L1 norm and added to ``Z``;
+      correct_alpha) E0`` (clipped to [-1, 1]), each row rescaled to the training residuals' mean
+      L1 norm and added to ``Z``;
     * Smooth: the training nodes clamped to their one-hot labels, ``smooth_hops`` rounds of
-      ``Z <- smooth_alpha S Z + (1 - smooth_alpha) Z0``.
+      ``Z <- smooth_alpha S Z + (1 - smooth_alpha) Z0`` (clipped to [0, 1]).
 
     Rows are then made distributions again (negative parts cut, divided by their sum; a row left
     without mass keeps its soft label). An alpha of 0 leaves its step out (with both 0 the soft
