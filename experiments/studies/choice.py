@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from experiments.common import emit, parse_seeds, seeds_argument
-from vqgraph.app.choice import CANDIDATES, candidate_spec, choose
+from vqgraph.app.choice import CANDIDATES, CHOICE_PROTOCOL, candidate_spec, choose
 from vqgraph.app.config import AUTO_METHOD
 from vqgraph.app.grid import finished_run
 from vqgraph.app.records import markdown_table, win_tie_loss
@@ -44,8 +44,8 @@ def seed_row(args, dataset: str, setting: str, seed: int) -> Dict:
     spec = RunSpec(dataset, setting, AUTO_METHOD, args.teacher, seed, tuple(args.set), quiet=True)
     val, test = {}, {}
     for candidate in CANDIDATES:
-        for kind, protocol in (("choice", "data.val_split=halves"), ("fixed", None)):
-            own = candidate_spec(spec, candidate) if protocol else candidate_spec(spec, candidate, None)
+        for kind, protocol in (("choice", CHOICE_PROTOCOL), ("fixed", None)):
+            own = candidate_spec(spec, candidate, protocol)
             folder = args.runs / kind / candidate.name / own.name
             results = finished_run(own, folder, args.cache, args.data_root)
             if protocol:
