@@ -29,10 +29,12 @@ def test_a_candidates_run_takes_its_overrides_then_the_users_then_the_protocol()
     adversarial = CANDIDATES[2]
     own = candidate_spec(spec, adversarial)
     assert own.method == "vqgraph"
-    assert own.overrides == ("distill.adversarial_weight=0.1", "distill.adversarial_eps=0.5", "student.dropout=0.1",
-                             "data.val_split=halves")  # the user's eps wins; halves replaces the user's protocol
+    assert own.overrides == ("distill.adversarial_weight=0.1", "distill.label_weight=0", "distill.adversarial_eps=0.5",
+                             "student.dropout=0.1", "data.val_split=halves")
+    # the user's eps wins; halves replaces the user's protocol
     cfg = own.config()
     assert (cfg.distill.adversarial_weight, cfg.distill.adversarial_eps, cfg.data.val_split) == (0.1, 0.5, "halves")
+    assert cfg.distill.label_weight == 0.0  # the presets' inductive recipe
     final = candidate_spec(spec, adversarial, None).config()  # the chosen run: the user's own protocol
     assert final.data.val_split == "shared" and final.student.dropout == 0.1
     assert candidate_spec(spec, CANDIDATES[0]).config().distill.adversarial_weight == 0.0

@@ -4,7 +4,7 @@ paper's test-selected protocol, over seeds, with held-out seeds reported apart.
     python -m experiments.studies.headline --datasets cora citeseer a-computer a-photo \
         --settings transductive inductive --seeds 0-9 --held-out 5-9 \
         [--runs runs/headline] [--out experiments/results/headline] [--config PRESET] [--set ...] \
-        [--candidate LABEL=METHOD[,SECTION.KEY=VALUE...] ...]
+        [--candidate [SETTING:]LABEL=METHOD[,SECTION.KEY=VALUE...] ...]
 
 For every (dataset, setting) the rows are built from the preset's ``recipe.<setting>`` (teacher,
 method, overrides; :func:`vqgraph.app.config.recipe`):
@@ -16,8 +16,9 @@ method, overrides; :func:`vqgraph.app.config.recipe`):
   code term (``distill.soft_token_weight=0``), each optional objective term (its overrides
   dropped), held-out validation targets in the inductive setting (``distill.val_targets=fit``),
   and any other override;
-- each ``--candidate LABEL=METHOD[,SECTION.KEY=VALUE...]``: a variant the recipe was chosen
-  among, paired against it (how the choice looked on validation, and on test);
+- each ``--candidate [SETTING:]LABEL=METHOD[,SECTION.KEY=VALUE...]``: a variant the recipe was
+  chosen among, paired against it (how the choice looked on validation, and on test), in every
+  block or only in those of ``SETTING``;
 - ``recipe, select_by=test``: the paper's protocol (student checkpoint chosen on test accuracy),
   labelled, for comparison only.
 
@@ -55,14 +56,21 @@ from vqgraph.training.distill import METHODS
 from vqgraph.training.loop import progress
 from vqgraph.utils.io import atomic_write_text
 
+SETTINGS = ("transductive", "inductive")
 # Published test accuracy (%), CPF split (shared/METHOD.md): the anchors of the accuracy targets.
 ANCHORS = {
     "transductive": {
         "NOSMOG, published, validation-selected": {"cora": 83.04, "citeseer": 73.78, "a-computer": 84.04, "a-photo": 93.36},
         "VQGraph, published, test-selected": {"cora": 83.93, "citeseer": 76.08, "a-computer": 85.17, "a-photo": 94.21},
+        "G2MLP, published, validation early stopping": {"cora": 82.54, "citeseer": 74.51, "a-computer": 83.87,
+                                                        "a-photo": 92.85},
+        "CPF, published, label propagation at inference (not graph-free), one seed": {
+            "cora": 85.76, "citeseer": 76.52, "a-computer": 84.43, "a-photo": 93.17},
     },
     "inductive": {
         "GLNN, published, `ind`": {"cora": 73.82, "citeseer": 69.25, "a-computer": 80.92, "a-photo": 91.18},
+        "GLNN re-run in the G2MLP paper, `ind`": {"cora": 73.21, "citeseer": 68.48, "a-computer": 80.27, "a-photo": 89.50},
+        "G2MLP, published, `ind`": {"cora": 75.90, "citeseer": 71.85, "a-computer": 82.67, "a-photo": 90.61},
         "GLNN, published, `prod`": {"cora": 78.28, "citeseer": 69.27, "a-computer": 82.29, "a-photo": 92.38},
     },
 }
@@ -73,11 +81,13 @@ TERM_PREFIXES = {"adversarial term": ("distill.adversarial_",), "similarity term
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of the grid: a method and overrides on top of the preset."""
+    """One row of the grid: a method and overrides on top of the preset; ``setting``: the one
+    setting a candidate row belongs to (None: every setting)."""
 
     label: str
     method: str
     overrides: Tuple[str, ...] = ()
+    setting: Optional[str] = None
 
     @property
     def key(self) -> Tuple[str, Tuple[str, ...]]:
@@ -101,14 +111,18 @@ def main_keys(setting: str) -> List[str]:
 
 
 def parse_candidate(text: str) -> Variant:
-    """``LABEL=METHOD[,SECTION.KEY=VALUE...]``: an extra row, paired against the recipe."""
-    label, sep, body = text.partition("=")
+    """``[SETTING:]LABEL=METHOD[,SECTION.KEY=VALUE...]``: an extra row, paired against the
+    recipe, in every block or only in the blocks of ``SETTING`` (transductive or inductive)."""
+    setting, colon, rest = text.partition(":")
+    if not colon or setting.strip() not in SETTINGS:
+        setting, rest = None, text
+    label, sep, body = rest.partition("=")
     # commas part overrides; a comma inside a list value (teacher_kinds=appnp,sage) does not
     method, *overrides = [p.strip() for p in re.split(r",(?=\s*\w+\.\w+=)", body)] if sep else [""]
     if not label.strip() or method not in METHODS:
-        raise ConfigError(f"--candidate {text!r}: expected LABEL=METHOD[,section.key=value...] with METHOD "
-                          f"one of {', '.join(METHODS)}")
-    return Variant(label.strip(), method, tuple(o for o in overrides if o))
+        raise ConfigError(f"--candidate {text!r}: expected [SETTING:]LABEL=METHOD[,section.key=value...] with "
+                          f"SETTING one of {', '.join(SETTINGS)} and METHOD one of {', '.join(METHODS)}")
+    return Variant(label.strip(), method, tuple(o for o in overrides if o), setting and setting.strip())
 
 
 def variants(dataset: str, setting: str, preset: Optional[str] = None,
@@ -138,7 +152,8 @@ def variants(dataset: str, setting: str, preset: Optional[str] = None,
                           Variant("recipe - held-out validation targets", method, own + ("distill.val_targets=fit",))))
     rows = [Variant("mlp", "mlp"), Variant("glnn", "glnn"), Variant("vqgraph", "vqgraph"), best, *(v for _, v in ablations)]
     known = {v.key for v in rows}
-    rows += [v for v in candidates if v.key not in known]  # a candidate that is already a row adds nothing
+    # a candidate that is already a row adds nothing; one of the other setting is not in this block
+    rows += [v for v in candidates if v.key not in known and v.setting in (None, setting)]
     rows.append(Variant("recipe, select_by=test", method, own + ("distill.select_by=test",)))
     return chosen["teacher"], rows, ablations
 
@@ -276,7 +291,7 @@ def headline_table(blocks: Dict[Tuple[str, str], Dict[str, Dict[int, Dict]]], se
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.studies.headline", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["cora", "citeseer", "a-computer", "a-photo"])
-    parser.add_argument("--settings", nargs="+", default=["transductive", "inductive"], choices=["transductive", "inductive"])
+    parser.add_argument("--settings", nargs="+", default=["transductive", "inductive"], choices=list(SETTINGS))
     parser.add_argument("--seeds", default="0-9")
     parser.add_argument("--held-out", default="5-9", help="seeds no choice looked at, reported apart")
     parser.add_argument("--data-root", default=None)
@@ -285,8 +300,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
     parser.add_argument("--config", default=None, help="YAML preset for every dataset (default: each dataset's own)")
     parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="SECTION.KEY=VALUE", help="overrides under every row's own")
-    parser.add_argument("--candidate", action="append", default=[], metavar="LABEL=METHOD[,SECTION.KEY=VALUE...]",
-                        help="an extra row in every block, paired against the recipe (repeatable)")
+    parser.add_argument("--candidate", action="append", default=[], metavar="[SETTING:]LABEL=METHOD[,SECTION.KEY=VALUE...]",
+                        help="an extra row in every block (or in SETTING's only), paired against the recipe (repeatable)")
     args = parser.parse_args(argv)
     seeds, held_out = parse_seeds(args.seeds), parse_seeds(args.held_out)
     plans = {}

@@ -83,7 +83,17 @@ def test_candidates_are_paired_with_the_recipe_and_a_recipe_without_codes_says_s
     assert ablations == []  # glnn has no code term and no terms of its own
     assert [v.label for v in rows] == ["mlp", "glnn", "vqgraph", "recipe", "adv", "recipe, select_by=test"]
     assert rows[4].overrides == ("distill.adversarial_weight=0.1",)
-    for bad in ["adv", "=vqgraph", "x=gcn,teacher.dropout=0.1"]:
+    # a candidate of one setting is a row of that setting's blocks only
+    only = headline.parse_candidate("inductive:wide=glnn,student.hidden_channels=512")
+    assert (only.label, only.method, only.setting) == ("wide", "glnn", "inductive")
+    _, tran_rows, _ = headline.variants("synthetic", "transductive", preset, [*candidates, only])
+    assert "wide" not in [v.label for v in tran_rows]
+    both = tmp_path / "both.yaml"
+    both.write_text("recipe:\n  transductive: {teacher: gcn, method: glnn}\n  inductive: {teacher: gcn, method: glnn}\n")
+    _, ind_rows, _ = headline.variants("synthetic", "inductive", both, [only])
+    assert ind_rows[-2] == only  # before the select_by=test row
+    assert headline.parse_candidate("a:b=glnn").label == "a:b"  # not a setting: part of the label
+    for bad in ["adv", "=vqgraph", "x=gcn,teacher.dropout=0.1", "inductive:=glnn"]:
         with pytest.raises(headline.ConfigError, match="--candidate"):
             headline.parse_candidate(bad)
     # a list value keeps its commas; the ensemble's two overrides are one component
