@@ -58,12 +58,12 @@ def summary_line(results: dict, out: Path) -> str:
     keys = [k for k in TEST_KEYS if k in m]
     student = " ".join(f"{k}={m[k]:.4f}" for k in ["val/acc", *keys])
     teacher = " ".join(f"{k}={t[k]:.4f}" for k in keys if k in t)
-    reused = " (finished before: reused)" if results.get("reused") else ""
+    suffix = " (finished before: reused)" if results.get("reused") else ""
     if "choice" in results:  # method auto: which candidate won, on what
-        reused += f" [auto: {results['choice']['chosen']}, the best on validation of {len(results['choice']['candidates'])}]"
+        suffix += f" [auto: {results['choice']['chosen']}, the best on validation of {len(results['choice']['candidates'])}]"
     return (f"{results['dataset']} {results['setting']} {results['method']} (teacher {results['teacher']}) "
             f"seed={results['seed']}: {student} | teacher {teacher} | student {results['timings']['student_train_s']:.1f}s "
-            f"-> {out}{reused}")
+            f"-> {out}{suffix}")
 
 
 def chosen_by(args: argparse.Namespace, spec: RunSpec) -> str:

@@ -23,6 +23,13 @@ def test_choose_takes_the_best_score_and_the_first_on_a_tie():
     assert choose({"mlp": 0.6, "glnn": 0.7, "vq": 0.7}) == "glnn"
 
 
+@pytest.mark.parametrize("dataset", ["cora", "citeseer", "a-computer", "a-photo"])
+def test_the_distilled_candidate_is_the_presets_inductive_recipe(dataset):
+    # one list in two places (the presets' YAML, CANDIDATES): a recipe change must reach auto too
+    chosen = recipe(dataset, "inductive")
+    assert (CANDIDATES[2].method, CANDIDATES[2].overrides) == (chosen["method"], tuple(chosen["set"]))
+
+
 def test_a_candidates_run_takes_its_overrides_then_the_users_then_the_protocol():
     spec = RunSpec("synthetic", method="auto", overrides=("distill.adversarial_eps=0.5", "data.val_split=shared",
                                                           "student.dropout=0.1"))

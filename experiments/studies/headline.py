@@ -51,12 +51,13 @@ from vqgraph.app.config import AUTO_METHOD, recipe
 from vqgraph.app.grid import finished_run
 from vqgraph.app.records import markdown_table, mean_std, win_tie_loss
 from vqgraph.app.run import RunSpec
+from vqgraph.data.splits import Setting
 from vqgraph.errors import ConfigError
 from vqgraph.training.distill import METHODS
 from vqgraph.training.loop import progress
 from vqgraph.utils.io import atomic_write_text
 
-SETTINGS = ("transductive", "inductive")
+SETTINGS = tuple(s.value for s in Setting)
 # Published test accuracy (%), CPF split (shared/METHOD.md): the anchors of the accuracy targets.
 ANCHORS = {
     "transductive": {
@@ -113,16 +114,15 @@ def main_keys(setting: str) -> List[str]:
 def parse_candidate(text: str) -> Variant:
     """``[SETTING:]LABEL=METHOD[,SECTION.KEY=VALUE...]``: an extra row, paired against the
     recipe, in every block or only in the blocks of ``SETTING`` (transductive or inductive)."""
-    setting, colon, rest = text.partition(":")
-    if not colon or setting.strip() not in SETTINGS:
-        setting, rest = None, text
-    label, sep, body = rest.partition("=")
+    head, colon, rest = text.partition(":")
+    setting = head.strip() if colon and head.strip() in SETTINGS else None
+    label, sep, body = (rest if setting else text).partition("=")
     # commas part overrides; a comma inside a list value (teacher_kinds=appnp,sage) does not
     method, *overrides = [p.strip() for p in re.split(r",(?=\s*\w+\.\w+=)", body)] if sep else [""]
     if not label.strip() or method not in METHODS:
         raise ConfigError(f"--candidate {text!r}: expected [SETTING:]LABEL=METHOD[,section.key=value...] with "
                           f"SETTING one of {', '.join(SETTINGS)} and METHOD one of {', '.join(METHODS)}")
-    return Variant(label.strip(), method, tuple(o for o in overrides if o), setting and setting.strip())
+    return Variant(label.strip(), method, tuple(o for o in overrides if o), setting)
 
 
 def variants(dataset: str, setting: str, preset: Optional[str] = None,
