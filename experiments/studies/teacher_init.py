@@ -30,11 +30,12 @@ import shlex
 import statistics
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 
 from experiments.common import emit, parse_seeds, seeds_argument
+from experiments.studies.choice import score_key
 from vqgraph.app.cache import observed_density, teacher_key
 from vqgraph.app.config import recipe
 from vqgraph.app.records import markdown_table, win_tie_loss, write_json
@@ -59,9 +60,9 @@ def student_from_teacher(teacher: VQGraphTeacher, student: MLPStudent) -> MLPStu
     if teacher.encoder.kind != "gcn" or len(convs) != 1:
         raise ValueError(f"a student starts from a GCN teacher of one graph layer, got {teacher.encoder.kind!r} "
                          f"with {len(convs)} layer(s)")
-    pairs = [(student.layers[0], convs[0]), (student.classifier, teacher.head_conv)]
     if len(student.layers) != 1:
         raise ValueError(f"a student started from the teacher has one hidden layer, got {len(student.layers)}")
+    pairs = [(student.layers[0], convs[0]), (student.classifier, teacher.head_conv)]
     with torch.no_grad():
         for linear, conv in pairs:
             if linear.weight.shape != conv.lin.weight.shape:
@@ -72,15 +73,18 @@ def student_from_teacher(teacher: VQGraphTeacher, student: MLPStudent) -> MLPStu
     return student
 
 
-def score_key(setting: str) -> str:
-    return "test_ind/acc" if setting == "inductive" else "test/acc"
+def students_of(args, dataset: str) -> Tuple[str, Tuple[str, ...]]:
+    """The method and overrides the students are distilled with: ``--method`` and ``--set``, else
+    the preset's recipe for the setting followed by ``--set``."""
+    if args.method:
+        return args.method, tuple(args.set)
+    plan = recipe(dataset, args.setting)
+    return plan["method"], (*plan.get("set", ()), *args.set)
 
 
 def seed_row(args, dataset: str, seed: int) -> Dict:
     """One seed: the teacher, then the three students' validation and test accuracy."""
-    plan = recipe(dataset, args.setting)
-    method = args.method or plan["method"]
-    overrides = tuple(args.set) if args.method else (*plan.get("set", ()), *args.set)
+    method, overrides = students_of(args, dataset)
     spec = RunSpec(dataset, args.setting, method, "gcn", seed, overrides, quiet=True)
     cfg = spec.config()
     task = prepare_task(dataset, args.setting, seed, cfg.data, args.data_root)
@@ -91,15 +95,15 @@ def seed_row(args, dataset: str, seed: int) -> Dict:
     narrow = dataclasses.replace(cfg.student, hidden_channels=width, num_layers=2)
     code_dim = teacher.targets.z.size(1) if cfg.distill.uses_projection else None
     torch.manual_seed(seed)
-    random = MLPStudent(task.data.num_features, task.data.num_classes, narrow, code_dim)
+    from_random = MLPStudent(task.data.num_features, task.data.num_classes, narrow, code_dim)
     started = student_from_teacher(teacher.model, MLPStudent(task.data.num_features, task.data.num_classes, narrow,
                                                              code_dim))
     if code_dim:  # the projection into code space has nothing to start from: the random student's
-        started.projection.load_state_dict(random.projection.state_dict())
+        started.projection.load_state_dict(from_random.projection.state_dict())
     row = {"gcn": {"val": teacher.metrics["val/acc"], "test": teacher.metrics[score_key(args.setting)]},
            "as_cached": as_cached}
     distill, train = cfg.distill.for_student(), cfg.student_train
-    for arm, student in zip(ARMS, (cfg.student, random, started)):
+    for arm, student in zip(ARMS, (cfg.student, from_random, started)):
         metrics = fit_student(task.data, task.split, teacher.targets, student, distill, train).metrics
         row[arm] = {"val": metrics["val/acc"], "test": metrics[score_key(args.setting)]}
     return row
@@ -150,7 +154,8 @@ def main(argv=None) -> int:
     try:
         for dataset in args.datasets:
             for seed in parse_seeds(args.seeds):
-                key = f"{dataset}/{args.setting}/{args.method or 'recipe'}/{' '.join(args.set)}/s{seed}"
+                method, overrides = students_of(args, dataset)
+                key = f"{dataset}/{args.setting}/{method}/{' '.join(overrides)}/s{seed}"
                 if key not in done:
                     done[key] = seed_row(args, dataset, seed)
                     write_json(store, done)
