@@ -35,10 +35,10 @@ from typing import Dict, List, Tuple
 import torch
 
 from experiments.common import emit, parse_seeds, seeds_argument
-from experiments.studies.choice import score_key
+from experiments.studies.choice import paired, score_key
 from vqgraph.app.cache import observed_density, teacher_key
 from vqgraph.app.config import recipe
-from vqgraph.app.records import markdown_table, win_tie_loss, write_json
+from vqgraph.app.records import markdown_table, write_json
 from vqgraph.app.run import RunSpec
 from vqgraph.app.task import prepare_task
 from vqgraph.errors import VQGraphError
@@ -82,9 +82,8 @@ def students_of(args, dataset: str) -> Tuple[str, Tuple[str, ...]]:
     return plan["method"], (*plan.get("set", ()), *args.set)
 
 
-def seed_row(args, dataset: str, seed: int) -> Dict:
-    """One seed: the teacher, then the three students' validation and test accuracy."""
-    method, overrides = students_of(args, dataset)
+def seed_row(args, dataset: str, seed: int, method: str, overrides: Tuple[str, ...]) -> Dict:
+    """One seed: the teacher, then the three students' (``method`` with ``overrides``) validation and test accuracy."""
     spec = RunSpec(dataset, args.setting, method, "gcn", seed, overrides, quiet=True)
     cfg = spec.config()
     task = prepare_task(dataset, args.setting, seed, cfg.data, args.data_root)
@@ -109,10 +108,9 @@ def seed_row(args, dataset: str, seed: int) -> Dict:
     return row
 
 
-def paired(rows: List[Dict], arm: str, other: str, key: str) -> str:
-    diffs = [r[arm][key] - r[other][key] for r in rows]
-    wins, ties, losses = win_tie_loss(diffs)
-    return f"{100 * statistics.mean(diffs):+.2f} ({wins}/{ties}/{losses})"
+def arm_minus(rows: List[Dict], arm: str, other: str, key: str) -> str:
+    """``arm`` minus ``other`` on ``key`` (val or test), paired by seed (:func:`experiments.studies.choice.paired`)."""
+    return paired([r[arm][key] for r in rows], [r[other][key] for r in rows])
 
 
 def render(command: str, blocks: Dict[str, List[Dict]], setting: str) -> str:
@@ -120,10 +118,9 @@ def render(command: str, blocks: Dict[str, List[Dict]], setting: str) -> str:
     for dataset, rows in blocks.items():
         mean = lambda arm, key: f"{100 * statistics.mean(r[arm][key] for r in rows):.2f}"  # noqa: E731
         lines.append([dataset, len(rows), *(f"{mean(a, 'val')} / {mean(a, 'test')}" for a in ("gcn", *ARMS)),
-                      paired(rows, "teacher", "random", "val"), paired(rows, "teacher", "random", "test"),
-                      paired(rows, "teacher", "preset", "val"), paired(rows, "teacher", "preset", "test"),
+                      *(arm_minus(rows, "teacher", other, key) for other in ("random", "preset") for key in ("val", "test")),
                       f"{sum(r['as_cached'] for r in rows)}/{len(rows)}"])
-    test = "test_ind" if setting == "inductive" else "test"
+    test = score_key(setting).split("/")[0]
     return (f"# The student started from its teacher (TINED's initialisation), {setting}\n\nCommand: `{command}`\n\n"
             f"Accuracy in %, mean over seeds, validation / {test}. Arms: `preset`, the preset's student; `random`, "
             "an MLP student of the teacher's width from random weights; `teacher`, the same started from the "
@@ -157,7 +154,7 @@ def main(argv=None) -> int:
                 method, overrides = students_of(args, dataset)
                 key = f"{dataset}/{args.setting}/{method}/{' '.join(overrides)}/s{seed}"
                 if key not in done:
-                    done[key] = seed_row(args, dataset, seed)
+                    done[key] = seed_row(args, dataset, seed, method, overrides)
                     write_json(store, done)
                 blocks.setdefault(dataset, []).append(done[key])
     except (VQGraphError, ValueError) as err:
